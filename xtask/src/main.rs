@@ -1,1 +1,41 @@
-fn main() {}
+//! Weir's developer commands, run as `cargo xtask <command>`.
+//!
+//! * `cargo xtask ci [--quick]` — every check CI runs, in order, with a summary table.
+//! * `cargo xtask bench [--full]` — the benchmarks.
+//! * `cargo xtask tidy` — the layering and source-hygiene checks alone.
+
+mod bench;
+mod ci;
+mod cmd;
+mod tidy;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci::run(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
+        Some("tidy") => tidy::run(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 ci [--quick]    run every check (fmt, clippy, tests on both backends, docs, loom,\n                  \
+                 Miri, Valgrind, cross-platform check, tidy); --quick skips Miri, Valgrind\n                  \
+                 and the cross-platform check\n  \
+                 bench [--full]  run the benchmarks\n  \
+                 tidy            check crate layering and source hygiene"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

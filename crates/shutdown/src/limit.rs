@@ -702,7 +702,11 @@ mod tests {
         let limit = Limit::new(1);
         let mut big = limit.acquire_many(3);
         assert!(poll(&mut big).is_pending());
-        assert_eq!(limit.available(), 0, "the free permit was assigned to the head");
+        assert_eq!(
+            limit.available(),
+            0,
+            "the free permit was assigned to the head"
+        );
         drop(big);
         assert_eq!(limit.available(), 1);
         assert!(limit.try_acquire().is_ok());

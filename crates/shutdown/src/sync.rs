@@ -19,5 +19,7 @@ pub(crate) type SharedStr = std::sync::Arc<str>;
 /// Locks `mutex`, ignoring poisoning: no code in this crate runs user code while holding a lock,
 /// so a poisoned lock only means some other thread panicked, and the data is still consistent.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -106,6 +106,11 @@ struct ChildSlab {
 }
 
 impl ChildSlab {
+    /// The slot the next `insert` will use.
+    fn next_slot(&self) -> usize {
+        self.free.last().copied().unwrap_or(self.slots.len())
+    }
+
     fn insert(&mut self, child: Arc<Node>) -> usize {
         match self.free.pop() {
             Some(slot) => {
@@ -133,7 +138,10 @@ impl ChildSlab {
 
     fn take_all(&mut self) -> Vec<Arc<Node>> {
         self.free = Vec::new();
-        std::mem::take(&mut self.slots).into_iter().flatten().collect()
+        std::mem::take(&mut self.slots)
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     fn len(&self) -> usize {
@@ -178,10 +186,14 @@ impl Token {
                 node: Arc::new(Node::new(true, reason, None)),
             };
         }
-        let child = Arc::new(Node::new(false, None, Some(self.node.clone())));
-        let slot = parent.children.insert(child.clone());
-        // The child is not shared yet, so taking its lock here cannot invert the lock order.
-        lock(&child.state).slot_in_parent = slot;
+        let mut node = Node::new(false, None, Some(self.node.clone()));
+        let slot = parent.children.next_slot();
+        node.state
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .slot_in_parent = slot;
+        let child = Arc::new(node);
+        parent.children.insert(child.clone());
         Token { node: child }
     }
 
@@ -307,7 +319,11 @@ fn unlink_last_handle(node: &Arc<Node>) {
         };
         let mut parent_state = lock(&parent.state);
         let mut state = lock(&node.state);
-        if !state.parent.as_ref().is_some_and(|p| Arc::ptr_eq(p, &parent)) {
+        if !state
+            .parent
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, &parent))
+        {
             // Our parent unlinked itself and moved us meanwhile: start again.
             continue;
         }
@@ -460,11 +476,9 @@ pub struct DropGuard {
 impl DropGuard {
     /// Gives the token back without cancelling it.
     pub fn disarm(mut self) -> Token {
-        match self.token.take() {
-            Some(token) => token,
-            // `token` is only taken here and in `drop`, and both consume the guard.
-            None => Token::new(),
-        }
+        // `token` is only taken here and in `drop`, and both consume the guard, so the default
+        // is never used.
+        self.token.take().unwrap_or_default()
     }
 }
 

@@ -69,7 +69,10 @@ impl WakerSlab {
     pub(crate) fn take_all(&mut self) -> Vec<Waker> {
         self.epoch = self.epoch.wrapping_add(1);
         self.free.clear();
-        std::mem::take(&mut self.slots).into_iter().flatten().collect()
+        std::mem::take(&mut self.slots)
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// How many wakers are parked.

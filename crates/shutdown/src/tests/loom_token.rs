@@ -15,7 +15,10 @@ fn cancel_races_child_creation() {
         };
         let child = parent.child();
         canceller.join().expect("canceller");
-        assert!(child.is_cancelled(), "a child created during cancel missed it");
+        assert!(
+            child.is_cancelled(),
+            "a child created during cancel missed it"
+        );
     });
 }
 
@@ -41,7 +44,11 @@ fn child_drop_races_parent_cancel() {
         let dropper = thread::spawn(move || drop(child));
         parent.cancel();
         dropper.join().expect("dropper");
-        assert_eq!(parent.children_len(), 0, "the dropped child stayed in its parent");
+        assert_eq!(
+            parent.children_len(),
+            0,
+            "the dropped child stayed in its parent"
+        );
     });
 }
 
@@ -54,7 +61,10 @@ fn middle_drop_races_root_cancel_still_reaches_leaf() {
         let dropper = thread::spawn(move || drop(middle));
         root.cancel();
         dropper.join().expect("dropper");
-        assert!(leaf.is_cancelled(), "re-parenting lost the root's cancellation");
+        assert!(
+            leaf.is_cancelled(),
+            "re-parenting lost the root's cancellation"
+        );
     });
 }
 

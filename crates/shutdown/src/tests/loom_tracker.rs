@@ -18,7 +18,10 @@ fn close_races_last_guard_drop() {
         block_on(tracker.wait());
         assert!(tracker.is_empty());
         dropper.join().expect("dropper");
-        assert!(closer.join().expect("closer"), "close ran once and closed it");
+        assert!(
+            closer.join().expect("closer"),
+            "close ran once and closed it"
+        );
     });
 }
 

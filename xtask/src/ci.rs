@@ -1,0 +1,312 @@
+//! `cargo xtask ci`: every check, in order, then a summary table.
+//!
+//! A step whose tool cannot be installed here is reported as `SKIPPED: <reason>`; a step that ran
+//! and failed makes the whole command fail, but the remaining steps still run so that one CI run
+//! shows everything that is wrong.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::cmd::{self, cargo};
+use crate::tidy;
+
+/// The crates whose loom models, Miri runs and Valgrind runs are part of CI.
+const MIRI_CRATES: &[&str] = &["weir-bufpool", "weir-shutdown"];
+/// The ring's syscall-free op-lifecycle state machine, checked by Miri on its own.
+const MIRI_RING_FILTER: &str = "lifecycle";
+const VALGRIND_CRATES: &[&str] = &["weir-ring", "weir-net"];
+const PORTABLE_CRATES: &[&str] = &["weir-reactor", "weir-bufpool", "weir-shutdown", "weir-net"];
+const CROSS_TARGETS: &[&str] = &["x86_64-unknown-freebsd", "aarch64-apple-darwin"];
+/// Suites that run once per backend.
+const BACKEND_SUITES: &[&str] = &["weir-net", "weir-tests"];
+
+enum Outcome {
+    Passed,
+    Failed(String),
+    Skipped(String),
+}
+
+struct Step {
+    name: &'static str,
+    outcome: Outcome,
+    seconds: f64,
+}
+
+pub(crate) fn run(args: &[String]) -> Result<bool> {
+    let quick = args.iter().any(|a| a == "--quick");
+    if let Some(unknown) = args.iter().find(|a| *a != "--quick") {
+        bail!("unknown flag {unknown} (ci takes --quick)");
+    }
+    type StepFn = fn() -> Result<Option<String>>;
+    let all: [(&'static str, StepFn, bool); 9] = [
+        ("fmt", fmt, false),
+        ("clippy", clippy, false),
+        ("test (both backends)", test, false),
+        ("doc", doc, false),
+        ("loom", loom, false),
+        ("miri", miri, true),
+        ("valgrind", valgrind, true),
+        ("cross-platform check", cross_check, true),
+        ("tidy", tidy_step, false),
+    ];
+    let mut steps = Vec::new();
+    for (name, step, slow) in all {
+        eprintln!("\n==== ci: {name} ====");
+        let started = Instant::now();
+        let outcome = if quick && slow {
+            Outcome::Skipped("--quick".into())
+        } else {
+            match step() {
+                Ok(None) => Outcome::Passed,
+                Ok(Some(reason)) => Outcome::Skipped(reason),
+                Err(error) => Outcome::Failed(format!("{error:#}")),
+            }
+        };
+        steps.push(Step {
+            name,
+            outcome,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(summarize(&steps))
+}
+
+fn summarize(steps: &[Step]) -> bool {
+    println!("\nci summary");
+    println!("{:<24} {:>8}  result", "step", "seconds");
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    for step in steps {
+        let result = match &step.outcome {
+            Outcome::Passed => {
+                passed += 1;
+                "ok".to_string()
+            }
+            Outcome::Failed(why) => {
+                failed += 1;
+                format!("FAILED: {why}")
+            }
+            Outcome::Skipped(why) => {
+                skipped += 1;
+                format!("SKIPPED: {why}")
+            }
+        };
+        println!("{:<24} {:>8.1}  {result}", step.name, step.seconds);
+    }
+    let total: f64 = steps.iter().map(|s| s.seconds).sum();
+    println!("{:<24} {:>8.1}", "total", total);
+    println!("ci: {passed} passed, {failed} failed, {skipped} skipped");
+    failed == 0
+}
+
+fn fmt() -> Result<Option<String>> {
+    if !cmd::succeeds("cargo", &["fmt", "--version"]) {
+        cmd::run(std::process::Command::new("rustup").args(["component", "add", "rustfmt"]))?;
+    }
+    cmd::run(cargo().args(["fmt", "--all", "--check"]))?;
+    Ok(None)
+}
+
+fn clippy() -> Result<Option<String>> {
+    if !cmd::succeeds("cargo", &["clippy", "--version"]) {
+        cmd::run(std::process::Command::new("rustup").args(["component", "add", "clippy"]))?;
+    }
+    cmd::run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    Ok(None)
+}
+
+fn test() -> Result<Option<String>> {
+    // Everything once (unit, integration, doc tests) with the default backend choice...
+    cmd::run(cargo().args(["test", "--workspace"]))?;
+    // ...then the socket suites forced onto each backend.
+    for backend in ["uring", "poll"] {
+        let mut command = cargo();
+        command.env("WEIR_BACKEND", backend).args(["test"]);
+        for suite in BACKEND_SUITES {
+            command.args(["--package", suite]);
+        }
+        cmd::run(&mut command)?;
+    }
+    Ok(None)
+}
+
+fn doc() -> Result<Option<String>> {
+    cmd::run(
+        cargo()
+            .env("RUSTDOCFLAGS", "-D warnings")
+            .args(["doc", "--workspace", "--no-deps"]),
+    )?;
+    Ok(None)
+}
+
+/// Crates with loom models: those with a `src/**/tests/loom_*.rs` file.
+fn loom_crates() -> Result<Vec<String>> {
+    let mut crates = Vec::new();
+    for entry in std::fs::read_dir(cmd::root().join("crates"))? {
+        let dir = entry?.path();
+        let mut files = Vec::new();
+        tidy::rust_files(&dir.join("src"), &mut files)?;
+        let has_models = files.iter().any(|f| {
+            f.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("loom_"))
+        });
+        if has_models {
+            let name = dir
+                .file_name()
+                .context("crate folder has no name")?
+                .to_string_lossy()
+                .into_owned();
+            crates.push(format!("weir-{name}"));
+        }
+    }
+    crates.sort();
+    Ok(crates)
+}
+
+fn loom() -> Result<Option<String>> {
+    let crates = loom_crates()?;
+    if crates.is_empty() {
+        bail!("no crate has loom models, but the design requires them");
+    }
+    let mut command = cargo();
+    // `weir_loom` is Weir's own cfg, so dependencies never see loom switched on. A separate target
+    // folder keeps these flags from invalidating the normal build.
+    command
+        .env("RUSTFLAGS", "--cfg weir_loom -C debug-assertions")
+        .env("LOOM_MAX_PREEMPTIONS", "2")
+        .args(["test", "--release", "--target-dir"])
+        .arg(cmd::root().join("target/loom"));
+    for name in &crates {
+        command.args(["--package", name]);
+    }
+    command.args(["--lib", "loom_"]);
+    cmd::run(&mut command)?;
+    Ok(None)
+}
+
+fn miri() -> Result<Option<String>> {
+    if let Err(reason) = cmd::ensure_miri() {
+        return Ok(Some(reason));
+    }
+    let target_dir = cmd::root().join("target/miri");
+    let mut command = cargo();
+    command
+        .env("MIRIFLAGS", "-Zmiri-strict-provenance")
+        .args(["+nightly", "miri", "test", "--target-dir"])
+        .arg(&target_dir);
+    for name in MIRI_CRATES {
+        command.args(["--package", name]);
+    }
+    command.arg("--lib");
+    cmd::run(&mut command)?;
+    if has_lib_tests_named("weir-ring", MIRI_RING_FILTER) {
+        cmd::run(
+            cargo()
+                .env("MIRIFLAGS", "-Zmiri-strict-provenance")
+                .args(["+nightly", "miri", "test", "--target-dir"])
+                .arg(&target_dir)
+                .args(["--package", "weir-ring", "--lib", MIRI_RING_FILTER]),
+        )?;
+    }
+    Ok(None)
+}
+
+/// `true` if `crate_name`'s sources mention a module called `filter` (its tests live there).
+fn has_lib_tests_named(crate_name: &str, filter: &str) -> bool {
+    let folder = crate_name.trim_start_matches("weir-");
+    let mut files = Vec::new();
+    let _ = tidy::rust_files(
+        &cmd::root().join("crates").join(folder).join("src"),
+        &mut files,
+    );
+    files
+        .iter()
+        .any(|f| f.file_stem().is_some_and(|s| s.to_string_lossy() == filter))
+}
+
+fn valgrind() -> Result<Option<String>> {
+    if let Err(reason) = cmd::ensure_apt_program("valgrind", "valgrind") {
+        return Ok(Some(reason));
+    }
+    let mut build = cargo();
+    build.args(["test", "--no-run", "--message-format=json"]);
+    for name in VALGRIND_CRATES {
+        build.args(["--package", name]);
+    }
+    let messages = cmd::output(&mut build)?;
+    let mut binaries = Vec::new();
+    for line in messages.lines() {
+        let Ok(message) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if message["reason"] != "compiler-artifact" || message["profile"]["test"] != true {
+            continue;
+        }
+        if let Some(exe) = message["executable"].as_str() {
+            binaries.push(exe.to_string());
+        }
+    }
+    if binaries.is_empty() {
+        bail!("no test binaries were built for {VALGRIND_CRATES:?}");
+    }
+    for binary in binaries {
+        let name = Path::new(&binary)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        cmd::run(
+            std::process::Command::new("valgrind")
+                .current_dir(cmd::root())
+                .env("WEIR_UNDER_VALGRIND", "1")
+                .args([
+                    "--error-exitcode=1",
+                    "--quiet",
+                    "--leak-check=full",
+                    "--errors-for-leak-kinds=definite",
+                    "--track-fds=no",
+                ])
+                .arg(&binary)
+                .args(["--test-threads=1"]),
+        )
+        .with_context(|| format!("valgrind found errors in {name}"))?;
+    }
+    Ok(None)
+}
+
+fn cross_check() -> Result<Option<String>> {
+    let mut skipped = Vec::new();
+    for target in CROSS_TARGETS {
+        if let Err(reason) = cmd::ensure_rust_target(target) {
+            skipped.push(reason);
+            continue;
+        }
+        let mut command = cargo();
+        command.args(["check", "--target", target]);
+        for name in PORTABLE_CRATES {
+            command.args(["--package", name]);
+        }
+        cmd::run(&mut command)?;
+    }
+    if skipped.is_empty() {
+        Ok(None)
+    } else {
+        Ok(Some(skipped.join("; ")))
+    }
+}
+
+fn tidy_step() -> Result<Option<String>> {
+    if tidy::run()? {
+        Ok(None)
+    } else {
+        bail!("tidy found problems (listed above)")
+    }
+}
