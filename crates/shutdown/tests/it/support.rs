@@ -15,7 +15,7 @@ impl Wake for ThreadWaker {
 }
 
 /// The smallest executor there is: poll on this thread, park between wake-ups.
-pub fn block_on<F: Future>(fut: F) -> F::Output {
+pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
     let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
     let mut cx = Context::from_waker(&waker);
     let mut fut = pin!(fut);
@@ -28,6 +28,6 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
 }
 
 /// Polls once with a waker that does nothing.
-pub fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
+pub(crate) fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
     std::pin::Pin::new(fut).poll(&mut Context::from_waker(Waker::noop()))
 }
