@@ -1,0 +1,44 @@
+//! Memory stays at the configured cap over millions of acquire/release cycles.
+
+use weir_bufpool::Config;
+
+/// A tiny deterministic generator, so the churn is reproducible.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn ten_million_cycles_stay_at_the_cap() {
+    const CAP: usize = 256;
+    let pool = Config::new(1024, 64)
+        .max_buffers(CAP)
+        .growth_chunk(64)
+        .build()
+        .expect("config");
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    // Buffers held for a random number of steps: a ring of slots, each released when reused.
+    let mut held: Vec<Option<weir_bufpool::Buf>> = (0..CAP).map(|_| None).collect();
+    let cycles = if cfg!(debug_assertions) { 2_000_000 } else { 10_000_000 };
+    for _ in 0..cycles {
+        let slot = (rng.next() as usize) % CAP;
+        held[slot] = None;
+        if rng.next() % 4 != 0 {
+            held[slot] = pool.try_get();
+            assert!(held[slot].is_some(), "a free buffer must exist: at most CAP are held");
+        }
+    }
+    let stats = pool.stats();
+    assert!(stats.capacity <= CAP, "grew beyond the cap: {stats:?}");
+    assert!(stats.high_water <= CAP);
+    drop(held);
+    let stats = pool.stats();
+    assert_eq!(stats.in_use, 0);
+    assert_eq!(stats.free, stats.capacity);
+}
