@@ -52,7 +52,10 @@ fn main() {
         "weir-bufpool micro benchmark ({} iterations x {ROUNDS} rounds, best round)",
         iterations()
     );
-    println!("{:<46} {:>9} {:>9} {:>9}", "operation (ns/op)", "pool", "malloc", "ratio");
+    println!(
+        "{:<46} {:>9} {:>9} {:>9}",
+        "operation (ns/op)", "pool", "malloc", "ratio"
+    );
     for size in [4096usize, 16 * 1024, 64 * 1024] {
         let pool = Config::new(size, 1024).build().expect("config");
         row(

@@ -90,9 +90,12 @@ impl Buf {
     /// the kernel (a provided buffer ring) and later rebuilt with
     /// [`Pool::from_raw`](crate::Pool::from_raw). The pool counts it as in use until then.
     pub fn into_raw(self) -> u16 {
-        let id = self.id;
-        std::mem::forget(self);
-        id
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so moving its pool handle out is the
+        // only read of that field; dropping the handle keeps the pool's reference count right
+        // (`from_raw` takes a new one), while the id stays checked out.
+        drop(unsafe { std::ptr::read(&this.shared) });
+        this.id
     }
 }
 

@@ -3,7 +3,7 @@
 //! # Layout
 //!
 //! ```text
-//!  head: u64 = [ tag : 32 bits ][ id of the top buffer, or EMPTY : 32 bits ]
+//!  head: u64 = [ tag : 31 bits ][ waiters : 1 bit ][ id of the top buffer, or EMPTY : 32 bits ]
 //!  next: [u32; max buffers]      next[id] = the id below `id` while `id` is on the stack
 //! ```
 //!
@@ -11,18 +11,32 @@
 //! while the top buffer was popped and pushed back (the ABA problem), fails its
 //! compare-and-swap instead of installing a stale `next`. Ids are plain integers, so a stale
 //! read of `next` is harmless: it is only used if the tag proves nothing changed.
+//!
+//! The `waiters` bit lives in the same word so that "the list is empty, I will wait" and "I
+//! pushed a buffer" are ordered by one atomic variable: a waiter sets the bit only by an exchange
+//! that also proves the list empty, and every push reports whether the bit was set. Either the
+//! push comes first (the waiter sees the buffer) or the bit does (the pusher serves the waiter):
+//! no wake-up is lost, under any memory model.
 
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 const EMPTY: u32 = u32::MAX;
+const WAITERS: u32 = 1;
+const TAG_ONE: u32 = 2;
 
 pub(crate) struct FreeList {
     head: AtomicU64,
     next: Box<[AtomicU32]>,
 }
 
+/// `tag` holds the tag in its upper 31 bits and the waiters bit in bit 0.
 fn pack(tag: u32, id: u32) -> u64 {
     (u64::from(tag) << 32) | u64::from(id)
+}
+
+/// The next tag, keeping the waiters bit.
+fn bump(tag: u32) -> u32 {
+    tag.wrapping_add(TAG_ONE)
 }
 
 fn unpack(word: u64) -> (u32, u32) {
@@ -39,13 +53,11 @@ impl FreeList {
         }
     }
 
-    /// Pushes `id`, which the caller owns and which is not on the list.
+    /// Pushes `id`, which the caller owns and which is not on the list. Returns `true` if
+    /// waiters were flagged, so the caller must serve them.
     ///
-    /// The successful exchange is `SeqCst`: together with the `SeqCst` load of the waiter count
-    /// that follows it in `Shared::release`, it forms the store-load pair that guarantees a
-    /// waiter either sees this id or is seen by the releaser (no lost wake-up). It also
-    /// releases the buffer's contents to whoever pops it.
-    pub(crate) fn push(&self, id: u16) {
+    /// The exchange is `AcqRel`: it releases the buffer's contents to whoever pops it.
+    pub(crate) fn push(&self, id: u16) -> bool {
         let id = u32::from(id);
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
@@ -54,8 +66,38 @@ impl FreeList {
             self.next[id as usize].store(top, Ordering::Relaxed);
             match self.head.compare_exchange_weak(
                 head,
-                pack(tag.wrapping_add(1), id),
-                Ordering::SeqCst,
+                pack(bump(tag), id),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return tag & WAITERS != 0,
+                Err(actual) => head = actual,
+            }
+        }
+    }
+
+    /// Pops an id, if any; the caller then owns it.
+    pub(crate) fn pop(&self) -> Option<u16> {
+        self.pop_or_flag(false)
+    }
+
+    /// Pops an id or, if the list is empty, sets the waiters bit in the same exchange.
+    pub(crate) fn pop_or_flag_waiters(&self) -> Option<u16> {
+        self.pop_or_flag(true)
+    }
+
+    /// Clears the waiters bit (the caller holds the waiter queue's lock and it is empty).
+    pub(crate) fn clear_waiters(&self) {
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            let (tag, top) = unpack(head);
+            if tag & WAITERS == 0 {
+                return;
+            }
+            match self.head.compare_exchange_weak(
+                head,
+                pack(bump(tag) & !WAITERS, top),
+                Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return,
@@ -64,21 +106,34 @@ impl FreeList {
         }
     }
 
-    /// Pops an id, if any; the caller then owns it.
-    pub(crate) fn pop(&self) -> Option<u16> {
-        // Acquire (and SeqCst on success, pairing with `push`): the popper sees the `next` link
-        // and the buffer contents written before the push.
+    fn pop_or_flag(&self, flag_if_empty: bool) -> Option<u16> {
+        // Acquire (on load, failure and success, pairing with `push`): the popper sees the `next`
+        // link and the buffer contents written before the push.
         let mut head = self.head.load(Ordering::Acquire);
         loop {
             let (tag, top) = unpack(head);
             if top == EMPTY {
-                return None;
+                if !flag_if_empty || tag & WAITERS != 0 {
+                    return None;
+                }
+                match self.head.compare_exchange_weak(
+                    head,
+                    pack(bump(tag) | WAITERS, EMPTY),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return None,
+                    Err(actual) => {
+                        head = actual;
+                        continue;
+                    }
+                }
             }
             let below = self.next[top as usize].load(Ordering::Relaxed);
             match self.head.compare_exchange_weak(
                 head,
-                pack(tag.wrapping_add(1), below),
-                Ordering::SeqCst,
+                pack(bump(tag), below),
+                Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
                 // `top` came from a push of a `u16`.

@@ -81,7 +81,9 @@ impl Config {
             return Err(Error::TooManyBuffers { requested: max });
         }
         if self.buffer_size == 0 || self.buffers == 0 {
-            return Err(Error::InvalidConfig("buffer size and count must be non-zero"));
+            return Err(Error::InvalidConfig(
+                "buffer size and count must be non-zero",
+            ));
         }
         if self.buffer_size > u32::MAX as usize {
             return Err(Error::InvalidConfig("a buffer is at most 4 GiB"));
@@ -99,7 +101,6 @@ impl Config {
             allocated: AtomicUsize::new(0),
             growth: Mutex::new(0),
             waiters: Mutex::new(Waiters::default()),
-            waiting: AtomicUsize::new(0),
             in_use: AtomicUsize::new(0),
             high_water: AtomicUsize::new(0),
             waits: AtomicUsize::new(0),
@@ -148,9 +149,9 @@ pub(crate) struct Shared {
     allocated: AtomicUsize,
     /// Serialises growth; holds the number of regions allocated.
     growth: Mutex<usize>,
+    /// Futures waiting for a buffer; non-empty exactly while the free list's waiters bit is set
+    /// (both change under this lock).
     waiters: Mutex<Waiters>,
-    /// Waiters queued and not yet served; read by every release (see `release`).
-    waiting: AtomicUsize,
     in_use: AtomicUsize,
     high_water: AtomicUsize,
     waits: AtomicUsize,
@@ -307,10 +308,7 @@ impl Shared {
         let now = self.in_use.fetch_add(1, Ordering::Relaxed) + 1;
         self.high_water.fetch_max(now, Ordering::Relaxed);
         // Every id on the free list or handed out by growth has an allocated region.
-        let ptr = self
-            .regions
-            .buffer(id)
-            .unwrap_or(NonNull::dangling());
+        let ptr = self.regions.buffer(id).unwrap_or(NonNull::dangling());
         Buf::new(shared.clone(), ptr, id, 0)
     }
 
@@ -351,11 +349,9 @@ impl Shared {
     /// Returns buffer `id` to the pool: straight to the oldest waiter if there is one.
     pub(crate) fn release(&self, id: u16) {
         self.in_use.fetch_sub(1, Ordering::Relaxed);
-        // SeqCst: with the waiter's SeqCst increment of `waiting` before its own pop, this forms
-        // a store-load pair (push, then load `waiting` here; increment, then pop there): at
-        // least one side sees the other, so a waiter never sleeps next to a free buffer.
-        self.free.push(id);
-        if self.waiting.load(Ordering::SeqCst) > 0 {
+        // The push reports the waiters bit from the same atomic word a waiter sets it in, so
+        // either the waiter saw this buffer or this release sees the waiter.
+        if self.free.push(id) {
             self.serve_waiters();
         }
     }
@@ -368,10 +364,12 @@ impl Shared {
             while let Some(&front) = waiters.queue.front() {
                 let Some(id) = self.free.pop() else { break };
                 waiters.queue.pop_front();
-                self.waiting.fetch_sub(1, Ordering::SeqCst);
                 let slot = &mut waiters.slots[front];
                 slot.assigned = Some(id);
                 wakers.extend(slot.waker.take());
+            }
+            if waiters.queue.is_empty() {
+                self.free.clear_waiters();
             }
         }
         wakers.into_iter().for_each(Waker::wake);
@@ -420,10 +418,16 @@ impl Future for Get {
             }
             return Poll::Pending;
         }
-        // SeqCst: see `Shared::release`. Announce ourselves, then look once more.
-        shared.waiting.fetch_add(1, Ordering::SeqCst);
-        if let Some(id) = shared.free.pop().or_else(|| shared.grow()) {
-            shared.waiting.fetch_sub(1, Ordering::SeqCst);
+        // Growth first (it only adds buffers), then pop or flag ourselves in one exchange: see
+        // `Shared::release`.
+        if let Some(id) = shared.grow() {
+            drop(waiters);
+            return Poll::Ready(shared.hand_out(shared, id));
+        }
+        if let Some(id) = shared.free.pop_or_flag_waiters() {
+            if waiters.queue.is_empty() {
+                shared.free.clear_waiters();
+            }
             drop(waiters);
             return Poll::Ready(shared.hand_out(shared, id));
         }
@@ -454,7 +458,9 @@ impl Drop for Get {
         if assigned.is_none() {
             if let Some(position) = waiters.queue.iter().position(|&i| i == index) {
                 waiters.queue.remove(position);
-                shared.waiting.fetch_sub(1, Ordering::SeqCst);
+            }
+            if waiters.queue.is_empty() {
+                shared.free.clear_waiters();
             }
         }
         waiters.free_slots.push(index);
@@ -499,11 +505,18 @@ mod tests {
 
     #[test]
     fn growth_stops_at_the_cap() {
-        let pool = Config::new(16, 2).max_buffers(5).growth_chunk(2).build().expect("config");
+        let pool = Config::new(16, 2)
+            .max_buffers(5)
+            .growth_chunk(2)
+            .build()
+            .expect("config");
         let bufs: Vec<Buf> = std::iter::from_fn(|| pool.try_get()).collect();
         assert_eq!(bufs.len(), 5);
         let stats = pool.stats();
-        assert_eq!((stats.capacity, stats.growth_events, stats.high_water), (5, 2, 5));
+        assert_eq!(
+            (stats.capacity, stats.growth_events, stats.high_water),
+            (5, 2, 5)
+        );
         assert_eq!(pool.regions().len(), 3);
     }
 
@@ -513,8 +526,14 @@ mod tests {
             Config::new(16, 70_000).build().err(),
             Some(Error::TooManyBuffers { requested: 70_000 })
         );
-        assert!(matches!(Config::new(0, 1).build(), Err(Error::InvalidConfig(_))));
-        assert!(matches!(Config::new(16, 1).align(3).build(), Err(Error::InvalidConfig(_))));
+        assert!(matches!(
+            Config::new(0, 1).build(),
+            Err(Error::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            Config::new(16, 1).align(3).build(),
+            Err(Error::InvalidConfig(_))
+        ));
     }
 
     #[test]
@@ -529,11 +548,12 @@ mod tests {
         assert_eq!(&back[..], b"abc");
         drop(back);
         assert_eq!(pool.stats().in_use, 0);
-        // SAFETY: the calls fail before any `Buf` is built.
-        unsafe {
-            assert_eq!(pool.from_raw(9, 0).err(), Some(Error::UnknownId(9)));
-            assert!(matches!(pool.from_raw(0, 65), Err(Error::LengthOutOfRange { .. })));
-        }
+        // SAFETY: an id the pool never allocated: the call fails before any `Buf` is built.
+        let unknown = unsafe { pool.from_raw(9, 0) };
+        assert_eq!(unknown.err(), Some(Error::UnknownId(9)));
+        // SAFETY: a length beyond the capacity: the call fails before any `Buf` is built.
+        let too_long = unsafe { pool.from_raw(0, 65) };
+        assert!(matches!(too_long, Err(Error::LengthOutOfRange { .. })));
     }
 
     #[test]

@@ -41,14 +41,20 @@ impl Regions {
         }
         let stride = buffer_size
             .checked_next_multiple_of(align)
-            .ok_or(Error::InvalidConfig("buffer size overflows with this alignment"))?;
+            .ok_or(Error::InvalidConfig(
+                "buffer size overflows with this alignment",
+            ))?;
         stride
             .checked_mul(per_region)
             .filter(|bytes| *bytes <= isize::MAX as usize)
-            .ok_or(Error::InvalidConfig("a region would exceed the address space"))?;
+            .ok_or(Error::InvalidConfig(
+                "a region would exceed the address space",
+            ))?;
         let count = max_buffers.div_ceil(per_region);
         Ok(Regions {
-            slots: (0..count).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
+            slots: (0..count)
+                .map(|_| AtomicPtr::new(ptr::null_mut()))
+                .collect(),
             per_region,
             stride,
             align,

@@ -52,7 +52,9 @@ fn dropped_waiter_passes_a_racing_release_on() {
         };
         {
             let mut abandoned = pin!(pool.get());
-            let _ = abandoned.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+            let _ = abandoned
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()));
             drop(buf);
         }
         waiter.join().expect("waiter");

@@ -25,13 +25,20 @@ fn ten_million_cycles_stay_at_the_cap() {
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     // Buffers held for a random number of steps: a ring of slots, each released when reused.
     let mut held: Vec<Option<weir_bufpool::Buf>> = (0..CAP).map(|_| None).collect();
-    let cycles = if cfg!(debug_assertions) { 2_000_000 } else { 10_000_000 };
+    let cycles = if cfg!(debug_assertions) {
+        2_000_000
+    } else {
+        10_000_000
+    };
     for _ in 0..cycles {
         let slot = (rng.next() as usize) % CAP;
         held[slot] = None;
         if rng.next() % 4 != 0 {
             held[slot] = pool.try_get();
-            assert!(held[slot].is_some(), "a free buffer must exist: at most CAP are held");
+            assert!(
+                held[slot].is_some(),
+                "a free buffer must exist: at most CAP are held"
+            );
         }
     }
     let stats = pool.stats();
