@@ -198,10 +198,10 @@ fn miri() -> Result<Option<String>> {
         return Ok(Some(reason));
     }
     let target_dir = cmd::root().join("target/miri");
-    let mut command = cargo();
+    let mut command = cmd::nightly_cargo();
     command
         .env("MIRIFLAGS", "-Zmiri-strict-provenance")
-        .args(["+nightly", "miri", "test", "--target-dir"])
+        .args(["miri", "test", "--target-dir"])
         .arg(&target_dir);
     for name in MIRI_CRATES {
         command.args(["--package", name]);
@@ -210,9 +210,9 @@ fn miri() -> Result<Option<String>> {
     cmd::run(&mut command)?;
     if has_lib_tests_named("weir-ring", MIRI_RING_FILTER) {
         cmd::run(
-            cargo()
+            cmd::nightly_cargo()
                 .env("MIRIFLAGS", "-Zmiri-strict-provenance")
-                .args(["+nightly", "miri", "test", "--target-dir"])
+                .args(["miri", "test", "--target-dir"])
                 .arg(&target_dir)
                 .args(["--package", "weir-ring", "--lib", MIRI_RING_FILTER]),
         )?;

@@ -22,6 +22,17 @@ pub(crate) fn cargo() -> Command {
     command
 }
 
+/// `cargo` from the nightly toolchain (for Miri), run from the workspace root through rustup.
+pub(crate) fn nightly_cargo() -> Command {
+    let mut command = Command::new("rustup");
+    command
+        .current_dir(root())
+        .env_remove("CARGO")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .args(["run", "nightly", "cargo"]);
+    command
+}
+
 /// Runs `command`, echoing it, and fails if it exits non-zero.
 pub(crate) fn run(command: &mut Command) -> Result<()> {
     eprintln!("$ {}", describe(command));
@@ -98,7 +109,7 @@ pub(crate) fn ensure_rust_target(target: &str) -> Result<(), String> {
 
 /// Makes sure a nightly toolchain with Miri is installed; returns why not if it can't be.
 pub(crate) fn ensure_miri() -> Result<(), String> {
-    if succeeds("cargo", &["+nightly", "miri", "--version"]) {
+    if succeeds("rustup", &["run", "nightly", "cargo", "miri", "--version"]) {
         return Ok(());
     }
     eprintln!("$ rustup toolchain install nightly --profile minimal --component miri,rust-src");
@@ -124,7 +135,7 @@ pub(crate) fn ensure_miri() -> Result<(), String> {
             "nightly",
         ],
     );
-    if installed && succeeds("cargo", &["+nightly", "miri", "--version"]) {
+    if installed && succeeds("rustup", &["run", "nightly", "cargo", "miri", "--version"]) {
         Ok(())
     } else {
         Err("nightly Miri could not be installed with rustup".into())

@@ -1,0 +1,492 @@
+//! The reactor: a poller, the registered sources, the timers, and the turn that drives them.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, AsRawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use polling::{Event, Events, PollMode, Poller};
+
+use crate::notify::{Coalescer, Notifier, NotifyShared, PollerHandle};
+use crate::readiness::{Direction, ReadyEvent, ScheduledIo};
+use crate::sync::{Arc, AtomicU64, Mutex, Ordering, lock};
+use crate::timer::{TimerKey, TimerState, Timers};
+
+/// The most events one `turn` takes from the poller; more wait for the next turn.
+const EVENT_BATCH: usize = 1024;
+
+/// Counters a benchmark or a test can read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Calls into the poller's wait (`epoll_wait`, `kevent`, ...).
+    pub waits: u64,
+    /// Readiness events received.
+    pub events: u64,
+    /// Wakers woken by readiness or timers.
+    pub wakeups: u64,
+    /// Timers fired.
+    pub timers_fired: u64,
+    /// `Notifier::notify` calls, and the wake-ups they actually cost.
+    pub notifies_requested: u64,
+    /// Wake-up syscalls performed for notifications.
+    pub notifies_delivered: u64,
+    /// Re-arming calls (oneshot platforms only; zero with edge-triggered polling).
+    pub rearms: u64,
+}
+
+/// A readiness reactor for one thread: epoll on Linux, kqueue on the BSDs and macOS, event ports
+/// on illumos (through `polling`).
+///
+/// # Mode
+///
+/// Sources are registered **edge-triggered** where the platform supports it (epoll, kqueue):
+/// the kernel reports a transition once, the reactor remembers it in the source's readiness
+/// word, and a task clears it only after its syscall returned `EAGAIN`. A socket with a
+/// persistent error or a hang-up is reported once, so the reactor never spins on it; the task
+/// sees the condition in its next syscall. Elsewhere the reactor falls back to oneshot mode and
+/// re-arms when a task parks.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::os::unix::net::UnixStream;
+/// use std::time::Duration;
+/// use weir_reactor::Reactor;
+///
+/// let reactor = Reactor::new().expect("poller");
+/// let (a, mut b) = UnixStream::pair().expect("socketpair");
+/// a.set_nonblocking(true).expect("nonblocking");
+/// let a = reactor.register(a).expect("register");
+///
+/// b.write_all(b"hi").expect("write");
+/// reactor.turn(Some(Duration::from_secs(1))).expect("turn");
+/// let mut buf = [0; 2];
+/// let n = a.try_io(weir_reactor::Direction::Read, |s| (&*s).read(&mut buf)).expect("ready");
+/// assert_eq!(&buf[..n], b"hi");
+/// ```
+pub struct Reactor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    poller: Arc<PollerHandle>,
+    mode: PollMode,
+    sources: Mutex<Sources>,
+    timers: Mutex<Timers<Option<Waker>>>,
+    /// Only `turn` takes it: the event buffer and the scratch list of sources to wake.
+    turn_state: Mutex<TurnState>,
+    notify: Arc<NotifyShared>,
+    waits: AtomicU64,
+    events: AtomicU64,
+    wakeups: AtomicU64,
+    rearms: AtomicU64,
+}
+
+#[derive(Default)]
+struct Sources {
+    slots: Vec<Option<Arc<ScheduledIo>>>,
+    free: Vec<usize>,
+}
+
+struct TurnState {
+    events: Events,
+    ready: Vec<(Arc<ScheduledIo>, bool, bool)>,
+    wakers: Vec<Waker>,
+}
+
+impl Reactor {
+    /// Creates a reactor with its own poller.
+    ///
+    /// # Errors
+    ///
+    /// The poller could not be created (`epoll_create1`/`kqueue` failed, e.g. `EMFILE`).
+    pub fn new() -> io::Result<Self> {
+        let poller = Poller::new()?;
+        let mode = if poller.supports_edge() {
+            PollMode::Edge
+        } else {
+            PollMode::Oneshot
+        };
+        let poller = Arc::new(PollerHandle(poller));
+        let notify = Arc::new(NotifyShared {
+            coalescer: Coalescer::default(),
+            requested: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            poller: poller.clone(),
+        });
+        Ok(Reactor {
+            inner: Arc::new(Inner {
+                poller,
+                mode,
+                sources: Mutex::new(Sources::default()),
+                timers: Mutex::new(Timers::new()),
+                turn_state: Mutex::new(TurnState {
+                    events: Events::with_capacity(
+                        NonZeroUsize::new(EVENT_BATCH).unwrap_or(NonZeroUsize::MIN),
+                    ),
+                    ready: Vec::new(),
+                    wakers: Vec::new(),
+                }),
+                notify,
+                waits: AtomicU64::new(0),
+                events: AtomicU64::new(0),
+                wakeups: AtomicU64::new(0),
+                rearms: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Registers `io` (which must already be non-blocking) for both directions.
+    ///
+    /// The registration owns `io`: it is deleted from the poller before `io` — and its
+    /// descriptor — is dropped, so a closed or reused descriptor can never be left behind in
+    /// the poller.
+    ///
+    /// # Errors
+    ///
+    /// The poller refused the descriptor (`epoll_ctl`/`kevent` failed).
+    pub fn register<T: AsFd>(&self, io: T) -> io::Result<Registration<T>> {
+        let scheduled = Arc::new(ScheduledIo::default());
+        let key = {
+            let mut sources = lock(&self.inner.sources);
+            match sources.free.pop() {
+                Some(key) => {
+                    sources.slots[key] = Some(scheduled.clone());
+                    key
+                }
+                None => {
+                    sources.slots.push(Some(scheduled.clone()));
+                    sources.slots.len() - 1
+                }
+            }
+        };
+        let raw = io.as_fd().as_raw_fd();
+        // SAFETY: `polling` requires the source to be deleted before it is closed. The
+        // `Registration` owns `io` (and so its descriptor) and deletes the source in its `Drop`
+        // and `into_inner` before `io` can be dropped or handed back.
+        let added = unsafe {
+            self.inner
+                .poller
+                .0
+                .add_with_mode(raw, Event::all(key), self.inner.mode)
+        };
+        if let Err(error) = added {
+            self.inner.release_key(key);
+            return Err(error);
+        }
+        Ok(Registration {
+            io: Some(io),
+            key,
+            scheduled,
+            inner: self.inner.clone(),
+        })
+    }
+
+    /// Waits for readiness events (up to `timeout`, or the next timer, whichever is first),
+    /// wakes the tasks they concern, fires due timers, and returns how many wakers were woken.
+    ///
+    /// `Some(Duration::ZERO)` polls without blocking; `None` waits until an event, a timer or a
+    /// [`Notifier`]. Interruptions by signals (`EINTR`) are retried, never returned.
+    ///
+    /// # Errors
+    ///
+    /// The poller failed (`epoll_wait`/`kevent` returned an error other than `EINTR`).
+    pub fn turn(&self, timeout: Option<Duration>) -> io::Result<usize> {
+        let inner = &*self.inner;
+        let mut turn = lock(&inner.turn_state);
+        let turn = &mut *turn;
+        let now = Instant::now();
+        let timeout = match lock(&inner.timers).next_deadline() {
+            Some(deadline) => {
+                let until_timer = deadline.saturating_duration_since(now);
+                Some(timeout.map_or(until_timer, |t| t.min(until_timer)))
+            }
+            None => timeout,
+        };
+        turn.events.clear();
+        inner.waits.fetch_add(1, Ordering::Relaxed);
+        let count = loop {
+            match inner.poller.0.wait(&mut turn.events, timeout) {
+                Ok(count) => break count,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            }
+        };
+        // Notifications before this point are served by this turn; later ones wake the next.
+        inner.notify.coalescer.clear();
+        inner.events.fetch_add(count as u64, Ordering::Relaxed);
+        {
+            let sources = lock(&inner.sources);
+            for event in turn.events.iter() {
+                if let Some(Some(scheduled)) = sources.slots.get(event.key) {
+                    turn.ready
+                        .push((scheduled.clone(), event.readable, event.writable));
+                }
+            }
+        }
+        let mut woken = 0;
+        for (scheduled, readable, writable) in turn.ready.drain(..) {
+            woken += scheduled.set_readiness(readable, writable);
+        }
+        {
+            let mut timers = lock(&inner.timers);
+            timers.fire_due(Instant::now(), |waker| turn.wakers.extend(waker));
+        }
+        woken += turn.wakers.len();
+        turn.wakers.drain(..).for_each(Waker::wake);
+        inner.wakeups.fetch_add(woken as u64, Ordering::Relaxed);
+        Ok(woken)
+    }
+
+    /// A handle that wakes this reactor from any thread.
+    pub fn notifier(&self) -> Notifier {
+        Notifier {
+            shared: self.inner.notify.clone(),
+        }
+    }
+
+    /// A future that resolves at `deadline`; dropping it cancels the timer.
+    pub fn sleep_until(&self, deadline: Instant) -> Sleep {
+        Sleep {
+            inner: self.inner.clone(),
+            deadline,
+            key: None,
+        }
+    }
+
+    /// Timers pending now.
+    pub fn timers_pending(&self) -> usize {
+        lock(&self.inner.timers).len()
+    }
+
+    /// Sources registered now.
+    pub fn registrations(&self) -> usize {
+        let sources = lock(&self.inner.sources);
+        sources.slots.len() - sources.free.len()
+    }
+
+    /// A snapshot of the counters.
+    pub fn counters(&self) -> Counters {
+        let inner = &self.inner;
+        Counters {
+            waits: inner.waits.load(Ordering::Relaxed),
+            events: inner.events.load(Ordering::Relaxed),
+            wakeups: inner.wakeups.load(Ordering::Relaxed),
+            timers_fired: lock(&inner.timers).fired_total(),
+            notifies_requested: inner.notify.requested.load(Ordering::Relaxed),
+            notifies_delivered: inner.notify.delivered.load(Ordering::Relaxed),
+            rearms: inner.rearms.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Inner {
+    fn release_key(&self, key: usize) {
+        let mut sources = lock(&self.sources);
+        if let Some(slot) = sources.slots.get_mut(key) {
+            if slot.take().is_some() {
+                sources.free.push(key);
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reactor")
+            .field("mode", &self.inner.mode)
+            .field("registrations", &self.registrations())
+            .field("counters", &self.counters())
+            .finish()
+    }
+}
+
+/// An I/O object registered with a [`Reactor`]; owns it, and deregisters before dropping it.
+pub struct Registration<T: AsFd> {
+    /// `Some` until `into_inner` or `drop` takes it, after deleting it from the poller.
+    io: Option<T>,
+    key: usize,
+    scheduled: Arc<ScheduledIo>,
+    inner: Arc<Inner>,
+}
+
+impl<T: AsFd> Registration<T> {
+    /// The registered object, for syscalls.
+    pub fn get_ref(&self) -> &T {
+        // `io` is only `None` inside `into_inner`/`drop`, after which `self` is gone.
+        self.io.as_ref().unwrap_or_else(|| unreachable_io())
+    }
+
+    /// Ready in `direction`, or parks the task's waker until it is.
+    pub fn poll_ready(&self, direction: Direction, cx: &mut Context<'_>) -> Poll<ReadyEvent> {
+        let poll = self.scheduled.poll_ready(direction, cx);
+        if poll.is_pending() && self.inner.mode != PollMode::Edge {
+            // Oneshot platforms disarm a source after each event: arm it again now that a task
+            // waits. A failure only means the next event is missed by this source; it surfaces
+            // as the task's next syscall error.
+            let fd = self.get_ref().as_fd();
+            let _ = self
+                .inner
+                .poller
+                .0
+                .modify_with_mode(fd, Event::all(self.key), self.inner.mode);
+            self.inner.rearms.fetch_add(1, Ordering::Relaxed);
+        }
+        poll
+    }
+
+    /// Forgets the readiness `event` reported, after the syscall returned `EAGAIN`; a newer
+    /// event that arrived meanwhile is kept.
+    pub fn clear_readiness(&self, event: ReadyEvent) {
+        self.scheduled.clear_readiness(event);
+    }
+
+    /// Runs `op` if the source is ready in `direction`: `EAGAIN` clears the readiness and comes
+    /// back as `WouldBlock`; anything else is returned as is.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` if the source is not ready (or `op` found it was not); `op`'s own errors.
+    pub fn try_io<R>(&self, direction: Direction, op: impl FnOnce(&T) -> io::Result<R>) -> io::Result<R> {
+        let Poll::Ready(event) = self.scheduled.poll_ready(direction, &mut Context::from_waker(Waker::noop())) else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        match op(self.get_ref()) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                self.clear_readiness(event);
+                Err(error)
+            }
+            result => result,
+        }
+    }
+
+    /// Waits until `op` succeeds or fails with something other than `EAGAIN`: the readiness
+    /// loop every non-blocking socket operation needs.
+    ///
+    /// Cancel safety: dropping the future between attempts loses nothing; `op` is only ever
+    /// called when the source reported readiness.
+    pub async fn io<R>(&self, direction: Direction, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        loop {
+            let event = std::future::poll_fn(|cx| self.poll_ready(direction, cx)).await;
+            match op(self.get_ref()) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => self.clear_readiness(event),
+                result => return result,
+            }
+        }
+    }
+
+    /// Deregisters and gives the object back.
+    ///
+    /// # Errors
+    ///
+    /// The poller refused to delete the source; the object is dropped (and closed) only after
+    /// the attempt, never before.
+    pub fn into_inner(mut self) -> io::Result<T> {
+        let deleted = self.deregister();
+        let io = self.io.take().unwrap_or_else(|| unreachable_io());
+        deleted.map(|()| io)
+    }
+
+    fn deregister(&mut self) -> io::Result<()> {
+        let Some(io) = self.io.as_ref() else {
+            return Ok(());
+        };
+        let result = self.inner.poller.0.delete(io.as_fd());
+        self.inner.release_key(self.key);
+        self.scheduled.wake_all();
+        result
+    }
+}
+
+/// `Registration::io` is `Some` for as long as the registration can be used.
+#[cold]
+fn unreachable_io() -> ! {
+    // The field is taken only by `into_inner` (which consumes the registration) and by `drop`.
+    panic!("weir-reactor: a registration was used after its object was taken")
+}
+
+impl<T: AsFd> Drop for Registration<T> {
+    fn drop(&mut self) {
+        // Delete first, then let `io` (and its descriptor) drop with the struct.
+        let _ = self.deregister();
+    }
+}
+
+impl<T: AsFd + fmt::Debug> fmt::Debug for Registration<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("io", &self.io)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+/// Future returned by [`Reactor::sleep_until`].
+#[must_use = "futures do nothing unless polled"]
+pub struct Sleep {
+    inner: Arc<Inner>,
+    deadline: Instant,
+    key: Option<TimerKey>,
+}
+
+impl Sleep {
+    /// When it resolves.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let mut timers = lock(&this.inner.timers);
+        match this.key {
+            None => {
+                if Instant::now() >= this.deadline {
+                    return Poll::Ready(());
+                }
+                this.key = Some(timers.insert(this.deadline, Some(cx.waker().clone())));
+                Poll::Pending
+            }
+            Some(key) => match timers.state(key) {
+                TimerState::Pending => {
+                    if let Some(waker) = timers.payload_mut(key) {
+                        if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                            *waker = Some(cx.waker().clone());
+                        }
+                    }
+                    Poll::Pending
+                }
+                TimerState::Fired | TimerState::Gone => {
+                    timers.remove(key);
+                    this.key = None;
+                    this.deadline = Instant::now().min(this.deadline);
+                    Poll::Ready(())
+                }
+            },
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            lock(&self.inner.timers).remove(key);
+        }
+    }
+}
+
+impl fmt::Debug for Sleep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sleep")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,171 @@
+//! Per-source readiness with a tick, and one waker slot per direction.
+//!
+//! # State word
+//!
+//! ```text
+//!  usize:  [ tick : usize::BITS - 2 ][ writable : 1 ][ readable : 1 ]
+//! ```
+//!
+//! The reactor thread *sets* readiness (OR-ing bits and bumping the tick) when the poller reports
+//! an event, then wakes the waker of each direction that became ready. A task *polls* a
+//! direction: if its bit is set it gets a [`ReadyEvent`] (the bits and the tick it saw);
+//! otherwise it parks its waker and checks again. After an operation fails with `EAGAIN`, the
+//! task *clears* the bits it saw — but only if the tick is unchanged, so an event that arrived
+//! between its syscall and the clear is never erased (no lost wake-up), and a readiness it
+//! already consumed is never reported again (no stale readiness).
+//!
+//! The waker slots sit under a mutex that both the setter and the parker take; the parker
+//! re-reads the word after parking, so whichever of the two runs first, the other sees it.
+
+use std::task::{Context, Poll, Waker};
+
+use crate::sync::{AtomicUsize, Mutex, Ordering, lock};
+
+const READABLE: usize = 0b01;
+const WRITABLE: usize = 0b10;
+const READY_MASK: usize = READABLE | WRITABLE;
+const TICK_SHIFT: u32 = 2;
+
+/// A direction of readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// The source can be read (or has hung up, or has an error to report).
+    Read,
+    /// The source can be written (or has an error to report).
+    Write,
+}
+
+impl Direction {
+    fn bit(self) -> usize {
+        match self {
+            Direction::Read => READABLE,
+            Direction::Write => WRITABLE,
+        }
+    }
+}
+
+/// What a successful readiness poll saw: hand it back to
+/// [`Registration::clear_readiness`](crate::Registration::clear_readiness) after `EAGAIN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadyEvent {
+    tick: usize,
+    ready: usize,
+}
+
+/// The readiness state of one registered source.
+#[derive(Debug, Default)]
+pub(crate) struct ScheduledIo {
+    /// See the module docs for the layout.
+    state: AtomicUsize,
+    /// `[reader, writer]`.
+    wakers: Mutex<[Option<Waker>; 2]>,
+}
+
+impl ScheduledIo {
+    /// Records readiness from the poller and wakes the directions that became ready. Returns
+    /// how many wakers were woken.
+    pub(crate) fn set_readiness(&self, readable: bool, writable: bool) -> usize {
+        let bits = (if readable { READABLE } else { 0 }) | (if writable { WRITABLE } else { 0 });
+        if bits == 0 {
+            return 0;
+        }
+        // AcqRel: Release publishes the readiness to pollers (Acquire in `poll_ready`); Acquire
+        // orders it after earlier clears.
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+                let tick = (current >> TICK_SHIFT).wrapping_add(1);
+                Some((tick << TICK_SHIFT) | (current & READY_MASK) | bits)
+            });
+        let woken: Vec<Waker> = {
+            let mut wakers = lock(&self.wakers);
+            let mut woken = Vec::new();
+            if readable {
+                woken.extend(wakers[0].take());
+            }
+            if writable {
+                woken.extend(wakers[1].take());
+            }
+            woken
+        };
+        let count = woken.len();
+        woken.into_iter().for_each(Waker::wake);
+        count
+    }
+
+    /// Ready in `direction`, or parks `cx`'s waker for it.
+    pub(crate) fn poll_ready(&self, direction: Direction, cx: &mut Context<'_>) -> Poll<ReadyEvent> {
+        let bit = direction.bit();
+        if let Some(event) = self.ready_now(bit) {
+            return Poll::Ready(event);
+        }
+        let mut wakers = lock(&self.wakers);
+        let slot = &mut wakers[usize::from(direction == Direction::Write)];
+        if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *slot = Some(cx.waker().clone());
+        }
+        // Re-check under the lock: a setter that ran before we parked is visible now; one that
+        // runs after will find our waker.
+        match self.ready_now(bit) {
+            Some(event) => Poll::Ready(event),
+            None => Poll::Pending,
+        }
+    }
+
+    fn ready_now(&self, bit: usize) -> Option<ReadyEvent> {
+        // Acquire: pairs with `set_readiness`.
+        let current = self.state.load(Ordering::Acquire);
+        (current & bit != 0).then_some(ReadyEvent {
+            tick: current >> TICK_SHIFT,
+            ready: current & bit,
+        })
+    }
+
+    /// Forgets the readiness `event` reported, unless a newer event arrived since.
+    pub(crate) fn clear_readiness(&self, event: ReadyEvent) {
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+                (current >> TICK_SHIFT == event.tick).then_some(current & !event.ready)
+            });
+    }
+
+    /// Wakes both directions (the source is going away or the reactor shuts down).
+    pub(crate) fn wake_all(&self) {
+        let woken: Vec<Waker> = lock(&self.wakers).iter_mut().filter_map(Option::take).collect();
+        woken.into_iter().for_each(Waker::wake);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noop() -> Context<'static> {
+        Context::from_waker(Waker::noop())
+    }
+
+    #[test]
+    fn clear_keeps_a_newer_event() {
+        let io = ScheduledIo::default();
+        io.set_readiness(true, false);
+        let Poll::Ready(seen) = io.poll_ready(Direction::Read, &mut noop()) else {
+            panic!("readable was set");
+        };
+        io.set_readiness(true, false); // arrives while the task was reading
+        io.clear_readiness(seen);
+        assert!(io.poll_ready(Direction::Read, &mut noop()).is_ready());
+    }
+
+    #[test]
+    fn clear_forgets_consumed_readiness() {
+        let io = ScheduledIo::default();
+        io.set_readiness(true, true);
+        let Poll::Ready(seen) = io.poll_ready(Direction::Read, &mut noop()) else {
+            panic!("readable was set");
+        };
+        io.clear_readiness(seen);
+        assert!(io.poll_ready(Direction::Read, &mut noop()).is_pending());
+        assert!(io.poll_ready(Direction::Write, &mut noop()).is_ready(), "other direction kept");
+    }
+}
