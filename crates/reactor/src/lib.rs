@@ -28,6 +28,7 @@ mod notify;
 mod reactor;
 mod readiness;
 mod sync;
+mod sys;
 mod timer;
 
 #[cfg(all(test, weir_loom))]

@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 
 use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering};
+use crate::sys::Selector;
 
 /// The coalescing state machine, separate from the syscall so that loom can check it.
 ///
@@ -30,14 +31,11 @@ impl Coalescer {
     }
 }
 
-/// The reactor's poller, shared with its notifiers.
-pub(crate) struct PollerHandle(pub(crate) polling::Poller);
-
 pub(crate) struct NotifyShared {
     pub(crate) coalescer: Coalescer,
     pub(crate) requested: AtomicU64,
     pub(crate) delivered: AtomicU64,
-    pub(crate) poller: Arc<PollerHandle>,
+    pub(crate) selector: Arc<Selector>,
 }
 
 /// A cheap, cloneable, `Send + Sync` handle that wakes a [`Reactor`](crate::Reactor) blocked in
@@ -58,7 +56,7 @@ impl Notifier {
         self.shared.requested.fetch_add(1, Ordering::Relaxed);
         if self.shared.coalescer.request() {
             self.shared.delivered.fetch_add(1, Ordering::Relaxed);
-            self.shared.poller.0.notify()?;
+            self.shared.selector.notify()?;
         }
         Ok(())
     }

@@ -3,21 +3,16 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, AsRawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use polling::{Event, Events, PollMode, Poller};
-
-use crate::notify::{Coalescer, Notifier, NotifyShared, PollerHandle};
+use crate::notify::{Coalescer, Notifier, NotifyShared};
 use crate::readiness::{Direction, ReadyEvent, ScheduledIo};
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering, lock};
+use crate::sys::{EVENT_BATCH, Selector, SysEvent};
 use crate::timer::{TimerKey, TimerState, Timers};
-
-/// The most events one `turn` takes from the poller; more wait for the next turn.
-const EVENT_BATCH: usize = 1024;
 
 /// Counters a benchmark or a test can read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -74,8 +69,7 @@ pub struct Reactor {
 }
 
 struct Inner {
-    poller: Arc<PollerHandle>,
-    mode: PollMode,
+    selector: Arc<Selector>,
     sources: Mutex<Sources>,
     timers: Mutex<Timers<Option<Waker>>>,
     /// Only `turn` takes it: the event buffer and the scratch list of sources to wake.
@@ -94,7 +88,7 @@ struct Sources {
 }
 
 struct TurnState {
-    events: Events,
+    events: Vec<SysEvent>,
     ready: Vec<(Arc<ScheduledIo>, bool, bool)>,
     wakers: Vec<Waker>,
 }
@@ -106,29 +100,20 @@ impl Reactor {
     ///
     /// The poller could not be created (`epoll_create1`/`kqueue` failed, e.g. `EMFILE`).
     pub fn new() -> io::Result<Self> {
-        let poller = Poller::new()?;
-        let mode = if poller.supports_edge() {
-            PollMode::Edge
-        } else {
-            PollMode::Oneshot
-        };
-        let poller = Arc::new(PollerHandle(poller));
+        let selector = Arc::new(Selector::new()?);
         let notify = Arc::new(NotifyShared {
             coalescer: Coalescer::default(),
             requested: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
-            poller: poller.clone(),
+            selector: selector.clone(),
         });
         Ok(Reactor {
             inner: Arc::new(Inner {
-                poller,
-                mode,
+                selector,
                 sources: Mutex::new(Sources::default()),
                 timers: Mutex::new(Timers::new()),
                 turn_state: Mutex::new(TurnState {
-                    events: Events::with_capacity(
-                        NonZeroUsize::new(EVENT_BATCH).unwrap_or(NonZeroUsize::MIN),
-                    ),
+                    events: Vec::with_capacity(EVENT_BATCH),
                     ready: Vec::new(),
                     wakers: Vec::new(),
                 }),
@@ -166,15 +151,10 @@ impl Reactor {
             }
         };
         let raw = io.as_fd().as_raw_fd();
-        // SAFETY: `polling` requires the source to be deleted before it is closed. The
+        // SAFETY: the selector requires the source to be deleted before it is closed. The
         // `Registration` owns `io` (and so its descriptor) and deletes the source in its `Drop`
         // and `into_inner` before `io` can be dropped or handed back.
-        let added = unsafe {
-            self.inner
-                .poller
-                .0
-                .add_with_mode(raw, Event::all(key), self.inner.mode)
-        };
+        let added = unsafe { self.inner.selector.add(raw, key) };
         if let Err(error) = added {
             self.inner.release_key(key);
             return Err(error);
@@ -210,19 +190,14 @@ impl Reactor {
         };
         turn.events.clear();
         inner.waits.fetch_add(1, Ordering::Relaxed);
-        let count = loop {
-            match inner.poller.0.wait(&mut turn.events, timeout) {
-                Ok(count) => break count,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => return Err(error),
-            }
-        };
+        inner.selector.wait(&mut turn.events, timeout)?;
+        let count = turn.events.len();
         // Notifications before this point are served by this turn; later ones wake the next.
         inner.notify.coalescer.clear();
         inner.events.fetch_add(count as u64, Ordering::Relaxed);
         {
             let sources = lock(&inner.sources);
-            for event in turn.events.iter() {
+            for event in &turn.events {
                 if let Some(Some(scheduled)) = sources.slots.get(event.key) {
                     turn.ready
                         .push((scheduled.clone(), event.readable, event.writable));
@@ -299,7 +274,7 @@ impl Inner {
 impl fmt::Debug for Reactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reactor")
-            .field("mode", &self.inner.mode)
+            .field("selector", &self.inner.selector)
             .field("registrations", &self.registrations())
             .field("counters", &self.counters())
             .finish()
@@ -325,16 +300,12 @@ impl<T: AsFd> Registration<T> {
     /// Ready in `direction`, or parks the task's waker until it is.
     pub fn poll_ready(&self, direction: Direction, cx: &mut Context<'_>) -> Poll<ReadyEvent> {
         let poll = self.scheduled.poll_ready(direction, cx);
-        if poll.is_pending() && self.inner.mode != PollMode::Edge {
+        if poll.is_pending() && self.inner.selector.needs_rearm() {
             // Oneshot platforms disarm a source after each event: arm it again now that a task
             // waits. A failure only means the next event is missed by this source; it surfaces
             // as the task's next syscall error.
-            let fd = self.get_ref().as_fd();
-            let _ = self
-                .inner
-                .poller
-                .0
-                .modify_with_mode(fd, Event::all(self.key), self.inner.mode);
+            let fd = self.get_ref().as_fd().as_raw_fd();
+            let _ = self.inner.selector.rearm(fd, self.key);
             self.inner.rearms.fetch_add(1, Ordering::Relaxed);
         }
         poll
@@ -352,8 +323,15 @@ impl<T: AsFd> Registration<T> {
     /// # Errors
     ///
     /// `WouldBlock` if the source is not ready (or `op` found it was not); `op`'s own errors.
-    pub fn try_io<R>(&self, direction: Direction, op: impl FnOnce(&T) -> io::Result<R>) -> io::Result<R> {
-        let Poll::Ready(event) = self.scheduled.poll_ready(direction, &mut Context::from_waker(Waker::noop())) else {
+    pub fn try_io<R>(
+        &self,
+        direction: Direction,
+        op: impl FnOnce(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let Poll::Ready(event) = self
+            .scheduled
+            .poll_ready(direction, &mut Context::from_waker(Waker::noop()))
+        else {
             return Err(io::ErrorKind::WouldBlock.into());
         };
         match op(self.get_ref()) {
@@ -370,11 +348,17 @@ impl<T: AsFd> Registration<T> {
     ///
     /// Cancel safety: dropping the future between attempts loses nothing; `op` is only ever
     /// called when the source reported readiness.
-    pub async fn io<R>(&self, direction: Direction, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+    pub async fn io<R>(
+        &self,
+        direction: Direction,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
         loop {
             let event = std::future::poll_fn(|cx| self.poll_ready(direction, cx)).await;
             match op(self.get_ref()) {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => self.clear_readiness(event),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    self.clear_readiness(event)
+                }
                 result => return result,
             }
         }
@@ -396,7 +380,7 @@ impl<T: AsFd> Registration<T> {
         let Some(io) = self.io.as_ref() else {
             return Ok(());
         };
-        let result = self.inner.poller.0.delete(io.as_fd());
+        let result = self.inner.selector.delete(io.as_fd().as_raw_fd());
         self.inner.release_key(self.key);
         self.scheduled.wake_all();
         result

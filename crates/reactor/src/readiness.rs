@@ -94,7 +94,11 @@ impl ScheduledIo {
     }
 
     /// Ready in `direction`, or parks `cx`'s waker for it.
-    pub(crate) fn poll_ready(&self, direction: Direction, cx: &mut Context<'_>) -> Poll<ReadyEvent> {
+    pub(crate) fn poll_ready(
+        &self,
+        direction: Direction,
+        cx: &mut Context<'_>,
+    ) -> Poll<ReadyEvent> {
         let bit = direction.bit();
         if let Some(event) = self.ready_now(bit) {
             return Poll::Ready(event);
@@ -132,7 +136,10 @@ impl ScheduledIo {
 
     /// Wakes both directions (the source is going away or the reactor shuts down).
     pub(crate) fn wake_all(&self) {
-        let woken: Vec<Waker> = lock(&self.wakers).iter_mut().filter_map(Option::take).collect();
+        let woken: Vec<Waker> = lock(&self.wakers)
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect();
         woken.into_iter().for_each(Waker::wake);
     }
 }
@@ -166,6 +173,9 @@ mod tests {
         };
         io.clear_readiness(seen);
         assert!(io.poll_ready(Direction::Read, &mut noop()).is_pending());
-        assert!(io.poll_ready(Direction::Write, &mut noop()).is_ready(), "other direction kept");
+        assert!(
+            io.poll_ready(Direction::Write, &mut noop()).is_ready(),
+            "other direction kept"
+        );
     }
 }

@@ -34,7 +34,10 @@ fn concurrent_notifies_cost_one_wake_up_and_none_is_lost() {
         assert!(wakeups >= 1 && wakeups <= 2);
         // Work queued after the reactor's clear must have a wake-up pending for it.
         if left > 0 {
-            assert!(!coalescer.request(), "work was queued with no wake-up pending");
+            assert!(
+                !coalescer.request(),
+                "work was queued with no wake-up pending"
+            );
         }
         assert_eq!(drained + left, 2);
     });

@@ -81,8 +81,15 @@ fn hang_up_is_reported_once_without_spinning() {
     assert_eq!(n, 0, "end of stream");
     let events_before = reactor.counters().events;
     let turns = turns_in(&reactor, Duration::from_millis(300));
-    assert!(turns < 30, "the reactor spun on a hung-up socket: {turns} turns");
-    assert_eq!(reactor.counters().events, events_before, "the hang-up was reported again");
+    assert!(
+        turns < 30,
+        "the reactor spun on a hung-up socket: {turns} turns"
+    );
+    assert_eq!(
+        reactor.counters().events,
+        events_before,
+        "the hang-up was reported again"
+    );
 }
 
 #[test]
@@ -97,11 +104,17 @@ fn reset_connection_errors_once_without_spinning() {
     client.set_nonblocking(true).expect("nonblocking");
     let client = reactor.register(client).expect("register");
     let mut buf = [0; 8];
-    let error = block_on(&reactor, client.io(Direction::Read, |s| (&*s).read(&mut buf)))
-        .expect_err("the peer reset the connection");
+    let error = block_on(
+        &reactor,
+        client.io(Direction::Read, |s| (&*s).read(&mut buf)),
+    )
+    .expect_err("the peer reset the connection");
     assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
     let turns = turns_in(&reactor, Duration::from_millis(300));
-    assert!(turns < 30, "the reactor spun on an erroring socket: {turns} turns");
+    assert!(
+        turns < 30,
+        "the reactor spun on an erroring socket: {turns} turns"
+    );
 }
 
 fn socket_linger_zero(stream: &TcpStream) {
@@ -158,7 +171,11 @@ fn ten_thousand_registrations() {
     let mut pending: Vec<usize> = (0..readers.len()).collect();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !pending.is_empty() {
-        assert!(Instant::now() < deadline, "{} readers never became readable", pending.len());
+        assert!(
+            Instant::now() < deadline,
+            "{} readers never became readable",
+            pending.len()
+        );
         reactor.turn(Some(Duration::from_millis(50))).expect("turn");
         pending.retain(|&i| {
             let mut buf = [0; 1];
@@ -184,11 +201,17 @@ fn notifier_wakes_a_blocked_turn_and_coalesces() {
     });
     let start = Instant::now();
     reactor.turn(None).expect("turn");
-    assert!(start.elapsed() < Duration::from_secs(30), "turn(None) returned");
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "turn(None) returned"
+    );
     thread.join().expect("notifier");
     let counters = reactor.counters();
     assert_eq!(counters.notifies_requested, 100);
-    assert!(counters.notifies_delivered < 100, "no coalescing: {counters:?}");
+    assert!(
+        counters.notifies_delivered < 100,
+        "no coalescing: {counters:?}"
+    );
 }
 
 #[test]

@@ -32,7 +32,9 @@ pub(crate) fn block_on<F: Future>(reactor: &Reactor, fut: F) -> F::Output {
                 return out;
             }
         }
-        reactor.turn(Some(Duration::from_millis(100))).expect("turn");
+        reactor
+            .turn(Some(Duration::from_millis(100)))
+            .expect("turn");
         if !flag.0.load(Ordering::SeqCst) {
             idle_turns += 1;
             assert!(idle_turns < 50, "no wake-up for five seconds");

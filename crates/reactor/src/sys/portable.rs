@@ -1,0 +1,93 @@
+//! Everywhere but Linux: the `polling` crate (kqueue, event ports, ...).
+
+use std::io;
+use std::num::NonZeroUsize;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::time::Duration;
+
+use polling::{Event, Events, PollMode, Poller};
+
+use super::{EVENT_BATCH, SysEvent};
+use crate::sync::{Mutex, lock};
+
+#[derive(Debug)]
+pub(crate) struct Selector {
+    poller: Poller,
+    mode: PollMode,
+    events: Mutex<Events>,
+}
+
+impl Selector {
+    pub(crate) fn new() -> io::Result<Self> {
+        let poller = Poller::new()?;
+        let mode = if poller.supports_edge() {
+            PollMode::Edge
+        } else {
+            PollMode::Oneshot
+        };
+        Ok(Selector {
+            poller,
+            mode,
+            events: Mutex::new(Events::with_capacity(
+                NonZeroUsize::new(EVENT_BATCH).unwrap_or(NonZeroUsize::MIN),
+            )),
+        })
+    }
+
+    /// Oneshot platforms disarm a source after each event.
+    pub(crate) fn needs_rearm(&self) -> bool {
+        self.mode != PollMode::Edge
+    }
+
+    /// Adds `fd` for both directions.
+    ///
+    /// # Safety
+    ///
+    /// `fd` must be deleted with [`delete`](Selector::delete) before it is closed.
+    pub(crate) unsafe fn add(&self, fd: RawFd, key: usize) -> io::Result<()> {
+        // SAFETY: the caller deletes `fd` before closing it (this function's contract), which is
+        // `polling::Poller::add`'s contract.
+        unsafe { self.poller.add_with_mode(fd, Event::all(key), self.mode) }
+    }
+
+    fn borrowed(fd: RawFd) -> BorrowedFd<'static> {
+        // SAFETY: the reactor calls this only for registered descriptors, which stay open until
+        // after `delete` (the `add` contract); the borrow does not outlive the call.
+        unsafe { BorrowedFd::borrow_raw(fd) }
+    }
+
+    pub(crate) fn rearm(&self, fd: RawFd, key: usize) -> io::Result<()> {
+        self.poller
+            .modify_with_mode(Self::borrowed(fd), Event::all(key), self.mode)
+    }
+
+    pub(crate) fn delete(&self, fd: RawFd) -> io::Result<()> {
+        self.poller.delete(Self::borrowed(fd))
+    }
+
+    pub(crate) fn wait(
+        &self,
+        out: &mut Vec<SysEvent>,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        let mut events = lock(&self.events);
+        events.clear();
+        loop {
+            match self.poller.wait(&mut events, timeout) {
+                Ok(_) => break,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            }
+        }
+        out.extend(events.iter().map(|event| SysEvent {
+            key: event.key,
+            readable: event.readable,
+            writable: event.writable,
+        }));
+        Ok(())
+    }
+
+    pub(crate) fn notify(&self) -> io::Result<()> {
+        self.poller.notify()
+    }
+}
