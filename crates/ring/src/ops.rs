@@ -1,0 +1,288 @@
+//! The typed operations. Each boxes what the kernel will touch, and gives buffers back with
+//! the result: `(io::Result<usize>, B)`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use io_uring::{opcode, types};
+
+use crate::buf::{IoBuf, IoBufMut};
+use crate::lifecycle::Cqe;
+use crate::ring::{MultiOp, Op, Ring, discard_fd};
+
+/// A descriptor shared by the ops that use it: it stays open until the last op holding it has
+/// seen its final CQE, so the kernel never acts on a closed or reused number.
+pub type SharedFd = Arc<OwnedFd>;
+
+/// A buffer op's output: the result and the buffer, always given back.
+pub type BufResult<T, B> = (io::Result<T>, B);
+
+fn result(cqe: Cqe) -> io::Result<u32> {
+    if cqe.result < 0 {
+        Err(io::Error::from_raw_os_error(-cqe.result))
+    } else {
+        Ok(cqe.result as u32)
+    }
+}
+
+fn sockaddr_to_std(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET if len as usize >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a `sockaddr_in`, which it can contain.
+            let addr: &libc::sockaddr_in = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
+            Some(SocketAddr::from((
+                u32::from_be(addr.sin_addr.s_addr).to_be_bytes(),
+                u16::from_be(addr.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len as usize >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: the family says the storage holds a `sockaddr_in6`, which it can contain.
+            let addr: &libc::sockaddr_in6 = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
+            Some(SocketAddr::from((addr.sin6_addr.s6_addr, u16::from_be(addr.sin6_port))))
+        }
+        _ => None,
+    }
+}
+
+fn std_to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid `sockaddr_storage`.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(v4) => {
+            // SAFETY: `sockaddr_storage` is larger than and aligned for `sockaddr_in`.
+            let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = v4.port().to_be();
+            sin.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v6) => {
+            // SAFETY: `sockaddr_storage` is larger than and aligned for `sockaddr_in6`.
+            let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = v6.port().to_be();
+            sin6.sin6_addr.s6_addr = v6.ip().octets();
+            sin6.sin6_flowinfo = v6.flowinfo();
+            sin6.sin6_scope_id = v6.scope_id();
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+fn raw(shared: &SharedFd) -> types::Fd {
+    types::Fd(shared.as_raw_fd())
+}
+
+/// What an accept parks in the op table: the listener and the peer address the kernel fills.
+#[derive(Debug)]
+pub struct AcceptData {
+    fd: SharedFd,
+    storage: libc::sockaddr_storage,
+    len: libc::socklen_t,
+}
+
+impl Ring {
+    /// A no-op round trip through the kernel.
+    pub fn nop(&self) -> Op<(), io::Result<()>> {
+        self.submit((), |_| opcode::Nop::new().build(), Ring::discard_default(), |(), cqe| {
+            result(cqe).map(drop)
+        })
+    }
+
+    /// Completes after `duration` (`ETIME` is success here).
+    pub fn timeout(&self, duration: Duration) -> Op<types::Timespec, io::Result<()>> {
+        let ts = types::Timespec::new()
+            .sec(duration.as_secs())
+            .nsec(duration.subsec_nanos());
+        self.submit(
+            ts,
+            |ts| opcode::Timeout::new(ts as *const types::Timespec).build(),
+            Ring::discard_default(),
+            |_, cqe| match result(cqe) {
+                Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(()),
+                other => other.map(drop),
+            },
+        )
+    }
+
+    /// Reads into `buf` at `offset` (`u64::MAX`: the file position / a stream).
+    pub fn read<B: IoBufMut>(&self, fd: &SharedFd, mut buf: B, offset: u64) -> Op<(SharedFd, B), BufResult<usize, B>> {
+        let len = u32::try_from(buf.bytes_total()).unwrap_or(u32::MAX);
+        let ptr = buf.stable_mut_ptr();
+        self.submit(
+            (fd.clone(), buf),
+            move |(fd_, _)| opcode::Read::new(raw(fd_), ptr, len).offset(offset).build(),
+            Ring::discard_default(),
+            |(_, mut buf), cqe| {
+                let res = result(cqe).map(|n| n as usize);
+                if let Ok(n) = res {
+                    // SAFETY: the kernel initialised the first `n` bytes (its completed read).
+                    unsafe { buf.set_init(n) };
+                }
+                (res, buf)
+            },
+        )
+    }
+
+    /// Writes `buf`'s initialised bytes at `offset` (`u64::MAX`: the file position / a stream).
+    pub fn write<B: IoBuf>(&self, fd: &SharedFd, buf: B, offset: u64) -> Op<(SharedFd, B), BufResult<usize, B>> {
+        let len = u32::try_from(buf.bytes_init()).unwrap_or(u32::MAX);
+        let ptr = buf.stable_ptr();
+        self.submit(
+            (fd.clone(), buf),
+            move |(fd_, _)| opcode::Write::new(raw(fd_), ptr, len).offset(offset).build(),
+            Ring::discard_default(),
+            |(_, buf), cqe| (result(cqe).map(|n| n as usize), buf),
+        )
+    }
+
+    /// Receives into `buf` (a socket).
+    pub fn recv<B: IoBufMut>(&self, fd: &SharedFd, mut buf: B) -> Op<(SharedFd, B), BufResult<usize, B>> {
+        let len = u32::try_from(buf.bytes_total()).unwrap_or(u32::MAX);
+        let ptr = buf.stable_mut_ptr();
+        self.submit(
+            (fd.clone(), buf),
+            move |(fd_, _)| opcode::Recv::new(raw(fd_), ptr, len).build(),
+            Ring::discard_default(),
+            |(_, mut buf), cqe| {
+                let res = result(cqe).map(|n| n as usize);
+                if let Ok(n) = res {
+                    // SAFETY: the kernel initialised the first `n` bytes.
+                    unsafe { buf.set_init(n) };
+                }
+                (res, buf)
+            },
+        )
+    }
+
+    /// Sends `buf`'s initialised bytes (a socket); never raises `SIGPIPE`.
+    pub fn send<B: IoBuf>(&self, fd: &SharedFd, buf: B) -> Op<(SharedFd, B), BufResult<usize, B>> {
+        let len = u32::try_from(buf.bytes_init()).unwrap_or(u32::MAX);
+        let ptr = buf.stable_ptr();
+        self.submit(
+            (fd.clone(), buf),
+            move |(fd_, _)| {
+                opcode::Send::new(raw(fd_), ptr, len)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build()
+            },
+            Ring::discard_default(),
+            |(_, buf), cqe| (result(cqe).map(|n| n as usize), buf),
+        )
+    }
+
+    /// Accepts one connection (close-on-exec, non-blocking).
+    ///
+    /// Cancel safety: a connection accepted after the future was dropped is closed, never leaked.
+    pub fn accept(&self, listener: &SharedFd) -> Op<AcceptData, io::Result<(OwnedFd, Option<SocketAddr>)>> {
+        let data = AcceptData {
+            fd: listener.clone(),
+            // SAFETY: all-zero is a valid `sockaddr_storage`.
+            storage: unsafe { std::mem::zeroed() },
+            len: std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+        };
+        self.submit(
+            data,
+            |d| {
+                opcode::Accept::new(raw(&d.fd), (&raw mut d.storage).cast(), &raw mut d.len)
+                    .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
+                    .build()
+            },
+            discard_fd,
+            |d, cqe| {
+                let accepted = result(cqe)?;
+                // SAFETY: a successful accept returns a new descriptor that we now own.
+                let stream = unsafe { OwnedFd::from_raw_fd(accepted as RawFd) };
+                Ok((stream, sockaddr_to_std(&d.storage, d.len)))
+            },
+        )
+    }
+
+    /// Accepts connections until cancelled or an error ends it: one SQE, many CQEs.
+    ///
+    /// Cancel safety: connections accepted after the stream was dropped are closed.
+    pub fn accept_multi(&self, listener: &SharedFd) -> AcceptStream {
+        AcceptStream {
+            op: self.submit_multishot(
+                listener.clone(),
+                |l| {
+                    opcode::AcceptMulti::new(raw(l))
+                        .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
+                        .build()
+                },
+                discard_fd,
+            ),
+        }
+    }
+
+    /// Connects `socket` to `addr`.
+    pub fn connect(&self, socket: &SharedFd, addr: SocketAddr) -> Op<(SharedFd, libc::sockaddr_storage, libc::socklen_t), io::Result<()>> {
+        let (storage, len) = std_to_sockaddr(addr);
+        self.submit(
+            (socket.clone(), storage, len),
+            |(s, storage, len)| opcode::Connect::new(raw(s), (storage as *const libc::sockaddr_storage).cast(), *len).build(),
+            Ring::discard_default(),
+            |_, cqe| result(cqe).map(drop),
+        )
+    }
+
+    /// Closes `fd` through the ring.
+    pub fn close(&self, owned: OwnedFd) -> Op<(), io::Result<()>> {
+        let raw = owned.into_raw_fd();
+        self.submit(
+            (),
+            move |()| opcode::Close::new(types::Fd(raw)).build(),
+            Ring::discard_default(),
+            |(), cqe| result(cqe).map(drop),
+        )
+    }
+
+    /// Waits until `fd` is ready for `events` (`libc::POLLIN`...), returning the ready events.
+    pub fn poll_add(&self, socket: &SharedFd, events: u32) -> Op<SharedFd, io::Result<u32>> {
+        self.submit(
+            socket.clone(),
+            move |s| opcode::PollAdd::new(raw(s), events).build(),
+            Ring::discard_default(),
+            |_, cqe| result(cqe),
+        )
+    }
+
+    /// Shuts down one or both directions of a socket (`libc::SHUT_WR`...).
+    pub fn shutdown(&self, socket: &SharedFd, how: i32) -> Op<SharedFd, io::Result<()>> {
+        self.submit(
+            socket.clone(),
+            move |s| opcode::Shutdown::new(raw(s), how).build(),
+            Ring::discard_default(),
+            |_, cqe| result(cqe).map(drop),
+        )
+    }
+
+    /// Cancels every op on `socket` (`IORING_ASYNC_CANCEL_FD | ALL`): how a forced close
+    /// completes ops that a bare `close` would leave pending.
+    pub fn cancel_fd(&self, socket: &SharedFd) {
+        let entry = opcode::AsyncCancel2::new(types::CancelBuilder::fd(raw(socket)).all()).build();
+        self.push_untracked(entry);
+    }
+}
+
+/// The stream of connections from [`Ring::accept_multi`].
+#[derive(Debug)]
+pub struct AcceptStream {
+    op: MultiOp,
+}
+
+impl AcceptStream {
+    /// The next connection; `None` once the kernel ended the multishot (re-arm with a new
+    /// `accept_multi`), an error for a failed accept (the multishot may go on).
+    pub async fn next(&mut self) -> Option<io::Result<OwnedFd>> {
+        let cqe = self.op.next().await?;
+        Some(result(cqe).map(|accepted| {
+            // SAFETY: a successful accept returns a new descriptor that we now own.
+            unsafe { OwnedFd::from_raw_fd(accepted as RawFd) }
+        }))
+    }
+}

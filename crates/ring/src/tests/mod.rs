@@ -1,0 +1,3 @@
+//! Loom models of the op lifecycle (`--cfg weir_loom`, see `cargo xtask ci`).
+
+mod loom_lifecycle;

@@ -1,0 +1,6 @@
+//! Integration tests of `weir-ring`: the op lifecycle against scripted completions (proptest),
+//! and real-kernel tests over io_uring.
+
+mod lifecycle_model;
+mod real_kernel;
+mod support;

@@ -1,0 +1,196 @@
+//! Real io_uring: echo over loopback, multishot accept, CQ overflow on a tiny ring, a storm of
+//! dropped ops, teardown with ops in flight.
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Waker};
+use std::time::{Duration, Instant};
+
+use weir_ring::{Ring, SharedFd};
+
+use crate::support::{block_on, fd_count, serial, settle};
+
+fn ring(entries: u32) -> Ring {
+    Ring::builder()
+        .entries(entries)
+        .build()
+        .expect("io_uring is enabled on this machine")
+}
+
+fn shared(fd: impl Into<OwnedFd>) -> SharedFd {
+    Arc::new(fd.into())
+}
+
+#[test]
+fn setup_reports_flags_and_probe() {
+    let _serial = serial();
+    let ring = ring(8);
+    let setup = ring.setup();
+    assert!(setup.sq_entries >= 8);
+    assert!(setup.flags.contains(&"SUBMIT_ALL") || setup.flags.is_empty());
+    assert!(ring.probe().supported.contains(&"NOP"));
+    println!("ring setup: {setup:?}; missing opcodes: {:?}", ring.probe().missing);
+}
+
+#[test]
+fn nop_and_timeout_round_trips_batch_into_few_enters() {
+    let _serial = serial();
+    let ring = ring(64);
+    let before = ring.counters();
+    block_on(&ring, async {
+        let ops: Vec<_> = (0..64).map(|_| ring.nop()).collect();
+        for op in ops {
+            op.await.expect("nop");
+        }
+    });
+    let after = ring.counters();
+    assert_eq!(after.cqes - before.cqes, 64);
+    assert!(after.enters - before.enters <= 4, "64 nops took {} enters", after.enters - before.enters);
+    let start = Instant::now();
+    block_on(&ring, ring.timeout(Duration::from_millis(20))).expect("timeout");
+    assert!(start.elapsed() >= Duration::from_millis(20));
+}
+
+#[test]
+fn echo_over_loopback_gives_buffers_back() {
+    let _serial = serial();
+    let ring = ring(32);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let listener = shared(listener);
+    let client = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream.write_all(b"hello ring").expect("write");
+        let mut reply = [0; 10];
+        stream.read_exact(&mut reply).expect("read");
+        reply
+    });
+    block_on(&ring, async {
+        let (stream, peer) = ring.accept(&listener).await.expect("accept");
+        assert!(peer.is_some_and(|p| p.ip().is_loopback()));
+        let stream = shared(stream);
+        let (n, mut buf) = ring.recv(&stream, vec![0u8; 64]).await;
+        let n = n.expect("recv");
+        assert_eq!(n, 10);
+        buf.truncate(n);
+        let (sent, buf) = ring.send(&stream, buf).await;
+        assert_eq!(sent.expect("send"), 10);
+        assert_eq!(buf, b"hello ring", "the buffer came back with the data");
+    });
+    assert_eq!(&client.join().expect("client"), b"hello ring");
+}
+
+#[test]
+fn multishot_accept_yields_every_connection() {
+    let _serial = serial();
+    let ring = ring(32);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let listener = shared(listener);
+    let clients = std::thread::spawn(move || {
+        (0..5)
+            .map(|_| TcpStream::connect(addr).expect("connect"))
+            .collect::<Vec<_>>()
+    });
+    let accepted = block_on(&ring, async {
+        let mut stream = ring.accept_multi(&listener);
+        let mut accepted = Vec::new();
+        while accepted.len() < 5 {
+            accepted.push(stream.next().await.expect("multishot still armed").expect("accept"));
+        }
+        accepted
+    });
+    assert_eq!(accepted.len(), 5);
+    drop(clients.join());
+    settle(&ring);
+}
+
+#[test]
+fn tiny_ring_overflows_its_completion_queue_and_loses_nothing() {
+    let _serial = serial();
+    // 4 submission entries, 8 completion entries, 1,000 timeouts that complete together.
+    let ring = Ring::builder().entries(4).cq_entries(8).build().expect("ring");
+    let completed = block_on(&ring, async {
+        let ops: Vec<_> = (0..1_000)
+            .map(|_| ring.timeout(Duration::from_millis(50)))
+            .collect();
+        let mut completed = 0;
+        for op in ops {
+            op.await.expect("timeout");
+            completed += 1;
+        }
+        completed
+    });
+    assert_eq!(completed, 1_000);
+    let counters = ring.counters();
+    println!("tiny ring counters: {counters:?}");
+    assert!(counters.overflows > 0, "the completion queue never overflowed: {counters:?}");
+    assert_eq!(ring.in_flight(), 0);
+}
+
+#[test]
+fn storm_of_dropped_ops_leaks_nothing() {
+    let _serial = serial();
+    let ring = ring(256);
+    let baseline = fd_count();
+    let (a, _b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let a = shared(a);
+    let listener = shared(TcpListener::bind("127.0.0.1:0").expect("bind"));
+    let noop = &mut Context::from_waker(Waker::noop());
+    for round in 0..100 {
+        let mut ops: Vec<Pin<Box<dyn Future<Output = ()>>>> = Vec::new();
+        for n in 0..1_000 {
+            let op: Pin<Box<dyn Future<Output = ()>>> = match n % 4 {
+                0 => Box::pin(async { drop(ring.recv(&a, vec![0u8; 64]).await) }),
+                1 => Box::pin(async { drop(ring.timeout(Duration::from_secs(30)).await) }),
+                2 => Box::pin(async { drop(ring.accept(&listener).await) }),
+                _ => Box::pin(async { drop(ring.nop().await) }),
+            };
+            ops.push(op);
+        }
+        // Poll each 0..3 times (turning in between), then drop them all.
+        for polls in 0..(round % 3) {
+            for op in &mut ops {
+                let _ = op.as_mut().poll(noop);
+            }
+            if polls % 2 == 0 {
+                ring.turn(Some(Duration::ZERO)).expect("turn");
+            }
+        }
+        drop(ops);
+        settle(&ring);
+    }
+    assert_eq!(ring.in_flight(), 0);
+    assert_eq!(fd_count(), baseline + 3, "descriptors leaked (baseline + socketpair + listener)");
+    println!("after 100k dropped ops: {:?}", ring.counters());
+}
+
+#[test]
+fn teardown_with_pending_accept_recv_and_timeout_is_bounded() {
+    let _serial = serial();
+    let baseline = fd_count();
+    {
+        let ring = ring(16);
+        let listener = shared(TcpListener::bind("127.0.0.1:0").expect("bind"));
+        let (a, _b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+        let a = shared(a);
+        let noop = &mut Context::from_waker(Waker::noop());
+        let mut accept = Box::pin(ring.accept(&listener));
+        let mut recv = Box::pin(ring.recv(&a, vec![0u8; 16]));
+        let mut timeout = Box::pin(ring.timeout(Duration::from_secs(60)));
+        let _ = accept.as_mut().poll(noop);
+        let _ = recv.as_mut().poll(noop);
+        let _ = timeout.as_mut().poll(noop);
+        ring.turn(Some(Duration::ZERO)).expect("submit");
+        assert_eq!(ring.in_flight(), 3);
+        drop((accept, recv, timeout));
+        let start = Instant::now();
+        drop(ring); // the last handle: cancels and reaps before returning
+        assert!(start.elapsed() < Duration::from_secs(5), "teardown was not bounded");
+    }
+    assert_eq!(fd_count(), baseline, "the ring or a socket leaked a descriptor");
+}
