@@ -28,7 +28,10 @@ impl From<Error> for io::Error {
     fn from(error: Error) -> Self {
         match error {
             Error::Io(error) => error,
-            Error::Unavailable { source: Some(ref s), .. } => io::Error::new(s.kind(), error),
+            Error::Unavailable {
+                source: Some(ref s),
+                ..
+            } => io::Error::new(s.kind(), error),
             other => io::Error::new(io::ErrorKind::Unsupported, other),
         }
     }
@@ -42,8 +45,12 @@ pub(crate) fn setup_error(error: io::Error) -> Error {
             "io_uring_setup is not permitted (EPERM: seccomp, a container policy, or kernel.io_uring_disabled)"
         }
         Some(libc::EINVAL) => "the kernel rejected the ring parameters (EINVAL: too old for them)",
-        Some(libc::ENOMEM) => "not enough locked memory for the ring (ENOMEM: raise RLIMIT_MEMLOCK)",
-        Some(libc::EMFILE) | Some(libc::ENFILE) => "no descriptor left for the ring (EMFILE/ENFILE)",
+        Some(libc::ENOMEM) => {
+            "not enough locked memory for the ring (ENOMEM: raise RLIMIT_MEMLOCK)"
+        }
+        Some(libc::EMFILE) | Some(libc::ENFILE) => {
+            "no descriptor left for the ring (EMFILE/ENFILE)"
+        }
         _ => "io_uring_setup failed",
     };
     Error::Unavailable {

@@ -448,14 +448,19 @@ mod tests {
         };
         assert_eq!((buf.len(), cqe), (4, DONE));
         assert!(table.is_empty());
-        assert!(matches!(table.poll_complete(id, &mut noop()), Poll::Ready(None)));
+        assert!(matches!(
+            table.poll_complete(id, &mut noop()),
+            Poll::Ready(None)
+        ));
     }
 
     #[test]
     fn cancel_before_completion_parks_resources_until_the_final_cqe() {
         let table = OpTable::new();
         let id = table.insert(String::from("kernel-owned"));
-        let CancelOutcome::CancelInKernel(user_data) = table.cancel(id, |_, _| panic!("nothing unconsumed")) else {
+        let CancelOutcome::CancelInKernel(user_data) =
+            table.cancel(id, |_, _| panic!("nothing unconsumed"))
+        else {
             panic!("an in-flight op must be cancelled in the kernel");
         };
         assert_eq!((table.len(), table.cancelled()), (1, 1));
@@ -506,11 +511,18 @@ mod tests {
         let CancelOutcome::CancelInKernel(user_data) = table.cancel(id, record) else {
             panic!("still in the kernel");
         };
-        assert!(matches!(table.complete(user_data, MORE, record), CompleteOutcome::Discarded));
+        assert!(matches!(
+            table.complete(user_data, MORE, record),
+            CompleteOutcome::Discarded
+        ));
         let CompleteOutcome::Reaped(cleaned) = table.complete(user_data, DONE, record) else {
             panic!("the final CQE reaps it");
         };
-        assert_eq!(cleaned, [MORE, MORE, DONE], "every CQE was cleaned up exactly once");
+        assert_eq!(
+            cleaned,
+            [MORE, MORE, DONE],
+            "every CQE was cleaned up exactly once"
+        );
         assert!(table.is_empty());
     }
 }

@@ -32,7 +32,8 @@ fn sockaddr_to_std(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Op
     match i32::from(storage.ss_family) {
         libc::AF_INET if len as usize >= std::mem::size_of::<libc::sockaddr_in>() => {
             // SAFETY: the family says the storage holds a `sockaddr_in`, which it can contain.
-            let addr: &libc::sockaddr_in = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
+            let addr: &libc::sockaddr_in =
+                unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
             Some(SocketAddr::from((
                 u32::from_be(addr.sin_addr.s_addr).to_be_bytes(),
                 u16::from_be(addr.sin_port),
@@ -40,8 +41,12 @@ fn sockaddr_to_std(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Op
         }
         libc::AF_INET6 if len as usize >= std::mem::size_of::<libc::sockaddr_in6>() => {
             // SAFETY: the family says the storage holds a `sockaddr_in6`, which it can contain.
-            let addr: &libc::sockaddr_in6 = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
-            Some(SocketAddr::from((addr.sin6_addr.s6_addr, u16::from_be(addr.sin6_port))))
+            let addr: &libc::sockaddr_in6 =
+                unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
+            Some(SocketAddr::from((
+                addr.sin6_addr.s6_addr,
+                u16::from_be(addr.sin6_port),
+            )))
         }
         _ => None,
     }
@@ -88,9 +93,12 @@ pub struct AcceptData {
 impl Ring {
     /// A no-op round trip through the kernel.
     pub fn nop(&self) -> Op<(), io::Result<()>> {
-        self.submit((), |_| opcode::Nop::new().build(), Ring::discard_default(), |(), cqe| {
-            result(cqe).map(drop)
-        })
+        self.submit(
+            (),
+            |_| opcode::Nop::new().build(),
+            Ring::discard_default(),
+            |(), cqe| result(cqe).map(drop),
+        )
     }
 
     /// Completes after `duration` (`ETIME` is success here).
@@ -110,7 +118,12 @@ impl Ring {
     }
 
     /// Reads into `buf` at `offset` (`u64::MAX`: the file position / a stream).
-    pub fn read<B: IoBufMut>(&self, fd: &SharedFd, mut buf: B, offset: u64) -> Op<(SharedFd, B), BufResult<usize, B>> {
+    pub fn read<B: IoBufMut>(
+        &self,
+        fd: &SharedFd,
+        mut buf: B,
+        offset: u64,
+    ) -> Op<(SharedFd, B), BufResult<usize, B>> {
         let len = u32::try_from(buf.bytes_total()).unwrap_or(u32::MAX);
         let ptr = buf.stable_mut_ptr();
         self.submit(
@@ -129,19 +142,32 @@ impl Ring {
     }
 
     /// Writes `buf`'s initialised bytes at `offset` (`u64::MAX`: the file position / a stream).
-    pub fn write<B: IoBuf>(&self, fd: &SharedFd, buf: B, offset: u64) -> Op<(SharedFd, B), BufResult<usize, B>> {
+    pub fn write<B: IoBuf>(
+        &self,
+        fd: &SharedFd,
+        buf: B,
+        offset: u64,
+    ) -> Op<(SharedFd, B), BufResult<usize, B>> {
         let len = u32::try_from(buf.bytes_init()).unwrap_or(u32::MAX);
         let ptr = buf.stable_ptr();
         self.submit(
             (fd.clone(), buf),
-            move |(fd_, _)| opcode::Write::new(raw(fd_), ptr, len).offset(offset).build(),
+            move |(fd_, _)| {
+                opcode::Write::new(raw(fd_), ptr, len)
+                    .offset(offset)
+                    .build()
+            },
             Ring::discard_default(),
             |(_, buf), cqe| (result(cqe).map(|n| n as usize), buf),
         )
     }
 
     /// Receives into `buf` (a socket).
-    pub fn recv<B: IoBufMut>(&self, fd: &SharedFd, mut buf: B) -> Op<(SharedFd, B), BufResult<usize, B>> {
+    pub fn recv<B: IoBufMut>(
+        &self,
+        fd: &SharedFd,
+        mut buf: B,
+    ) -> Op<(SharedFd, B), BufResult<usize, B>> {
         let len = u32::try_from(buf.bytes_total()).unwrap_or(u32::MAX);
         let ptr = buf.stable_mut_ptr();
         self.submit(
@@ -178,7 +204,10 @@ impl Ring {
     /// Accepts one connection (close-on-exec, non-blocking).
     ///
     /// Cancel safety: a connection accepted after the future was dropped is closed, never leaked.
-    pub fn accept(&self, listener: &SharedFd) -> Op<AcceptData, io::Result<(OwnedFd, Option<SocketAddr>)>> {
+    pub fn accept(
+        &self,
+        listener: &SharedFd,
+    ) -> Op<AcceptData, io::Result<(OwnedFd, Option<SocketAddr>)>> {
         let data = AcceptData {
             fd: listener.clone(),
             // SAFETY: all-zero is a valid `sockaddr_storage`.
@@ -220,11 +249,22 @@ impl Ring {
     }
 
     /// Connects `socket` to `addr`.
-    pub fn connect(&self, socket: &SharedFd, addr: SocketAddr) -> Op<(SharedFd, libc::sockaddr_storage, libc::socklen_t), io::Result<()>> {
+    pub fn connect(
+        &self,
+        socket: &SharedFd,
+        addr: SocketAddr,
+    ) -> Op<(SharedFd, libc::sockaddr_storage, libc::socklen_t), io::Result<()>> {
         let (storage, len) = std_to_sockaddr(addr);
         self.submit(
             (socket.clone(), storage, len),
-            |(s, storage, len)| opcode::Connect::new(raw(s), (storage as *const libc::sockaddr_storage).cast(), *len).build(),
+            |(s, storage, len)| {
+                opcode::Connect::new(
+                    raw(s),
+                    (storage as *const libc::sockaddr_storage).cast(),
+                    *len,
+                )
+                .build()
+            },
             Ring::discard_default(),
             |_, cqe| result(cqe).map(drop),
         )

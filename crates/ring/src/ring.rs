@@ -148,7 +148,13 @@ impl Builder {
     pub fn build(self) -> Result<Ring, Error> {
         // Most capable first; each fallback drops the flags an older kernel refuses.
         let attempts: [&[&'static str]; 3] = [
-            &["SUBMIT_ALL", "COOP_TASKRUN", "TASKRUN_FLAG", "SINGLE_ISSUER", "DEFER_TASKRUN"],
+            &[
+                "SUBMIT_ALL",
+                "COOP_TASKRUN",
+                "TASKRUN_FLAG",
+                "SINGLE_ISSUER",
+                "DEFER_TASKRUN",
+            ],
             &["SUBMIT_ALL", "COOP_TASKRUN", "TASKRUN_FLAG"],
             &[],
         ];
@@ -172,12 +178,18 @@ impl Builder {
                 builder.setup_sqpoll(u32::try_from(idle.as_millis()).unwrap_or(u32::MAX));
             }
             match builder.build(self.entries) {
-                Ok(uring) => return Ring::from_uring(uring, flags.to_vec(), self.sqpoll_idle.is_some()),
-                Err(error) if error.raw_os_error() == Some(libc::EINVAL) => last_error = Some(error),
+                Ok(uring) => {
+                    return Ring::from_uring(uring, flags.to_vec(), self.sqpoll_idle.is_some());
+                }
+                Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+                    last_error = Some(error)
+                }
                 Err(error) => return Err(setup_error(error)),
             }
         }
-        Err(setup_error(last_error.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))))
+        Err(setup_error(last_error.unwrap_or_else(|| {
+            io::Error::from_raw_os_error(libc::EINVAL)
+        })))
     }
 }
 
@@ -253,8 +265,9 @@ impl Ring {
                 reason: "IORING_REGISTER_PROBE failed".into(),
                 source: Some(e),
             })?;
-        let (supported, missing): (Vec<_>, Vec<_>) =
-            OPCODES.iter().partition(|(code, _)| probe.is_supported(*code));
+        let (supported, missing): (Vec<_>, Vec<_>) = OPCODES
+            .iter()
+            .partition(|(code, _)| probe.is_supported(*code));
         let registered_ring_fd = uring.submitter().register_ring_fd().is_ok();
         Ok(Ring {
             shared: Arc::new(Shared {
@@ -373,7 +386,6 @@ impl Ring {
     pub(crate) fn discard_default() -> fn(&mut (dyn Any + Send), Cqe) {
         discard_nothing
     }
-
 }
 
 impl Shared {
@@ -405,7 +417,10 @@ impl Shared {
                     );
                     if !transient || attempts > 1_000 {
                         let errno = error.raw_os_error().unwrap_or(libc::EIO);
-                        let failed = Cqe { result: -errno, flags: 0 };
+                        let failed = Cqe {
+                            result: -errno,
+                            flags: 0,
+                        };
                         if let CompleteOutcome::Queued(waker) =
                             self.ops.complete(entry.get_user_data(), failed, discard)
                         {
@@ -435,9 +450,7 @@ impl Shared {
             let result = match timeout {
                 Some(t) if t.is_zero() => submitter.submit(),
                 Some(t) => {
-                    let ts = Timespec::new()
-                        .sec(t.as_secs())
-                        .nsec(t.subsec_nanos());
+                    let ts = Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
                     submitter.submit_with_args(1, &SubmitArgs::new().timespec(&ts))
                 }
                 None => submitter.submit_and_wait(1),
@@ -459,7 +472,9 @@ impl Shared {
     fn push_pending_cancels(&self, uring: &mut IoUring) {
         let cancels = std::mem::take(&mut *lock(&self.pending_cancels));
         for user_data in cancels {
-            let entry = opcode::AsyncCancel::new(user_data).build().user_data(u64::MAX);
+            let entry = opcode::AsyncCancel::new(user_data)
+                .build()
+                .user_data(u64::MAX);
             // SAFETY: a cancel SQE references no memory.
             #[allow(clippy::disallowed_methods, reason = "the one place Weir pushes SQEs")]
             let pushed = unsafe { uring.submission().push(&entry) };
@@ -503,7 +518,6 @@ impl Shared {
         self.stats.cqes.fetch_add(count as u64, Ordering::Relaxed);
         (count, wakers)
     }
-
 }
 
 impl Drop for Shared {
@@ -513,11 +527,9 @@ impl Drop for Shared {
         let deadline = Instant::now() + TEARDOWN_BOUND;
         {
             let mut uring = lock(&self.uring);
-            let cancel_all = opcode::AsyncCancel2::new(
-                io_uring::types::CancelBuilder::any(),
-            )
-            .build()
-            .user_data(u64::MAX);
+            let cancel_all = opcode::AsyncCancel2::new(io_uring::types::CancelBuilder::any())
+                .build()
+                .user_data(u64::MAX);
             // SAFETY: a cancel SQE references no memory.
             #[allow(clippy::disallowed_methods, reason = "the one place Weir pushes SQEs")]
             let _ = unsafe { uring.submission().push(&cancel_all) };
@@ -530,7 +542,9 @@ impl Drop for Shared {
         // Whatever the kernel still holds stays allocated: freeing it could let the kernel write
         // into reused memory.
         let leaked = self.ops.take_all_for_leak();
-        self.stats.leaked.fetch_add(leaked.len() as u64, Ordering::Relaxed);
+        self.stats
+            .leaked
+            .fetch_add(leaked.len() as u64, Ordering::Relaxed);
         for op in leaked {
             std::mem::forget(op);
         }

@@ -14,12 +14,19 @@ struct Parked {
 
 impl Drop for Parked {
     fn drop(&mut self) {
-        assert_eq!(self.kernel_done.load(Ordering::SeqCst), 1, "released before the final CQE");
+        assert_eq!(
+            self.kernel_done.load(Ordering::SeqCst),
+            1,
+            "released before the final CQE"
+        );
         self.released.fetch_add(1, Ordering::SeqCst);
     }
 }
 
-const DONE: Cqe = Cqe { result: 0, flags: 0 };
+const DONE: Cqe = Cqe {
+    result: 0,
+    flags: 0,
+};
 
 #[test]
 fn cancel_races_completion() {
@@ -63,7 +70,10 @@ fn late_cqe_races_slot_reuse() {
             let table = table.clone();
             thread::spawn(move || {
                 // A duplicate CQE for the first op, arriving whenever.
-                matches!(table.complete(first.user_data(), DONE, |_, _| {}), CompleteOutcome::Stale)
+                matches!(
+                    table.complete(first.user_data(), DONE, |_, _| {}),
+                    CompleteOutcome::Stale
+                )
             })
         };
         let cx = &mut std::task::Context::from_waker(std::task::Waker::noop());

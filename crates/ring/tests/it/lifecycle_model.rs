@@ -11,9 +11,14 @@ use weir_ring::lifecycle::{CQE_F_MORE, CancelOutcome, CompleteOutcome, Cqe, OpId
 
 #[derive(Debug, Clone)]
 enum Step {
-    Submit { multishot: bool },
+    Submit {
+        multishot: bool,
+    },
     /// A CQE for op `n`; multishot ops get `F_MORE` unless `last`.
-    Complete { n: usize, last: bool },
+    Complete {
+        n: usize,
+        last: bool,
+    },
     Poll(usize),
     Drop(usize),
     /// A garbage CQE for a random user_data.

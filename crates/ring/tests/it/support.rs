@@ -42,7 +42,9 @@ pub(crate) fn block_on<F: Future>(ring: &Ring, fut: F) -> F::Output {
 
 /// Open descriptors of this process.
 pub(crate) fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// Turns `ring` until nothing is in flight (cancelled ops reaped), or fails after 10 s.
@@ -60,5 +62,7 @@ pub(crate) fn settle(ring: &Ring) {
 /// running in parallel would disturb.
 pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
