@@ -24,6 +24,8 @@
 #[cfg(target_os = "linux")]
 mod buf;
 #[cfg(target_os = "linux")]
+mod bufring;
+#[cfg(target_os = "linux")]
 mod error;
 pub mod lifecycle;
 #[cfg(target_os = "linux")]
@@ -37,6 +39,8 @@ mod tests;
 
 #[cfg(target_os = "linux")]
 pub use buf::{IoBuf, IoBufMut};
+#[cfg(target_os = "linux")]
+pub use bufring::{BufRing, BufferSource, ProvidedBuf, Received, RecvStream};
 #[cfg(target_os = "linux")]
 pub use error::Error;
 pub use lifecycle::{Cqe, OpId, OpTable};

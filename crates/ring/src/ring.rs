@@ -383,6 +383,26 @@ impl Ring {
         self.shared.push(entry.user_data(u64::MAX));
     }
 
+    /// Registers a provided buffer ring.
+    ///
+    /// Soundness rests on the caller (`BufRing::register`): `addr` points to `entries`
+    /// page-aligned entries that stay allocated until unregistered.
+    pub(crate) fn register_buf_ring(&self, addr: u64, entries: u16, group: u16) -> io::Result<()> {
+        let uring = lock(&self.shared.uring);
+        // SAFETY: see above; the memory outlives the registration.
+        unsafe {
+            uring
+                .submitter()
+                .register_buf_ring_with_flags(addr, entries, group, 0)
+        }
+    }
+
+    pub(crate) fn unregister_buf_ring(&self, group: u16) -> io::Result<()> {
+        lock(&self.shared.uring)
+            .submitter()
+            .unregister_buf_ring(group)
+    }
+
     pub(crate) fn discard_default() -> fn(&mut (dyn Any + Send), Cqe) {
         discard_nothing
     }

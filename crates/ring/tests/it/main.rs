@@ -2,5 +2,6 @@
 //! and real-kernel tests over io_uring.
 
 mod lifecycle_model;
+mod provided;
 mod real_kernel;
 mod support;

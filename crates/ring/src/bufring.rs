@@ -1,0 +1,307 @@
+//! Provided buffer rings (`IORING_REGISTER_PBUF_RING`): memory the kernel picks receive
+//! buffers from, so an idle connection holds no buffer at all.
+//!
+//! # Layout
+//!
+//! ```text
+//!  ring memory (page-aligned, `entries` × 16 bytes, shared with the kernel):
+//!  ┌──────────────────────────┬──────────────────────────┬─────┐
+//!  │ addr:u64 len:u32 bid:u16 │ addr len bid             │ ... │
+//!  │ (tail:u16 overlays the   │                          │     │
+//!  │  first entry's last 2 B) │                          │     │
+//!  └──────────────────────────┴──────────────────────────┴─────┘
+//! ```
+//!
+//! Weir writes entries at `tail` and publishes the new tail with a release store; the kernel
+//! consumes from its head and reports the chosen buffer id in each CQE. The buffers themselves
+//! come from a [`BufferSource`] (in `weir-net`, the buffer pool); this crate does not depend on
+//! any pool.
+
+use std::alloc::{self, Layout};
+use std::fmt;
+use std::io;
+use std::ops::Deref;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use io_uring::types::BufRingEntry;
+use io_uring::{cqueue, opcode, types};
+
+use crate::lifecycle::Cqe;
+use crate::ops::SharedFd;
+use crate::ring::{MultiOp, Ring};
+use crate::sync::{Mutex, lock};
+
+/// Memory the kernel may fill with received data.
+///
+/// # Safety
+///
+/// For every id below `buffer_count`, `buffer_ptr(id)` must point to `buffer_len` writable
+/// bytes that stay valid and unmoved for as long as the source lives, and that nothing else
+/// reads or writes while the buffer is in the ring (between `register`/recycling and the CQE
+/// that reports it).
+pub unsafe trait BufferSource: Send + Sync + 'static {
+    /// How many buffers (ids `0..count`).
+    fn buffer_count(&self) -> u16;
+    /// Bytes in each buffer.
+    fn buffer_len(&self) -> u32;
+    /// The address of buffer `id`.
+    fn buffer_ptr(&self, id: u16) -> NonNull<u8>;
+}
+
+/// A registered provided-buffer ring (one buffer group). Clones share it.
+#[derive(Clone)]
+pub struct BufRing {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ring: Ring,
+    group: u16,
+    entries: u16,
+    memory: NonNull<BufRingEntry>,
+    layout: Layout,
+    /// Weir's tail (entries written); published to the kernel after each write.
+    tail: Mutex<u16>,
+    source: Box<dyn BufferSource>,
+    recycled: AtomicU64,
+}
+
+// SAFETY: `memory` is shared with the kernel and only written under `tail`'s lock; everything
+// else is `Send + Sync`.
+unsafe impl Send for Inner {}
+// SAFETY: as above.
+unsafe impl Sync for Inner {}
+
+impl BufRing {
+    /// Registers `source`'s buffers as buffer group `group` on `ring`, all of them in the ring.
+    ///
+    /// # Errors
+    ///
+    /// `source` has no buffers or more than 32,768; the allocation failed; or the kernel refused
+    /// the registration (no `IORING_REGISTER_PBUF_RING` before Linux 5.19).
+    pub fn register(ring: &Ring, group: u16, source: impl BufferSource) -> io::Result<BufRing> {
+        let count = source.buffer_count();
+        if count == 0 || count > 1 << 15 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a provided buffer ring holds 1 to 32768 buffers",
+            ));
+        }
+        let entries = count.next_power_of_two();
+        let layout = Layout::from_size_align(
+            usize::from(entries) * std::mem::size_of::<BufRingEntry>(),
+            4096,
+        )
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad buffer ring layout"))?;
+        // SAFETY: the layout has a non-zero size (at least one 16-byte entry).
+        let raw = unsafe { alloc::alloc_zeroed(layout) };
+        let Some(memory) = NonNull::new(raw.cast::<BufRingEntry>()) else {
+            return Err(io::ErrorKind::OutOfMemory.into());
+        };
+        // `memory` is page-aligned and holds `entries` entries; it stays allocated until
+        // `Inner::drop`, which unregisters the group first.
+        if let Err(error) = ring.register_buf_ring(memory.as_ptr() as u64, entries, group) {
+            // SAFETY: allocated above with `layout`; the kernel refused it, so never uses it.
+            unsafe { alloc::dealloc(raw, layout) };
+            return Err(error);
+        }
+        let inner = Inner {
+            ring: ring.clone(),
+            group,
+            entries,
+            memory,
+            layout,
+            tail: Mutex::new(0),
+            source: Box::new(source),
+            recycled: AtomicU64::new(0),
+        };
+        for id in 0..count {
+            inner.push(id);
+        }
+        Ok(BufRing {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The buffer group id to name in receive ops.
+    pub fn group(&self) -> u16 {
+        self.inner.group
+    }
+
+    /// Buffers handed back to the kernel so far.
+    pub fn recycled(&self) -> u64 {
+        self.inner.recycled.load(Ordering::Relaxed)
+    }
+
+    /// Adopts the buffer a CQE reported (`IORING_CQE_F_BUFFER`), if it names one.
+    pub fn take(&self, cqe: Cqe) -> Option<ProvidedBuf> {
+        let id = cqueue::buffer_select(cqe.flags)?;
+        if id >= self.inner.source.buffer_count() {
+            return None;
+        }
+        let len = usize::try_from(cqe.result.max(0)).unwrap_or(0);
+        Some(ProvidedBuf {
+            ring: self.clone(),
+            id,
+            len: len.min(self.inner.source.buffer_len() as usize),
+        })
+    }
+
+    /// Multishot receive on `socket` into this group: one SQE, a CQE per arrival.
+    ///
+    /// The stream ends with `ENOBUFS` when the group runs dry; data stays in the socket, so arm a
+    /// new receive once buffers are back — nothing is lost.
+    pub fn recv_multi(&self, socket: &SharedFd) -> RecvStream {
+        let group = self.inner.group;
+        let op = self.inner.ring.submit_multishot(
+            (socket.clone(), self.clone()),
+            move |(fd, _)| {
+                opcode::RecvMulti::new(types::Fd(std::os::fd::AsRawFd::as_raw_fd(&**fd)), group)
+                    .build()
+            },
+            recycle_discarded,
+        );
+        RecvStream {
+            op,
+            ring: self.clone(),
+        }
+    }
+}
+
+/// A CQE nobody will read: give its buffer back to the kernel.
+fn recycle_discarded(data: &mut (dyn std::any::Any + Send), cqe: Cqe) {
+    if let Some((_, ring)) = data.downcast_mut::<(SharedFd, BufRing)>() {
+        drop(ring.take(cqe));
+    }
+}
+
+impl Inner {
+    /// Puts buffer `id` back at the tail and publishes it.
+    fn push(&self, id: u16) {
+        let mut tail = lock(&self.tail);
+        let index = usize::from(*tail & (self.entries - 1));
+        // SAFETY: `index < entries`, so the offset is inside the allocation.
+        let slot = unsafe { self.memory.as_ptr().add(index) };
+        // SAFETY: the kernel only reads entries between its head and the published tail, and
+        // this slot is past the published tail; we hold the tail lock, so nobody else writes it.
+        let entry = unsafe { &mut *slot };
+        entry.set_addr(self.source.buffer_ptr(id).as_ptr() as u64);
+        entry.set_len(self.source.buffer_len());
+        entry.set_bid(id);
+        *tail = tail.wrapping_add(1);
+        // SAFETY: byte offset 14 is inside the first entry, where the ring's `u16` tail lives.
+        let tail_ptr = unsafe { self.memory.as_ptr().cast::<u8>().add(14) }.cast::<AtomicU16>();
+        // SAFETY: the tail is a suitably aligned `u16` the kernel reads concurrently, hence an
+        // atomic; the release store also publishes the entry written above.
+        let shared_tail = unsafe { &*tail_ptr };
+        shared_tail.store(*tail, Ordering::Release);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Every op that could pick from this group holds a clone, so none is in flight.
+        // If unregistering fails the kernel may still hold the memory: leak it rather than
+        // free memory it can read.
+        if self.ring.unregister_buf_ring(self.group).is_ok() {
+            // SAFETY: allocated in `register` with `layout`; the kernel let go of it above.
+            unsafe { alloc::dealloc(self.memory.as_ptr().cast(), self.layout) };
+        }
+    }
+}
+
+impl fmt::Debug for BufRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufRing")
+            .field("group", &self.inner.group)
+            .field("entries", &self.inner.entries)
+            .field("recycled", &self.recycled())
+            .finish()
+    }
+}
+
+/// A received buffer from a [`BufRing`]; goes back to the kernel when dropped.
+pub struct ProvidedBuf {
+    ring: BufRing,
+    id: u16,
+    len: usize,
+}
+
+impl ProvidedBuf {
+    /// The buffer id in its group.
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+}
+
+impl Deref for ProvidedBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        let ptr = self.ring.inner.source.buffer_ptr(self.id);
+        // SAFETY: the kernel filled `len` bytes of this buffer (its CQE said so) and gave it up;
+        // until this guard drops nobody else writes it (the `BufferSource` contract).
+        unsafe { std::slice::from_raw_parts(ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for ProvidedBuf {
+    fn drop(&mut self) {
+        self.ring.inner.push(self.id);
+        self.ring.inner.recycled.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl fmt::Debug for ProvidedBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProvidedBuf")
+            .field("id", &self.id)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// What a multishot receive delivers.
+#[derive(Debug)]
+pub enum Received {
+    /// Bytes, in a provided buffer.
+    Data(ProvidedBuf),
+    /// The peer closed its side.
+    Eof,
+}
+
+/// The stream of a multishot receive ([`BufRing::recv_multi`]).
+#[derive(Debug)]
+pub struct RecvStream {
+    op: MultiOp,
+    ring: BufRing,
+}
+
+impl RecvStream {
+    /// The next arrival; `Some(Err(ENOBUFS))` when the group ran dry (the stream has ended: arm a
+    /// new one once buffers are back); `None` after the stream ended.
+    pub async fn next(&mut self) -> Option<io::Result<Received>> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// Polling form of [`next`](RecvStream::next).
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Received>>> {
+        let Poll::Ready(cqe) = self.op.poll_next(cx) else {
+            return Poll::Pending;
+        };
+        let Some(cqe) = cqe else {
+            return Poll::Ready(None);
+        };
+        if cqe.result < 0 {
+            return Poll::Ready(Some(Err(io::Error::from_raw_os_error(-cqe.result))));
+        }
+        Poll::Ready(Some(Ok(match self.ring.take(cqe) {
+            Some(buf) if cqe.result > 0 => Received::Data(buf),
+            // An empty completion is the peer's end of stream (its buffer, if any, goes back).
+            _ => Received::Eof,
+        })))
+    }
+}
