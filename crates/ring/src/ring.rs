@@ -107,6 +107,8 @@ pub struct Builder {
     entries: u32,
     cq_entries: Option<u32>,
     sqpoll_idle: Option<Duration>,
+    plain: bool,
+    defer_taskrun: bool,
 }
 
 impl Default for Builder {
@@ -115,6 +117,8 @@ impl Default for Builder {
             entries: 256,
             cq_entries: None,
             sqpoll_idle: None,
+            plain: false,
+            defer_taskrun: false,
         }
     }
 }
@@ -139,6 +143,18 @@ impl Builder {
         self
     }
 
+    /// Also asks for `IORING_SETUP_DEFER_TASKRUN` (off by default: see `build`).
+    pub fn defer_taskrun(mut self, on: bool) -> Self {
+        self.defer_taskrun = on;
+        self
+    }
+
+    /// Asks for no optional setup flags at all (for comparisons and diagnostics).
+    pub fn plain(mut self) -> Self {
+        self.plain = true;
+        self
+    }
+
     /// Sets the ring up, with the best flags the kernel accepts.
     ///
     /// # Errors
@@ -159,7 +175,8 @@ impl Builder {
             &[],
         ];
         let mut last_error = None;
-        for flags in attempts {
+        let skip = if self.plain { attempts.len() - 1 } else { 0 };
+        for flags in attempts.into_iter().skip(skip) {
             let mut builder = IoUring::builder();
             for flag in flags {
                 match *flag {
