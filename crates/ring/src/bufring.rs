@@ -17,13 +17,12 @@
 //! come from a [`BufferSource`] (in `weir-net`, the buffer pool); this crate does not depend on
 //! any pool.
 
+use crate::sync::unmodelled::{Arc, AtomicU16, AtomicU64, Ordering};
 use std::alloc::{self, Layout};
 use std::fmt;
 use std::io;
 use std::ops::Deref;
 use std::ptr::NonNull;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use io_uring::types::BufRingEntry;

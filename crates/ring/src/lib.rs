@@ -45,6 +45,6 @@ pub use bufring::{BufRing, BufferSource, ProvidedBuf, Received, RecvStream};
 pub use error::Error;
 pub use lifecycle::{Cqe, OpId, OpTable};
 #[cfg(target_os = "linux")]
-pub use ops::{AcceptData, AcceptStream, BufResult, SharedFd};
+pub use ops::{AcceptData, AcceptStream, BufResult, SharedFd, Stash};
 #[cfg(target_os = "linux")]
 pub use ring::{Builder, Counters, MultiOp, Op, ProbeReport, Ring, SetupReport};

@@ -1,10 +1,10 @@
 //! The typed operations. Each boxes what the kernel will touch, and gives buffers back with
 //! the result: `(io::Result<usize>, B)`.
 
+use crate::sync::unmodelled::Arc;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::sync::Arc;
 use std::time::Duration;
 
 use io_uring::{opcode, types};
@@ -16,6 +16,27 @@ use crate::ring::{MultiOp, Op, Ring, discard_fd};
 /// A descriptor shared by the ops that use it: it stays open until the last op holding it has
 /// seen its final CQE, so the kernel never acts on a closed or reused number.
 pub type SharedFd = Arc<OwnedFd>;
+
+/// Bytes a dropped receive had already taken from the socket, kept for the next read.
+pub type Stash = Arc<crate::sync::unmodelled::Mutex<Vec<u8>>>;
+
+/// A receive whose future is gone completed with data: keep the bytes.
+fn stash_late_bytes<B: IoBufMut>(data: &mut (dyn std::any::Any + Send), cqe: Cqe) {
+    let Some((_, buf, stash)) = data.downcast_mut::<(SharedFd, B, Stash)>() else {
+        return;
+    };
+    let Ok(n) = usize::try_from(cqe.result) else {
+        return;
+    };
+    let n = n.min(buf.bytes_total());
+    // SAFETY: the kernel wrote the first `n` bytes of the buffer (its CQE says so) and is done
+    // with it; the buffer is still owned by the parked op data.
+    let received = unsafe { std::slice::from_raw_parts(buf.stable_mut_ptr(), n) };
+    stash
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .extend_from_slice(received);
+}
 
 /// A buffer op's output: the result and the buffer, always given back.
 pub type BufResult<T, B> = (io::Result<T>, B);
@@ -175,6 +196,32 @@ impl Ring {
             move |(fd_, _)| opcode::Recv::new(raw(fd_), ptr, len).build(),
             Ring::discard_default(),
             |(_, mut buf), cqe| {
+                let res = result(cqe).map(|n| n as usize);
+                if let Ok(n) = res {
+                    // SAFETY: the kernel initialised the first `n` bytes.
+                    unsafe { buf.set_init(n) };
+                }
+                (res, buf)
+            },
+        )
+    }
+
+    /// Receives into `buf` like [`recv`](Ring::recv), but if the future is dropped after the
+    /// kernel already received bytes, those bytes are appended to `stash` instead of being lost:
+    /// the caller's next read takes them from there first.
+    pub fn recv_or_stash<B: IoBufMut>(
+        &self,
+        fd: &SharedFd,
+        mut buf: B,
+        stash: &Stash,
+    ) -> Op<(SharedFd, B, Stash), BufResult<usize, B>> {
+        let len = u32::try_from(buf.bytes_total()).unwrap_or(u32::MAX);
+        let ptr = buf.stable_mut_ptr();
+        self.submit(
+            (fd.clone(), buf, stash.clone()),
+            move |(fd_, _, _)| opcode::Recv::new(raw(fd_), ptr, len).build(),
+            stash_late_bytes::<B>,
+            |(_, mut buf, _), cqe| {
                 let res = result(cqe).map(|n| n as usize);
                 if let Ok(n) = res {
                     // SAFETY: the kernel initialised the first `n` bytes.

@@ -9,13 +9,12 @@
 //! ring cancels whatever is still in flight and waits (bounded) for the final CQEs; what the
 //! kernel still holds after that is leaked on purpose and counted — never freed.
 
+use crate::sync::unmodelled::{Arc, AtomicU64, Ordering};
 use std::any::Any;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 

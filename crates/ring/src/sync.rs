@@ -12,3 +12,11 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// The driver's own sharing, in code that makes real syscalls and so is never run under loom:
+/// always `std`. (The op table above is what the models check.)
+#[cfg(target_os = "linux")]
+pub(crate) mod unmodelled {
+    pub(crate) use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+    pub(crate) use std::sync::{Arc, Mutex};
+}
