@@ -1,8 +1,60 @@
-//! Weir's runtime and sockets: thread-per-core executors that drive TCP, UDP and Unix sockets
-//! through io_uring (`weir-ring`) or a readiness reactor (`weir-reactor`), chosen at start-up.
+//! Weir's runtime and sockets: an executor per thread that drives TCP through io_uring
+//! (`weir-ring`) or a readiness reactor (`weir-reactor`), chosen at start-up, with the same
+//! semantics on both.
 //!
-//! **Status: not built yet.** This is the crate users depend on; it composes the four lower
-//! crates (see `ARCHITECTURE.md`). The design: `Runtime::builder()` with `Backend::Auto` probing
-//! io_uring once and falling back to the reactor with a recorded reason, owned-buffer I/O
-//! (`(io::Result<usize>, B)`), pooled receive from `weir-bufpool`, cancellation that never loses
-//! bytes, and a `Server` built on `weir-shutdown`. Until it lands the crate exports nothing.
+//! # How it works
+//!
+//! * [`Runtime`] owns one executor, one driver and one timer heap on its thread;
+//!   [`spawn`] runs `!Send` futures beside [`Runtime::block_on`]'s. Wakers are `Send + Sync`:
+//!   another thread may wake a task, and a blocked driver is unparked (eventfd on the ring, the
+//!   reactor's notifier on poll).
+//! * [`Backend::Auto`] probes io_uring once per process and falls back to the reactor with the
+//!   reason in [`backend_report`]; `WEIR_BACKEND=uring|poll` forces one.
+//! * Sockets use owned buffers: `stream.read(buf).await` returns `(io::Result<usize>, buf)`
+//!   ([`BufResult`]). Every method documents its cancel safety; no dropped read loses bytes.
+//!
+//! # Examples
+//!
+//! ```
+//! use weir_net::{Runtime, TcpListener, TcpStream};
+//!
+//! let rt = Runtime::new().expect("runtime");
+//! println!("{}", rt.backend_report());
+//! rt.block_on(async {
+//!     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+//!     let addr = listener.local_addr().expect("addr");
+//!     let server = weir_net::spawn(async move {
+//!         let (mut conn, _) = listener.accept().await.expect("accept");
+//!         let (n, buf) = conn.read(Vec::with_capacity(64)).await;
+//!         let n = n.expect("read");
+//!         conn.write_all(buf).await.0.expect("echo");
+//!         n
+//!     });
+//!     let mut stream = TcpStream::connect(addr).await.expect("connect");
+//!     stream.write_all(b"hello".to_vec()).await.0.expect("write");
+//!     let (result, reply) = stream.read_exact(Vec::new(), 5).await;
+//!     result.expect("read");
+//!     assert_eq!(reply, b"hello");
+//!     assert_eq!(server.await.expect("server"), 5);
+//! });
+//! ```
+//!
+//! # Status
+//!
+//! TCP, timers, spawn/abort/join, both backends and the fallback work. Not built yet: UDP and Unix
+//! sockets, pooled multishot receive, `send_file`, multi-worker runtimes, the tokio/hyper
+//! compatibility features and the `Server` — see the workspace README.
+
+mod backend;
+mod buf;
+mod coop;
+mod error;
+mod runtime;
+mod tcp;
+pub mod time;
+
+pub use backend::{Backend, BackendReport, backend_report};
+pub use buf::{BufResult, IoBuf, IoBufMut};
+pub use error::Error;
+pub use runtime::{Builder, JoinError, JoinHandle, Runtime, spawn, yield_now};
+pub use tcp::{TcpListener, TcpStream};

@@ -17,25 +17,80 @@ use crate::ring::{MultiOp, Op, Ring, discard_fd};
 /// seen its final CQE, so the kernel never acts on a closed or reused number.
 pub type SharedFd = Arc<OwnedFd>;
 
-/// Bytes a dropped receive had already taken from the socket, kept for the next read.
-pub type Stash = Arc<crate::sync::unmodelled::Mutex<Vec<u8>>>;
+/// Bytes that dropped receives had already taken from a socket, kept for the next read, and
+/// how many of those receives the kernel has not finished yet.
+///
+/// A reader must not start a new receive while one is outstanding: the old one's bytes would
+/// land in the stash *after* the new one's, out of order. Wait for [`is_settled`], then drain
+/// the stash, then receive.
+///
+/// [`is_settled`]: Stash::is_settled
+#[derive(Debug, Clone, Default)]
+pub struct Stash {
+    state: Arc<crate::sync::unmodelled::Mutex<StashState>>,
+}
 
-/// A receive whose future is gone completed with data: keep the bytes.
+#[derive(Debug, Default)]
+struct StashState {
+    bytes: std::collections::VecDeque<u8>,
+    outstanding: usize,
+}
+
+impl Stash {
+    fn state(&self) -> crate::sync::unmodelled::MutexGuard<'_, StashState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `true` when no receive of this stash is still in the kernel.
+    pub fn is_settled(&self) -> bool {
+        self.state().outstanding == 0
+    }
+
+    /// Kept bytes waiting to be read.
+    pub fn len(&self) -> usize {
+        self.state().bytes.len()
+    }
+
+    /// `true` if no byte is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Moves up to `out.len()` kept bytes into `out`, oldest first; returns how many.
+    pub fn take_into(&self, out: &mut [u8]) -> usize {
+        let mut state = self.state();
+        let n = out.len().min(state.bytes.len());
+        for (slot, byte) in out.iter_mut().zip(state.bytes.drain(..n)) {
+            *slot = byte;
+        }
+        n
+    }
+
+    fn started(&self) {
+        self.state().outstanding += 1;
+    }
+
+    fn finished(&self, late_bytes: &[u8]) {
+        let mut state = self.state();
+        state.outstanding = state.outstanding.saturating_sub(1);
+        state.bytes.extend(late_bytes);
+    }
+}
+
+/// A receive whose future is gone completed: keep its bytes, if any, and mark it finished.
 fn stash_late_bytes<B: IoBufMut>(data: &mut (dyn std::any::Any + Send), cqe: Cqe) {
     let Some((_, buf, stash)) = data.downcast_mut::<(SharedFd, B, Stash)>() else {
         return;
     };
-    let Ok(n) = usize::try_from(cqe.result) else {
-        return;
-    };
-    let n = n.min(buf.bytes_total());
+    let n = usize::try_from(cqe.result)
+        .unwrap_or(0)
+        .min(buf.bytes_total());
     // SAFETY: the kernel wrote the first `n` bytes of the buffer (its CQE says so) and is done
     // with it; the buffer is still owned by the parked op data.
     let received = unsafe { std::slice::from_raw_parts(buf.stable_mut_ptr(), n) };
-    stash
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .extend_from_slice(received);
+    stash.finished(received);
 }
 
 /// A buffer op's output: the result and the buffer, always given back.
@@ -217,11 +272,13 @@ impl Ring {
     ) -> Op<(SharedFd, B, Stash), BufResult<usize, B>> {
         let len = u32::try_from(buf.bytes_total()).unwrap_or(u32::MAX);
         let ptr = buf.stable_mut_ptr();
+        stash.started();
         self.submit(
             (fd.clone(), buf, stash.clone()),
             move |(fd_, _, _)| opcode::Recv::new(raw(fd_), ptr, len).build(),
             stash_late_bytes::<B>,
-            |(_, mut buf, _), cqe| {
+            |(_, mut buf, stash), cqe| {
+                stash.finished(&[]);
                 let res = result(cqe).map(|n| n as usize);
                 if let Ok(n) = res {
                     // SAFETY: the kernel initialised the first `n` bytes.

@@ -18,5 +18,5 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(target_os = "linux")]
 pub(crate) mod unmodelled {
     pub(crate) use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-    pub(crate) use std::sync::{Arc, Mutex};
+    pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
 }

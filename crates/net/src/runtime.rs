@@ -1,0 +1,612 @@
+//! The runtime: one executor, one driver (ring or reactor) and one timer heap per thread.
+//!
+//! # Scheduling
+//!
+//! Tasks live in a slab on the runtime's thread; their wakers carry only the task's index and a
+//! handle to the run queue, so they are `Send + Sync` and may wake a task from any thread. Each
+//! tick runs the tasks that were ready when it began (tasks woken meanwhile wait for the next
+//! tick), then turns the driver — without blocking if anything is ready, else until the next
+//! timer or completion. So neither a task that keeps waking itself nor a flood of I/O can starve
+//! the others or the driver.
+//!
+//! # Waking a parked driver
+//!
+//! A wake pushes the index under the queue's lock, then looks at `parked`. The driver sets
+//! `parked` and then looks at the queue under the same lock before it blocks: whichever comes
+//! second sees the other, so a wake is never lost; and a wake while the driver runs costs no
+//! syscall.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use weir_reactor::{Reactor, Timers};
+
+use crate::Error;
+use crate::backend::{self, Backend, BackendReport};
+
+/// The index the main (`block_on`) future uses in the run queue.
+const MAIN: usize = usize::MAX;
+
+thread_local! {
+    static CONTEXT: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
+}
+
+/// Configures a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    backend: Backend,
+    ring_entries: u32,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            backend: Backend::Auto,
+            ring_entries: 256,
+        }
+    }
+}
+
+impl Builder {
+    /// Which backend to use (default [`Backend::Auto`]; `WEIR_BACKEND` overrides `Auto`).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// io_uring submission queue size (default 256).
+    pub fn ring_entries(mut self, entries: u32) -> Self {
+        self.ring_entries = entries;
+        self
+    }
+
+    /// Creates the runtime on this thread.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UringUnavailable`] if `Backend::Uring` was asked for and io_uring cannot be used;
+    /// [`Error::BadBackendVariable`]; or the driver's setup failed.
+    pub fn build(self) -> Result<Runtime, Error> {
+        let report = backend::choose(self.backend)?;
+        let driver = match report.backend {
+            #[cfg(target_os = "linux")]
+            Backend::Uring => Driver::uring(self.ring_entries)?,
+            _ => Driver::Poll(Reactor::new()?),
+        };
+        let unpark = driver.unparker()?;
+        Ok(Runtime {
+            core: Rc::new(Core {
+                driver,
+                timers: RefCell::new(Timers::new()),
+                tasks: RefCell::new(Vec::new()),
+                free: RefCell::new(Vec::new()),
+                queue: Arc::new(RunQueue {
+                    ready: Mutex::new(VecDeque::new()),
+                    parked: AtomicBool::new(false),
+                    unpark,
+                }),
+                report,
+            }),
+        })
+    }
+}
+
+/// A single-threaded async runtime: an executor, a driver and timers.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let rt = weir_net::Runtime::new().expect("runtime");
+/// let answer = rt.block_on(async {
+///     let task = weir_net::spawn(async { 40 + 2 });
+///     weir_net::time::sleep(Duration::from_millis(1)).await;
+///     task.await.expect("not aborted")
+/// });
+/// assert_eq!(answer, 42);
+/// ```
+pub struct Runtime {
+    core: Rc<Core>,
+}
+
+pub(crate) struct Core {
+    pub(crate) driver: Driver,
+    pub(crate) timers: RefCell<Timers<Option<Waker>>>,
+    tasks: RefCell<Vec<Slot>>,
+    free: RefCell<Vec<usize>>,
+    queue: Arc<RunQueue>,
+    report: BackendReport,
+}
+
+enum Slot {
+    Vacant,
+    Present(Pin<Box<dyn Future<Output = ()>>>),
+    /// Taken out while being polled.
+    Running,
+    /// Aborted while running: drop it when it comes back.
+    Aborted,
+}
+
+struct RunQueue {
+    ready: Mutex<VecDeque<usize>>,
+    parked: AtomicBool,
+    unpark: Unparker,
+}
+
+/// How a wake reaches a blocked driver.
+enum Unparker {
+    Reactor(weir_reactor::Notifier),
+    #[cfg(target_os = "linux")]
+    EventFd(Arc<std::os::fd::OwnedFd>),
+}
+
+impl RunQueue {
+    fn push(&self, index: usize) {
+        let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+        if !ready.contains(&index) || ready.len() > 64 {
+            ready.push_back(index);
+        }
+        drop(ready);
+        // SeqCst: see the module docs (the queue's lock orders it against the driver's check).
+        if self.parked.load(Ordering::SeqCst) {
+            self.unpark.unpark();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    fn take_all(&self) -> VecDeque<usize> {
+        std::mem::take(&mut *self.ready.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Unparker {
+    fn unpark(&self) {
+        match self {
+            Unparker::Reactor(notifier) => drop(notifier.notify()),
+            #[cfg(target_os = "linux")]
+            Unparker::EventFd(fd) => {
+                let one = 1u64;
+                // SAFETY: write(2) of 8 bytes from `one` to an eventfd we own.
+                unsafe {
+                    libc::write(
+                        std::os::fd::AsRawFd::as_raw_fd(&**fd),
+                        (&raw const one).cast(),
+                        8,
+                    )
+                };
+            }
+        }
+    }
+}
+
+struct TaskWaker {
+    index: usize,
+    queue: Arc<RunQueue>,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.queue.push(self.index);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.queue.push(self.index);
+    }
+}
+
+/// The I/O driver of a runtime.
+pub(crate) enum Driver {
+    /// The readiness reactor.
+    Poll(Reactor),
+    /// io_uring, with an eventfd read kept armed so that other threads can wake a blocked turn.
+    #[cfg(target_os = "linux")]
+    Uring {
+        ring: weir_ring::Ring,
+        wake_fd: weir_ring::SharedFd,
+        wake_read: RefCell<Option<Pin<Box<WakeRead>>>>,
+    },
+}
+
+#[cfg(target_os = "linux")]
+type WakeRead = weir_ring::Op<(weir_ring::SharedFd, Vec<u8>), weir_ring::BufResult<usize, Vec<u8>>>;
+
+impl Driver {
+    #[cfg(target_os = "linux")]
+    fn uring(entries: u32) -> Result<Driver, Error> {
+        use std::os::fd::FromRawFd;
+        let ring = weir_ring::Ring::builder()
+            .entries(entries)
+            .build()
+            .map_err(|e| Error::UringUnavailable(e.to_string()))?;
+        // SAFETY: eventfd(2) with valid flags; the result is checked before use.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+        // SAFETY: a new descriptor that nothing else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        Ok(Driver::Uring {
+            ring,
+            wake_fd: Arc::new(fd),
+            wake_read: RefCell::new(None),
+        })
+    }
+
+    fn unparker(&self) -> io::Result<Unparker> {
+        Ok(match self {
+            Driver::Poll(reactor) => Unparker::Reactor(reactor.notifier()),
+            #[cfg(target_os = "linux")]
+            Driver::Uring { wake_fd, .. } => Unparker::EventFd(wake_fd.clone()),
+        })
+    }
+
+    fn turn(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Driver::Poll(reactor) => reactor.turn(timeout).map(drop),
+            #[cfg(target_os = "linux")]
+            Driver::Uring {
+                ring,
+                wake_fd,
+                wake_read,
+            } => {
+                let mut armed = wake_read.borrow_mut();
+                if armed.is_none() && timeout != Some(Duration::ZERO) {
+                    *armed = Some(Box::pin(ring.read(wake_fd, vec![0u8; 8], u64::MAX)));
+                }
+                drop(armed);
+                ring.turn(timeout)?;
+                let mut armed = wake_read.borrow_mut();
+                if let Some(op) = armed.as_mut() {
+                    let noop = &mut Context::from_waker(Waker::noop());
+                    if op.as_mut().poll(noop).is_ready() {
+                        *armed = None; // consumed a wake-up; re-armed before the next block
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Runtime {
+    /// A runtime with the default settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::build`].
+    pub fn new() -> Result<Runtime, Error> {
+        Builder::default().build()
+    }
+
+    /// Starts configuring a runtime.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Which backend this runtime drives, and why.
+    pub fn backend_report(&self) -> &BackendReport {
+        &self.core.report
+    }
+
+    /// Runs `fut` to completion on this thread, with the spawned tasks alongside.
+    ///
+    /// # Panics
+    ///
+    /// If called from inside another `block_on` on the same thread (a runtime cannot nest).
+    pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
+        let previous = CONTEXT.with(|c| c.borrow_mut().replace(self.core.clone()));
+        assert!(
+            previous.is_none(),
+            "weir: block_on cannot be nested on one thread"
+        );
+        let _reset = ResetContext;
+        let mut fut = std::pin::pin!(fut);
+        let main_waker = Waker::from(Arc::new(TaskWaker {
+            index: MAIN,
+            queue: self.core.queue.clone(),
+        }));
+        let mut main_ready = true;
+        loop {
+            if main_ready {
+                crate::coop::reset();
+                if let Poll::Ready(out) = fut.as_mut().poll(&mut Context::from_waker(&main_waker)) {
+                    return out;
+                }
+            }
+            main_ready = false;
+            for index in self.core.queue.take_all() {
+                if index == MAIN {
+                    main_ready = true;
+                } else {
+                    self.core.run_task(index);
+                }
+            }
+            if main_ready {
+                // Turn without blocking, so I/O still progresses while the main future is busy.
+                let _ = self.core.driver.turn(Some(Duration::ZERO));
+            } else {
+                self.core.park();
+            }
+            self.core.fire_timers();
+        }
+    }
+}
+
+struct ResetContext;
+
+impl Drop for ResetContext {
+    fn drop(&mut self) {
+        CONTEXT.with(|c| c.borrow_mut().take());
+    }
+}
+
+impl Core {
+    fn park(&self) {
+        let now = Instant::now();
+        let timeout = self
+            .timers
+            .borrow()
+            .next_deadline()
+            .map(|deadline| deadline.saturating_duration_since(now));
+        // SeqCst + the queue's lock: see the module docs.
+        self.queue.parked.store(true, Ordering::SeqCst);
+        let timeout = if self.queue.is_empty() {
+            timeout
+        } else {
+            Some(Duration::ZERO)
+        };
+        let result = self.driver.turn(timeout);
+        self.queue.parked.store(false, Ordering::SeqCst);
+        if let Err(error) = result {
+            // A failing driver would otherwise spin; report once and back off briefly.
+            eprintln!("weir: driver turn failed: {error}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn fire_timers(&self) {
+        let mut due = Vec::new();
+        self.timers
+            .borrow_mut()
+            .fire_due(Instant::now(), |waker| due.extend(waker));
+        due.into_iter().for_each(Waker::wake);
+    }
+
+    fn run_task(self: &Rc<Self>, index: usize) {
+        let taken = {
+            let mut tasks = self.tasks.borrow_mut();
+            match tasks.get_mut(index) {
+                Some(slot @ Slot::Present(_)) => std::mem::replace(slot, Slot::Running),
+                _ => return,
+            }
+        };
+        let Slot::Present(mut fut) = taken else {
+            return;
+        };
+        let waker = Waker::from(Arc::new(TaskWaker {
+            index,
+            queue: self.queue.clone(),
+        }));
+        let mut cx = Context::from_waker(&waker);
+        crate::coop::reset();
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
+        let mut tasks = self.tasks.borrow_mut();
+        let finished =
+            !matches!(polled, Ok(Poll::Pending)) || matches!(tasks[index], Slot::Aborted);
+        if finished {
+            tasks[index] = Slot::Vacant;
+            drop(tasks);
+            self.free.borrow_mut().push(index);
+            drop(fut); // may run destructors that touch the runtime: no borrow held
+        } else {
+            tasks[index] = Slot::Present(fut);
+        }
+    }
+
+    fn insert_task(&self, fut: Pin<Box<dyn Future<Output = ()>>>) -> usize {
+        let index = match self.free.borrow_mut().pop() {
+            Some(index) => {
+                self.tasks.borrow_mut()[index] = Slot::Present(fut);
+                index
+            }
+            None => {
+                let mut tasks = self.tasks.borrow_mut();
+                tasks.push(Slot::Present(fut));
+                tasks.len() - 1
+            }
+        };
+        self.queue.push(index);
+        index
+    }
+
+    fn abort_task(&self, index: usize) {
+        let removed = {
+            let mut tasks = self.tasks.borrow_mut();
+            match tasks.get_mut(index) {
+                Some(Slot::Running) => {
+                    tasks[index] = Slot::Aborted;
+                    None
+                }
+                Some(slot @ Slot::Present(_)) => Some(std::mem::replace(slot, Slot::Vacant)),
+                _ => None,
+            }
+        };
+        if let Some(slot) = removed {
+            self.free.borrow_mut().push(index);
+            drop(slot);
+        }
+    }
+}
+
+/// The runtime running on this thread.
+///
+/// # Panics
+///
+/// Outside [`Runtime::block_on`]: sockets and timers need a runtime.
+pub(crate) fn current() -> Rc<Core> {
+    try_current()
+        .unwrap_or_else(|| panic!("weir: this needs a runtime (call it inside Runtime::block_on)"))
+}
+
+pub(crate) fn try_current() -> Option<Rc<Core>> {
+    CONTEXT.with(|c| c.borrow().clone())
+}
+
+/// Spawns `fut` on this thread's runtime; it runs alongside the `block_on` future.
+///
+/// `!Send` futures are welcome: a task never leaves its thread.
+///
+/// # Panics
+///
+/// Outside [`Runtime::block_on`].
+pub fn spawn<F>(fut: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let core = current();
+    let state = Rc::new(RefCell::new(JoinState {
+        output: None,
+        done: false,
+        waker: None,
+    }));
+    let task_state = state.clone();
+    let task = async move {
+        let guard = CompleteOnDrop(task_state.clone());
+        let out = fut.await;
+        task_state.borrow_mut().output = Some(out);
+        drop(guard);
+    };
+    let index = core.insert_task(Box::pin(task));
+    JoinHandle {
+        state,
+        index,
+        core: Rc::downgrade(&core),
+    }
+}
+
+/// Marks the join state done however the task ends (output, panic, abort).
+struct CompleteOnDrop<T>(Rc<RefCell<JoinState<T>>>);
+
+impl<T> Drop for CompleteOnDrop<T> {
+    fn drop(&mut self) {
+        let waker = {
+            let mut state = self.0.borrow_mut();
+            state.done = true;
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+struct JoinState<T> {
+    output: Option<T>,
+    done: bool,
+    waker: Option<Waker>,
+}
+
+/// Why a task produced no output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    /// It was aborted, or it panicked (the panic is caught and the task dropped).
+    #[error("the task was aborted or panicked")]
+    Cancelled,
+}
+
+/// Awaits a spawned task's output. Dropping it detaches the task (it keeps running).
+pub struct JoinHandle<T> {
+    state: Rc<RefCell<JoinState<T>>>,
+    index: usize,
+    core: Weak<Core>,
+}
+
+impl<T> JoinHandle<T> {
+    /// Stops the task: its future is dropped (at once, or when its current poll returns).
+    pub fn abort(&self) {
+        if self.state.borrow().done {
+            return;
+        }
+        if let Some(core) = self.core.upgrade() {
+            core.abort_task(self.index);
+        }
+    }
+
+    /// `true` once the task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.state.borrow().done
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.state.borrow_mut();
+        if state.done {
+            return Poll::Ready(state.output.take().ok_or(JoinError::Cancelled));
+        }
+        state.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+/// Yields once to the other tasks and the driver.
+pub async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("backend", &self.core.report)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Drop the tasks (and the I/O they own) while the driver still exists.
+        let tasks = std::mem::take(&mut *self.core.tasks.borrow_mut());
+        drop(tasks);
+        #[cfg(target_os = "linux")]
+        if let Driver::Uring { wake_read, .. } = &self.core.driver {
+            wake_read.borrow_mut().take();
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Backend choice: `Auto` lands on the reactor, and says why, when io_uring is unavailable.
+
+use weir_net::{Backend, Error, Runtime};
+
+/// The probe runs once per process, so the scenario runs in a child with io_uring "blocked".
+#[test]
+fn auto_falls_back_to_the_reactor_and_reports_why() {
+    if std::env::var_os("WEIR_TEST_BLOCK_URING").is_some() {
+        let rt = Runtime::builder()
+            .backend(Backend::Auto)
+            .build()
+            .expect("runtime");
+        let report = rt.backend_report().clone();
+        assert_eq!(report.backend, Backend::Poll);
+        assert!(report.reason.contains("EPERM"), "{report:?}");
+        assert_eq!(weir_net::backend_report(), Some(report));
+        let error = Runtime::builder()
+            .backend(Backend::Uring)
+            .build()
+            .expect_err("uring is blocked");
+        assert!(matches!(error, Error::UringUnavailable(_)), "{error}");
+        // And the fallback works: a round trip on the reactor.
+        rt.block_on(async {
+            let listener = weir_net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let client =
+                weir_net::spawn(async move { weir_net::TcpStream::connect(addr).await.is_ok() });
+            listener.accept().await.expect("accept");
+            assert!(client.await.expect("client"));
+        });
+        return;
+    }
+    let output = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .args([
+            "--exact",
+            "fallback::auto_falls_back_to_the_reactor_and_reports_why",
+            "--nocapture",
+        ])
+        .env("WEIR_TEST_BLOCK_URING", "1")
+        .env_remove("WEIR_BACKEND")
+        .output()
+        .expect("run the child");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "child failed: {stderr}");
+    assert!(
+        stderr.contains("weir backend: poll (fell back to the reactor"),
+        "no log line: {stderr}"
+    );
+}
+
+#[test]
+fn a_bad_backend_variable_is_a_clear_error() {
+    if std::env::var_os("WEIR_TEST_BAD_BACKEND").is_some() {
+        let error = Runtime::new().expect_err("bad variable");
+        assert!(
+            matches!(error, Error::BadBackendVariable(ref v) if v == "iouring"),
+            "{error}"
+        );
+        return;
+    }
+    let status = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .args([
+            "--exact",
+            "fallback::a_bad_backend_variable_is_a_clear_error",
+        ])
+        .env("WEIR_TEST_BAD_BACKEND", "1")
+        .env("WEIR_BACKEND", "iouring")
+        .status()
+        .expect("run the child");
+    assert!(status.success());
+}

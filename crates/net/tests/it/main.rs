@@ -1,0 +1,8 @@
+//! The `weir-net` suite; every socket test runs on both backends (or on the one `WEIR_BACKEND`
+//! forces).
+
+mod cancel;
+mod fallback;
+mod support;
+mod tasks;
+mod tcp;

@@ -1,0 +1,224 @@
+//! TCP semantics on both backends.
+
+use std::io;
+use std::net::Shutdown;
+use std::time::Duration;
+
+use weir_net::{TcpListener, TcpStream, spawn};
+
+use crate::support::{fnv, on_each_backend};
+
+#[test]
+fn echo_of_1_byte_to_16_mib_with_random_chunking() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            spawn(async move {
+                loop {
+                    let Ok((mut conn, _)) = listener.accept().await else {
+                        return;
+                    };
+                    spawn(async move {
+                        let mut buf = Vec::with_capacity(64 * 1024);
+                        loop {
+                            buf.clear();
+                            let (n, back) = conn.read(buf).await;
+                            buf = back;
+                            match n {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) => {
+                                    let (r, back) = conn.write_all(buf).await;
+                                    buf = back;
+                                    if r.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                    });
+                }
+            });
+            let mut seed = 0x2545_f491_4f6c_dd1du64;
+            for size in [1usize, 100, 4096, 65_537, 1 << 20, 16 << 20] {
+                let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+                let expected = fnv(&payload);
+                // Random chunking: writes of 1 byte to 64 KiB.
+                let mut chunks = Vec::new();
+                let mut at = 0;
+                while at < size {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let len = (1 + seed as usize % (64 * 1024)).min(size - at);
+                    chunks.push(payload[at..at + len].to_vec());
+                    at += len;
+                }
+                let mut client = TcpStream::connect(addr).await.expect("connect");
+                let mut writer_half = client.try_clone().expect("clone");
+                // Write and read concurrently, or both sides' buffers fill and stall.
+                let writer = spawn(async move {
+                    for chunk in chunks {
+                        writer_half.write_all(chunk).await.0.expect("write");
+                    }
+                    writer_half.shutdown(Shutdown::Write).expect("half-close");
+                });
+                let (r, received) = client.read_exact(Vec::new(), size).await;
+                r.expect("read back");
+                writer.await.expect("writer");
+                assert_eq!(received.len(), size, "{backend:?}: length");
+                assert_eq!(
+                    fnv(&received),
+                    expected,
+                    "{backend:?}: content of {size} bytes"
+                );
+            }
+        });
+    });
+}
+
+#[test]
+fn half_close_in_both_directions() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let server = spawn(async move {
+                let (mut conn, _) = listener.accept().await.expect("accept");
+                let (r, request) = conn.read_exact(Vec::new(), 5).await;
+                r.expect("request");
+                let (n, _) = conn.read(Vec::with_capacity(8)).await;
+                assert_eq!(n.expect("eof"), 0, "the client half-closed");
+                let (r, _) = conn.write_all(b"reply".to_vec()).await;
+                r.expect("reply after the client's half-close");
+                conn.shutdown(Shutdown::Write).expect("server half-close");
+                request
+            });
+            let mut client = TcpStream::connect(addr).await.expect("connect");
+            client.write_all(b"hello".to_vec()).await.0.expect("write");
+            client.shutdown(Shutdown::Write).expect("half-close");
+            let (r, reply) = client.read_exact(Vec::new(), 5).await;
+            r.expect("reply");
+            assert_eq!(reply, b"reply", "{backend:?}");
+            let (n, _) = client.read(Vec::with_capacity(8)).await;
+            assert_eq!(n.expect("eof"), 0);
+            assert_eq!(server.await.expect("server"), b"hello");
+        });
+    });
+}
+
+#[test]
+fn peer_reset_mid_read_and_mid_write() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let client = TcpStream::connect(addr).await.expect("connect");
+            let (server, _) = listener.accept().await.expect("accept");
+            server.set_linger(Some(Duration::ZERO)).expect("linger 0");
+            drop(server); // RST
+            let mut client = client;
+            let (n, _) = client.read(Vec::with_capacity(16)).await;
+            let error = n.expect_err("the peer reset");
+            assert_eq!(error.kind(), io::ErrorKind::ConnectionReset, "{backend:?}");
+            // Writing to the reset connection fails without SIGPIPE killing the test.
+            let mut failed = false;
+            for _ in 0..10 {
+                let (r, _) = client.write(vec![1u8; 1024]).await;
+                if let Err(e) = r {
+                    assert!(
+                        matches!(
+                            e.kind(),
+                            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                        ),
+                        "{backend:?}: {e}"
+                    );
+                    failed = true;
+                    break;
+                }
+            }
+            assert!(
+                failed,
+                "{backend:?}: writes to a reset peer kept succeeding"
+            );
+        });
+    });
+}
+
+#[test]
+fn read_timeout_loses_nothing() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let mut client = TcpStream::connect(addr).await.expect("connect");
+            let (mut server, _) = listener.accept().await.expect("accept");
+            let timed_out = server
+                .read_timeout(Vec::with_capacity(8), Duration::from_millis(30))
+                .await;
+            assert!(timed_out.is_none(), "{backend:?}: nothing was sent");
+            client.write_all(b"late".to_vec()).await.0.expect("write");
+            let (r, got) = server.read_exact(Vec::new(), 4).await;
+            r.expect("read");
+            assert_eq!(got, b"late", "{backend:?}");
+        });
+    });
+}
+
+#[test]
+fn a_thousand_concurrent_connections() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            spawn(async move {
+                while let Ok((mut conn, _)) = listener.accept().await {
+                    spawn(async move {
+                        let (r, buf) = conn.read_exact(Vec::new(), 8).await;
+                        if r.is_ok() {
+                            let _ = conn.write_all(buf).await;
+                        }
+                    });
+                }
+            });
+            let clients: Vec<_> = (0..1_000u64)
+                .map(|n| {
+                    spawn(async move {
+                        let mut stream = TcpStream::connect(addr).await.expect("connect");
+                        stream
+                            .write_all(n.to_le_bytes().to_vec())
+                            .await
+                            .0
+                            .expect("write");
+                        let (r, got) = stream.read_exact(Vec::new(), 8).await;
+                        r.expect("read");
+                        u64::from_le_bytes(got.try_into().expect("8 bytes"))
+                    })
+                })
+                .collect();
+            for (n, client) in clients.into_iter().enumerate() {
+                assert_eq!(client.await.expect("client"), n as u64, "{backend:?}");
+            }
+        });
+    });
+}
+
+#[test]
+fn connect_refused_is_an_error() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let port = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                l.local_addr().expect("addr").port()
+            };
+            let error = TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect_err("nobody listens");
+            assert_eq!(
+                error.kind(),
+                io::ErrorKind::ConnectionRefused,
+                "{backend:?}"
+            );
+        });
+    });
+}
