@@ -1,0 +1,205 @@
+//! The load generator: one thread pinned to CPU 0, raw epoll, `conns` connections each with one
+//! request outstanding (closed loop). After a warm-up it reads the server's CPU time (schedstat),
+//! allocation count and — if `perf` works — attaches `perf stat` to count the server's syscalls,
+//! then runs exactly `requests` requests and prints one line of `key=value` figures.
+//!
+//! `bench-load <port> <conns> <message-bytes> <warmup-requests> <requests> <server-pid> <alloc-file>`
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use weir_benches::{pin_to, read_allocations};
+
+struct Conn {
+    stream: TcpStream,
+    sent_at: Instant,
+    received: usize,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 8 {
+        eprintln!(
+            "usage: bench-load <port> <conns> <bytes> <warmup> <requests> <server-pid> <alloc-file>"
+        );
+        std::process::exit(2);
+    }
+    let port: u16 = args[1].parse().expect("port");
+    let conns: usize = args[2].parse().expect("conns");
+    let size: usize = args[3].parse().expect("bytes");
+    let warmup: u64 = args[4].parse().expect("warmup");
+    let requests: u64 = args[5].parse().expect("requests");
+    let server_pid: u32 = args[6].parse().expect("pid");
+    let alloc_file = &args[7];
+    pin_to(0);
+
+    let message = vec![0x5au8; size];
+    let mut buf = vec![0u8; size.max(65_536)];
+    let mut connections: Vec<Conn> = (0..conns)
+        .map(|_| {
+            let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            stream.set_nodelay(true).expect("nodelay");
+            stream.set_nonblocking(true).expect("nonblocking");
+            Conn {
+                stream,
+                sent_at: Instant::now(),
+                received: 0,
+            }
+        })
+        .collect();
+    // SAFETY: plain epoll setup on descriptors we own.
+    let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    for (key, conn) in connections.iter().enumerate() {
+        let mut event = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+            u64: key as u64,
+        };
+        // SAFETY: as above; `event` lives across the call.
+        unsafe {
+            libc::epoll_ctl(
+                epoll,
+                libc::EPOLL_CTL_ADD,
+                conn.stream.as_raw_fd(),
+                &mut event,
+            )
+        };
+    }
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+
+    let mut run = |total: u64, latencies: &mut Vec<u32>| {
+        let mut done = 0u64;
+        let mut in_flight = 0u64;
+        for conn in connections.iter_mut() {
+            if in_flight < total {
+                send(conn, &message);
+                in_flight += 1;
+            }
+        }
+        while done < total {
+            // SAFETY: `events` has room for its length.
+            let n =
+                unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), events.len() as i32, -1) };
+            for event in events.iter().take(n.max(0) as usize) {
+                let conn = &mut connections[event.u64 as usize];
+                loop {
+                    match conn.stream.read(&mut buf) {
+                        Ok(0) => panic!("the server closed a connection"),
+                        Ok(n) => {
+                            conn.received += n;
+                            while conn.received >= size {
+                                conn.received -= size;
+                                latencies.push(
+                                    conn.sent_at.elapsed().as_nanos().min(u128::from(u32::MAX))
+                                        as u32,
+                                );
+                                done += 1;
+                                if in_flight < total {
+                                    send(conn, &message);
+                                    in_flight += 1;
+                                }
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("read: {e}"),
+                    }
+                }
+            }
+        }
+    };
+
+    let mut warm = Vec::new();
+    run(warmup, &mut warm);
+
+    let cpu_before = server_cpu_ns(server_pid);
+    let allocs_before = read_allocations(alloc_file).unwrap_or(0);
+    let perf_out = format!("{alloc_file}.perf");
+    let mut perf = Command::new("perf")
+        .args([
+            "stat",
+            "-x,",
+            "-e",
+            "raw_syscalls:sys_enter",
+            "-o",
+            &perf_out,
+            "-p",
+            &server_pid.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok();
+    if perf.is_some() {
+        // perf needs a moment to attach before the counted phase starts.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let mut latencies = Vec::with_capacity(requests as usize);
+    let start = Instant::now();
+    run(requests, &mut latencies);
+    let elapsed = start.elapsed();
+    let cpu_after = server_cpu_ns(server_pid);
+    let allocs_after = read_allocations(alloc_file).unwrap_or(0);
+    let syscalls = perf.as_mut().and_then(|child| {
+        // SAFETY: kill(2) with SIGINT to our own child: perf then writes its counts and exits.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        child.wait().ok()?;
+        let text = std::fs::read_to_string(&perf_out).ok()?;
+        let _ = std::fs::remove_file(&perf_out);
+        text.lines()
+            .find(|l| l.contains("raw_syscalls:sys_enter"))
+            .and_then(|l| l.split(',').next())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    });
+    drop(connections);
+    // Client CPU (this thread): was the client the bottleneck?
+    let client_cpu = thread_cpu_ns();
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "requests={requests} elapsed_ns={} server_cpu_ns={} client_cpu_ns={client_cpu} allocs={} syscalls={} p50_ns={} p99_ns={} p999_ns={}",
+        elapsed.as_nanos(),
+        cpu_after.saturating_sub(cpu_before),
+        allocs_after.saturating_sub(allocs_before),
+        syscalls.map_or_else(|| "na".to_string(), |s| format!("{s}")),
+        pct(0.50),
+        pct(0.99),
+        pct(0.999),
+    );
+}
+
+fn send(conn: &mut Conn, message: &[u8]) {
+    conn.sent_at = Instant::now();
+    let mut rest = message;
+    while !rest.is_empty() {
+        match conn.stream.write(rest) {
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+}
+
+/// CPU time of every thread of `pid`, from `/proc/<pid>/task/*/schedstat` (nanoseconds).
+fn server_cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}

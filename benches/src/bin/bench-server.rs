@@ -1,0 +1,206 @@
+//! One echo server per mode, all with the same logic: read into a 16 KiB buffer (larger than
+//! any message), write it all back, `TCP_NODELAY`. Exits after `--conns` connections closed.
+//!
+//! `bench-server <mode> <conns> <alloc-file>`; prints its port on the first line of stdout.
+//! Modes: `weir-uring`, `weir-poll`, `tokio-ct`, `tokio-mt`, `epoll`.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use weir_benches::{CountingAllocator, pin_to, publish_allocations};
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+const BUFFER: usize = 16 * 1024;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(mode), Some(conns), Some(alloc_file)) = (args.get(1), args.get(2), args.get(3))
+    else {
+        eprintln!("usage: bench-server <mode> <conns> <alloc-file>");
+        std::process::exit(2);
+    };
+    let conns: usize = conns.parse().unwrap_or(1);
+    if mode != "tokio-mt" {
+        pin_to(1);
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    println!("{}", listener.local_addr().expect("addr").port());
+    std::io::stdout().flush().expect("stdout");
+    publish_allocations(alloc_file).expect("allocation counter");
+    match mode.as_str() {
+        "weir-uring" => weir(listener, conns, weir_net::Backend::Uring),
+        "weir-poll" => weir(listener, conns, weir_net::Backend::Poll),
+        "tokio-ct" => tokio_server(listener, conns, false),
+        "tokio-mt" => tokio_server(listener, conns, true),
+        "epoll" => epoll(listener, conns),
+        other => {
+            eprintln!("unknown mode {other}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn weir(listener: TcpListener, conns: usize, backend: weir_net::Backend) {
+    let rt = weir_net::Runtime::builder()
+        .backend(backend)
+        .build()
+        .expect("weir runtime");
+    rt.block_on(async move {
+        let listener = weir_net::TcpListener::from_std(listener).expect("listener");
+        let closed = Rc::new(std::cell::Cell::new(0usize));
+        let mut tasks = Vec::new();
+        for _ in 0..conns {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            stream.set_nodelay(true).expect("nodelay");
+            let closed = closed.clone();
+            tasks.push(weir_net::spawn(async move {
+                let mut buf = Vec::with_capacity(BUFFER);
+                loop {
+                    buf.clear();
+                    let (n, back) = stream.read(buf).await;
+                    buf = back;
+                    match n {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {
+                            let (r, back) = stream.write_all(buf).await;
+                            buf = back;
+                            if r.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                closed.set(closed.get() + 1);
+            }));
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    });
+}
+
+fn tokio_server(listener: TcpListener, conns: usize, multi: bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    listener.set_nonblocking(true).expect("nonblocking");
+    let runtime = if multi {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_io()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+    }
+    .expect("tokio runtime");
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+        let closed = std::sync::Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..conns {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            stream.set_nodelay(true).expect("nodelay");
+            let closed = closed.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut buf = vec![0u8; BUFFER];
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if stream.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                closed.fetch_add(1, Ordering::Relaxed);
+            }));
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    });
+}
+
+/// The floor: edge-triggered epoll, `read` until a short read, `write` all.
+fn epoll(listener: TcpListener, conns: usize) {
+    use std::os::fd::AsRawFd;
+    let mut streams = Vec::new();
+    for _ in 0..conns {
+        let (stream, _) = listener.accept().expect("accept");
+        stream.set_nodelay(true).expect("nodelay");
+        stream.set_nonblocking(true).expect("nonblocking");
+        streams.push(Some(stream));
+    }
+    // SAFETY: plain epoll calls on descriptors we own; `event` lives across each call.
+    let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    for (key, stream) in streams.iter().enumerate() {
+        let mut event = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+            u64: key as u64,
+        };
+        let fd = stream.as_ref().map_or(-1, |s| s.as_raw_fd());
+        // SAFETY: as above.
+        unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) };
+    }
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+    let mut buf = vec![0u8; BUFFER];
+    let mut open = conns;
+    while open > 0 {
+        // SAFETY: `events` has room for its length.
+        let n = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), events.len() as i32, -1) };
+        for event in events.iter().take(n.max(0) as usize) {
+            let key = event.u64 as usize;
+            let Some(stream) = streams[key].as_mut() else {
+                continue;
+            };
+            let mut close = false;
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) => {
+                        close = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        if write_all_nonblocking(stream, &buf[..n]).is_err() {
+                            close = true;
+                            break;
+                        }
+                        if n < buf.len() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        close = true;
+                        break;
+                    }
+                }
+            }
+            if close {
+                streams[key] = None;
+                open -= 1;
+            }
+        }
+    }
+}
+
+/// Writes all of `bytes` to a non-blocking socket, retrying while its send buffer is full.
+fn write_all_nonblocking(
+    stream: &mut std::net::TcpStream,
+    mut bytes: &[u8],
+) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        match stream.write(bytes) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
