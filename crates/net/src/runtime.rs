@@ -131,7 +131,8 @@ pub(crate) struct Core {
 
 enum Slot {
     Vacant,
-    Present(Pin<Box<dyn Future<Output = ()>>>),
+    /// The task and its waker (made once per task, not per poll).
+    Present(Pin<Box<dyn Future<Output = ()>>>, Waker),
     /// Taken out while being polled.
     Running,
     /// Aborted while running: drop it when it comes back.
@@ -393,17 +394,13 @@ impl Core {
         let taken = {
             let mut tasks = self.tasks.borrow_mut();
             match tasks.get_mut(index) {
-                Some(slot @ Slot::Present(_)) => std::mem::replace(slot, Slot::Running),
+                Some(slot @ Slot::Present(..)) => std::mem::replace(slot, Slot::Running),
                 _ => return,
             }
         };
-        let Slot::Present(mut fut) = taken else {
+        let Slot::Present(mut fut, waker) = taken else {
             return;
         };
-        let waker = Waker::from(Arc::new(TaskWaker {
-            index,
-            queue: self.queue.clone(),
-        }));
         let mut cx = Context::from_waker(&waker);
         crate::coop::reset();
         let polled = std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
@@ -416,22 +413,23 @@ impl Core {
             self.free.borrow_mut().push(index);
             drop(fut); // may run destructors that touch the runtime: no borrow held
         } else {
-            tasks[index] = Slot::Present(fut);
+            tasks[index] = Slot::Present(fut, waker);
         }
     }
 
     fn insert_task(&self, fut: Pin<Box<dyn Future<Output = ()>>>) -> usize {
-        let index = match self.free.borrow_mut().pop() {
-            Some(index) => {
-                self.tasks.borrow_mut()[index] = Slot::Present(fut);
-                index
-            }
-            None => {
-                let mut tasks = self.tasks.borrow_mut();
-                tasks.push(Slot::Present(fut));
-                tasks.len() - 1
-            }
-        };
+        let reused = self.free.borrow_mut().pop();
+        let index = reused.unwrap_or_else(|| self.tasks.borrow().len());
+        let waker = Waker::from(Arc::new(TaskWaker {
+            index,
+            queue: self.queue.clone(),
+        }));
+        let mut tasks = self.tasks.borrow_mut();
+        match reused {
+            Some(index) => tasks[index] = Slot::Present(fut, waker),
+            None => tasks.push(Slot::Present(fut, waker)),
+        }
+        drop(tasks);
         self.queue.push(index);
         index
     }
@@ -444,7 +442,7 @@ impl Core {
                     tasks[index] = Slot::Aborted;
                     None
                 }
-                Some(slot @ Slot::Present(_)) => Some(std::mem::replace(slot, Slot::Vacant)),
+                Some(slot @ Slot::Present(..)) => Some(std::mem::replace(slot, Slot::Vacant)),
                 _ => None,
             }
         };

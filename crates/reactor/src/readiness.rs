@@ -77,19 +77,14 @@ impl ScheduledIo {
                 let tick = (current >> TICK_SHIFT).wrapping_add(1);
                 Some((tick << TICK_SHIFT) | (current & READY_MASK) | bits)
             });
-        let woken: Vec<Waker> = {
+        let (reader, writer) = {
             let mut wakers = lock(&self.wakers);
-            let mut woken = Vec::new();
-            if readable {
-                woken.extend(wakers[0].take());
-            }
-            if writable {
-                woken.extend(wakers[1].take());
-            }
-            woken
+            let reader = if readable { wakers[0].take() } else { None };
+            let writer = if writable { wakers[1].take() } else { None };
+            (reader, writer)
         };
-        let count = woken.len();
-        woken.into_iter().for_each(Waker::wake);
+        let count = usize::from(reader.is_some()) + usize::from(writer.is_some());
+        reader.into_iter().chain(writer).for_each(Waker::wake);
         count
     }
 

@@ -75,6 +75,36 @@ impl OpId {
     }
 }
 
+/// CQEs waiting for their future: the first one inline (a single-shot op never allocates), the
+/// rest of a multishot burst in a deque.
+#[derive(Default)]
+struct CqeQueue {
+    first: Option<Cqe>,
+    rest: VecDeque<Cqe>,
+}
+
+impl CqeQueue {
+    fn push_back(&mut self, cqe: Cqe) {
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(cqe);
+        } else {
+            self.rest.push_back(cqe);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Cqe> {
+        self.first.take().or_else(|| self.rest.pop_front())
+    }
+
+    fn pop_back(&mut self) -> Option<Cqe> {
+        self.rest.pop_back().or_else(|| self.first.take())
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = Cqe> + '_ {
+        self.first.take().into_iter().chain(self.rest.drain(..))
+    }
+}
+
 enum State<R> {
     Vacant {
         next_free: Option<u32>,
@@ -82,7 +112,7 @@ enum State<R> {
     Active {
         resources: R,
         waker: Option<Waker>,
-        queue: VecDeque<Cqe>,
+        queue: CqeQueue,
         finished: bool,
     },
     Cancelled {
@@ -164,7 +194,7 @@ impl<R> OpTable<R> {
         let state = State::Active {
             resources,
             waker: None,
-            queue: VecDeque::new(),
+            queue: CqeQueue::default(),
             finished: false,
         };
         match slab.free_head {
@@ -320,7 +350,7 @@ impl<R> OpTable<R> {
         else {
             return CancelOutcome::Gone;
         };
-        for cqe in queue.drain(..) {
+        for cqe in queue.drain() {
             discard(resources, cqe);
         }
         if *finished {

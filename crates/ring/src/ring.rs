@@ -223,6 +223,8 @@ struct Shared {
     ops: OpTable<OpBox>,
     /// Cancels to submit at the next turn (the SQ was full, or the future dropped elsewhere).
     pending_cancels: Mutex<Vec<u64>>,
+    /// The wakers a turn collects, kept between turns so that turning allocates nothing.
+    wake_buf: Mutex<Vec<Waker>>,
     setup: SetupReport,
     probe: ProbeReport,
     stats: Stats,
@@ -290,6 +292,7 @@ impl Ring {
                 uring: Mutex::new(uring),
                 ops: OpTable::new(),
                 pending_cancels: Mutex::new(Vec::new()),
+                wake_buf: Mutex::new(Vec::new()),
                 setup: SetupReport {
                     sq_entries,
                     cq_entries,
@@ -444,7 +447,7 @@ impl Shared {
                 // Full: hand the queue to the kernel now, reap, and try again.
                 self.stats.enters.fetch_add(1, Ordering::Relaxed);
                 let submitted = uring.submitter().submit();
-                wakers.extend(self.reap(&mut uring).1);
+                self.reap(&mut uring, &mut wakers);
                 attempts += 1;
                 if let Err(error) = submitted {
                     let transient = matches!(
@@ -476,7 +479,8 @@ impl Shared {
     }
 
     fn turn(&self, timeout: Option<Duration>) -> io::Result<usize> {
-        let wakers;
+        // Reuse one buffer for the wakers, so a turn allocates nothing.
+        let mut wakers = std::mem::take(&mut *lock(&self.wake_buf));
         let reaped;
         {
             let mut uring = lock(&self.uring);
@@ -497,11 +501,10 @@ impl Shared {
                     _ => return Err(error),
                 }
             }
-            let (count, woken) = self.reap(&mut uring);
-            reaped = count;
-            wakers = woken;
+            reaped = self.reap(&mut uring, &mut wakers);
         }
-        wakers.into_iter().for_each(Waker::wake);
+        wakers.drain(..).for_each(Waker::wake);
+        *lock(&self.wake_buf) = wakers;
         Ok(reaped)
     }
 
@@ -524,8 +527,7 @@ impl Shared {
     }
 
     /// Reaps every CQE; returns how many, and the wakers to wake once the lock is released.
-    fn reap(&self, uring: &mut IoUring) -> (usize, Vec<Waker>) {
-        let mut wakers = Vec::new();
+    fn reap(&self, uring: &mut IoUring, wakers: &mut Vec<Waker>) -> usize {
         let mut count = 0;
         let mut completion = uring.completion();
         if completion.overflow() > 0 {
@@ -552,7 +554,7 @@ impl Shared {
             self.stats.overflows.fetch_add(1, Ordering::Relaxed);
         }
         self.stats.cqes.fetch_add(count as u64, Ordering::Relaxed);
-        (count, wakers)
+        count
     }
 }
 
