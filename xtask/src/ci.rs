@@ -266,7 +266,7 @@ fn valgrind() -> Result<Option<String>> {
         cmd::run(
             std::process::Command::new("valgrind")
                 .current_dir(cmd::root())
-                .env("WEIR_UNDER_VALGRIND", "1")
+                .env("WEIR_MAX_PARK_MS", "10")
                 .args([
                     "--error-exitcode=1",
                     "--quiet",

@@ -41,15 +41,17 @@
 //!
 //! # Status
 //!
-//! TCP, timers, spawn/abort/join, both backends and the fallback work. Not built yet: UDP and Unix
-//! sockets, pooled multishot receive, `send_file`, multi-worker runtimes, the tokio/hyper
-//! compatibility features and the `Server` — see the workspace README.
+//! TCP, timers, spawn/abort/join, both backends with the fallback, and the [`server::Server`]
+//! (admission, backoff, graceful shutdown) work. Not built yet: UDP and Unix sockets, pooled
+//! multishot receive, `send_file`, cross-worker task hand-off, the tokio/hyper compatibility
+//! features — see the workspace README.
 
 mod backend;
 mod buf;
 mod coop;
 mod error;
 mod runtime;
+pub mod server;
 mod tcp;
 pub mod time;
 

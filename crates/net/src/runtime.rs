@@ -366,6 +366,10 @@ impl Core {
             .borrow()
             .next_deadline()
             .map(|deadline| deadline.saturating_duration_since(now));
+        let timeout = match max_park() {
+            Some(cap) => Some(timeout.map_or(cap, |t| t.min(cap))),
+            None => timeout,
+        };
         // SeqCst + the queue's lock: see the module docs.
         self.queue.parked.store(true, Ordering::SeqCst);
         let timeout = if self.queue.is_empty() {
@@ -451,6 +455,19 @@ impl Core {
             drop(slot);
         }
     }
+}
+
+/// `WEIR_MAX_PARK_MS` caps how long a driver blocks in one turn. Checkers that run one thread
+/// at a time and do not know `io_uring_enter` blocks (Valgrind) would otherwise never schedule
+/// the thread that is about to wake it; `cargo xtask ci` sets it for the Valgrind step.
+fn max_park() -> Option<Duration> {
+    static CAP: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| {
+        std::env::var("WEIR_MAX_PARK_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(Duration::from_millis)
+    })
 }
 
 /// The runtime running on this thread.

@@ -3,6 +3,7 @@
 
 mod cancel;
 mod fallback;
+mod server;
 mod support;
 mod tasks;
 mod tcp;

@@ -1,0 +1,505 @@
+//! `Server`: admission before accept, accept-error backoff, graceful shutdown with a deadline,
+//! one runtime per worker thread.
+//!
+//! # Lifecycle
+//!
+//! ```text
+//!  worker loop:  acquire permit ──► accept ──► spawn handler(stream, peer, child token)
+//!                     ▲   (no permit: no accept; the kernel backlog holds the excess)
+//!                     └── permit returns when the handler ends (normally, by error, panic, abort)
+//!
+//!  shutdown (SIGTERM, SIGINT or ServerHandle::shutdown):
+//!    1. the server token is cancelled: accept loops stop and listeners close at once;
+//!    2. every connection's child token is cancelled: handlers finish the current request and
+//!       return (idle ones return at once);
+//!    3. the in-flight tracker is awaited up to `shutdown_timeout`;
+//!    4. what remains is force-closed: its handler is dropped, which cancels its in-flight ops
+//!       (on the ring an async cancel, not a bare close) and closes the socket;
+//!    5. `join` returns the report: accepted, completed, forced, errors by kind.
+//! ```
+
+mod metrics;
+mod signals;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::Arc;
+use std::thread::JoinHandle as ThreadHandle;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use weir_shutdown::{Limit, Token, Tracker};
+
+pub use metrics::{Metrics, Report};
+
+use crate::{Backend, Runtime, TcpListener, TcpStream, time};
+
+/// Builds and starts a [`Server`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use weir_net::server::Server;
+///
+/// let handle = Server::builder()
+///     .bind("127.0.0.1:0")
+///     .max_connections(100)
+///     .shutdown_timeout(Duration::from_secs(1))
+///     .handle_signals(false)
+///     .serve(|mut stream, _peer, stop| async move {
+///         // Echo until the peer or the server says stop.
+///         loop {
+///             let read = weir_net::time::timeout(Duration::from_millis(50), stream.read(Vec::with_capacity(4096)));
+///             match read.await {
+///                 Ok((Ok(n), buf)) if n > 0 => {
+///                     if stream.write_all(buf).await.0.is_err() { break }
+///                 }
+///                 Ok(_) => break,
+///                 Err(_) if stop.is_cancelled() => break,
+///                 Err(_) => {}
+///             }
+///         }
+///     })
+///     .expect("server");
+/// let addr = handle.local_addr();
+/// let mut client = std::net::TcpStream::connect(addr).expect("connect");
+/// use std::io::{Read, Write};
+/// client.write_all(b"hi").expect("write");
+/// let mut reply = [0; 2];
+/// client.read_exact(&mut reply).expect("read");
+/// handle.shutdown();
+/// let report = handle.join();
+/// assert_eq!(report.accepted, 1);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    addr: Option<String>,
+    listener: Option<Arc<StdListener>>,
+    workers: usize,
+    max_connections: usize,
+    shutdown_timeout: Duration,
+    handle_signals: bool,
+    backend: Backend,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            addr: None,
+            listener: None,
+            workers: 1,
+            max_connections: 10_000,
+            shutdown_timeout: Duration::from_secs(30),
+            handle_signals: true,
+            backend: Backend::Auto,
+        }
+    }
+}
+
+/// The entry point: `Server::builder()`.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// Starts configuring a server.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+}
+
+impl Builder {
+    /// Listens on `addr` (each worker binds its own socket with `SO_REUSEPORT`).
+    pub fn bind(mut self, addr: impl Into<String>) -> Self {
+        self.addr = Some(addr.into());
+        self
+    }
+
+    /// Serves an already bound, listening socket, shared by the workers.
+    pub fn from_listener(mut self, listener: StdListener) -> Self {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// Worker threads, each with its own runtime (default 1).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// The most connections served at once, across workers (default 10,000). Beyond it the
+    /// server stops accepting and the kernel's backlog holds new connections.
+    pub fn max_connections(mut self, limit: usize) -> Self {
+        self.max_connections = limit.max(1);
+        self
+    }
+
+    /// How long a graceful shutdown waits for handlers before force-closing them (default 30 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Whether SIGTERM and SIGINT trigger the shutdown (default `true`). With signals handled,
+    /// they are blocked in the calling thread (and the threads it starts) and received by a
+    /// dedicated thread.
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.handle_signals = on;
+        self
+    }
+
+    /// The runtime backend of the workers (default `Auto`).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Starts the workers; `handler` runs once per connection with the stream, the peer address
+    /// and a token that is cancelled when the server shuts down.
+    ///
+    /// # Errors
+    ///
+    /// Binding failed, or no address or listener was given.
+    pub fn serve<H, F>(self, handler: H) -> io::Result<ServerHandle>
+    where
+        H: Fn(TcpStream, SocketAddr, Token) -> F + Send + Sync + 'static,
+        F: Future<Output = ()> + 'static,
+    {
+        let listeners: Vec<StdListener> = match (&self.listener, &self.addr) {
+            (Some(shared), _) => (0..self.workers)
+                .map(|_| shared.try_clone())
+                .collect::<io::Result<_>>()?,
+            (None, Some(addr)) => bind_reuseport(addr, self.workers)?,
+            (None, None) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "Server needs bind() or from_listener()",
+                ));
+            }
+        };
+        let local_addr = listeners[0].local_addr()?;
+        let shared = Arc::new(Shared {
+            token: Token::new(),
+            force: Token::new(),
+            tracker: Tracker::new(),
+            limit: Limit::new(self.max_connections),
+            metrics: Metrics::default(),
+        });
+        let signals = if self.handle_signals {
+            Some(signals::spawn(shared.token.clone())?)
+        } else {
+            None
+        };
+        let handler = Arc::new(handler);
+        let mut workers = Vec::new();
+        for (index, listener) in listeners.into_iter().enumerate() {
+            let (shared, handler, backend) = (shared.clone(), handler.clone(), self.backend);
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("weir-worker-{index}"))
+                    .spawn(move || worker(listener, shared, handler, backend))?,
+            );
+        }
+        let coordinator = {
+            let shared = shared.clone();
+            let timeout = self.shutdown_timeout;
+            std::thread::Builder::new()
+                .name("weir-shutdown".into())
+                .spawn(move || coordinate(shared, timeout))?
+        };
+        Ok(ServerHandle {
+            shared,
+            local_addr,
+            workers,
+            coordinator: Some(coordinator),
+            _signals: signals,
+        })
+    }
+}
+
+fn bind_reuseport(addr: &str, workers: usize) -> io::Result<Vec<StdListener>> {
+    use std::net::ToSocketAddrs;
+    let mut addr = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
+    let mut listeners = Vec::new();
+    for _ in 0..workers {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        #[cfg(unix)]
+        socket.set_reuse_port(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        let listener: StdListener = socket.into();
+        // Port 0: the first bind picks the port, the others join it.
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+struct Shared {
+    /// Cancelled to start the graceful shutdown; connection tokens are its children.
+    token: Token,
+    /// Cancelled at the deadline: handlers still running are dropped.
+    force: Token,
+    tracker: Tracker,
+    limit: Limit,
+    metrics: Metrics,
+}
+
+/// Waits for the shutdown signal, then drains with the deadline.
+fn coordinate(shared: Arc<Shared>, timeout: Duration) -> Report {
+    let rt = Runtime::builder().backend(Backend::Poll).build();
+    let Ok(rt) = rt else {
+        // Without a runtime we can still wait by polling the token.
+        while !shared.token.is_cancelled() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        shared.force.cancel();
+        return shared.metrics.report(0);
+    };
+    rt.block_on(async {
+        shared.token.cancelled().await;
+        let started = Instant::now();
+        let report =
+            weir_shutdown::drain(&shared.token, &shared.tracker, time::sleep(timeout)).await;
+        if report.still_running > 0 {
+            shared.force.cancel();
+            // Force-closing is prompt (handlers are dropped at their next poll); wait for it.
+            time::timeout(Duration::from_secs(5), shared.tracker.wait())
+                .await
+                .ok();
+        }
+        shared.limit.close();
+        let mut final_report = shared.metrics.report(report.still_running as u64);
+        final_report.drain_time = started.elapsed();
+        final_report
+    })
+}
+
+fn worker<H, F>(listener: StdListener, shared: Arc<Shared>, handler: Arc<H>, backend: Backend)
+where
+    H: Fn(TcpStream, SocketAddr, Token) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + 'static,
+{
+    let rt = match Runtime::builder().backend(backend).build() {
+        Ok(rt) => rt,
+        Err(error) => {
+            shared.metrics.error("runtime");
+            eprintln!("weir server: worker could not start its runtime: {error}");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(error) => {
+                shared.metrics.error("listener");
+                eprintln!("weir server: {error}");
+                return;
+            }
+        };
+        let mut backoff = Backoff::default();
+        loop {
+            // Admission first: no permit, no accept.
+            let permit = match shared.limit.try_acquire_many_owned(1) {
+                Ok(permit) => permit,
+                Err(_) => {
+                    shared.metrics.queued();
+                    let acquire = shared.limit.acquire_owned();
+                    match select(shared.token.cancelled(), acquire).await {
+                        Either::Left(()) => break,
+                        Either::Right(Ok(permit)) => permit,
+                        Either::Right(Err(_)) => break,
+                    }
+                }
+            };
+            let accepted = match select(shared.token.cancelled(), listener.accept()).await {
+                Either::Left(()) => break,
+                Either::Right(result) => result,
+            };
+            let (stream, peer) = match accepted {
+                Ok(pair) => {
+                    backoff.reset();
+                    pair
+                }
+                Err(error) => {
+                    drop(permit);
+                    match classify(&error) {
+                        AcceptError::PerConnection(kind) => shared.metrics.error(kind),
+                        AcceptError::Resource(kind) => {
+                            shared.metrics.error(kind);
+                            shared.metrics.backoff();
+                            let delay = backoff.next();
+                            backoff.log(&error, delay);
+                            if let Either::Left(()) =
+                                select(shared.token.cancelled(), time::sleep(delay)).await
+                            {
+                                break;
+                            }
+                        }
+                    }
+                    continue;
+                }
+            };
+            let Ok(guard) = shared.tracker.track() else {
+                break;
+            };
+            shared.metrics.accepted();
+            let stop = shared.token.child();
+            let force = shared.force.clone();
+            let connection = handler(stream, peer, stop);
+            let metrics_shared = shared.clone();
+            crate::spawn(async move {
+                let _permit = permit;
+                let _guard = guard;
+                let _active = metrics_shared.metrics.active_guard();
+                match select(force.cancelled(), connection).await {
+                    // The deadline passed: dropping the handler closes the connection and
+                    // cancels its in-flight ops.
+                    Either::Left(()) => metrics_shared.metrics.forced(),
+                    Either::Right(()) => metrics_shared.metrics.completed(),
+                }
+            });
+        }
+        // Stop accepting at once: the listener closes here. Then keep serving until every
+        // connection of this worker has ended (gracefully or forced).
+        drop(listener);
+        shared.tracker.wait().await;
+    });
+}
+
+enum AcceptError {
+    /// The connection failed before we got it: skip it and accept again at once.
+    PerConnection(&'static str),
+    /// The process or system is out of something: back off.
+    Resource(&'static str),
+}
+
+fn classify(error: &io::Error) -> AcceptError {
+    match error.raw_os_error() {
+        Some(libc::EMFILE) => AcceptError::Resource("EMFILE"),
+        Some(libc::ENFILE) => AcceptError::Resource("ENFILE"),
+        Some(libc::ENOBUFS) => AcceptError::Resource("ENOBUFS"),
+        Some(libc::ENOMEM) => AcceptError::Resource("ENOMEM"),
+        Some(libc::ECONNABORTED) => AcceptError::PerConnection("ECONNABORTED"),
+        Some(libc::ECONNRESET) => AcceptError::PerConnection("ECONNRESET"),
+        Some(libc::EPERM) => AcceptError::PerConnection("EPERM"),
+        Some(libc::EPROTO) => AcceptError::PerConnection("EPROTO"),
+        _ => AcceptError::PerConnection("other"),
+    }
+}
+
+/// Exponential backoff for resource errors: 1 ms doubling to 1 s; logs at most once a second.
+#[derive(Debug, Default)]
+struct Backoff {
+    current: Option<Duration>,
+    last_log: Option<Instant>,
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let next = match self.current {
+            None => Duration::from_millis(1),
+            Some(current) => (current * 2).min(Duration::from_secs(1)),
+        };
+        self.current = Some(next);
+        next
+    }
+
+    fn reset(&mut self) {
+        self.current = None;
+    }
+
+    fn log(&mut self, error: &io::Error, delay: Duration) {
+        if self
+            .last_log
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
+            self.last_log = Some(Instant::now());
+            eprintln!("weir server: accept failed ({error}); backing off {delay:?}");
+        }
+    }
+}
+
+enum Either<A, B> {
+    Left(A),
+    Right(B),
+}
+
+/// Polls both; the first to finish wins, the other is dropped (`left` is polled first).
+async fn select<A: Future, B: Future>(left: A, right: B) -> Either<A::Output, B::Output> {
+    let mut left = std::pin::pin!(left);
+    let mut right = std::pin::pin!(right);
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(out) = left.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Either::Left(out));
+        }
+        right.as_mut().poll(cx).map(Either::Right)
+    })
+    .await
+}
+
+/// A running server.
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    workers: Vec<ThreadHandle<()>>,
+    coordinator: Option<ThreadHandle<Report>>,
+    _signals: Option<signals::SignalThread>,
+}
+
+impl ServerHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Starts the graceful shutdown (what SIGTERM does).
+    pub fn shutdown(&self) {
+        self.shared.token.cancel_with("shutdown requested");
+    }
+
+    /// Live counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Admission permits free now: the limit minus the connections being served, minus the one
+    /// each accept loop holds while it waits for the next connection.
+    pub fn permits_available(&self) -> usize {
+        self.shared.limit.available()
+    }
+
+    /// Waits for the shutdown to finish and returns the report.
+    pub fn join(mut self) -> Report {
+        let report = self
+            .coordinator
+            .take()
+            .and_then(|c| c.join().ok())
+            .unwrap_or_else(|| self.shared.metrics.report(0));
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+        let mut report = report;
+        report.permits_available = self.shared.limit.available();
+        report
+    }
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addr", &self.local_addr)
+            .field("metrics", &self.shared.metrics)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors counted by kind, for the report.
+pub(crate) type ErrorCounts = BTreeMap<&'static str, u64>;

@@ -1,0 +1,321 @@
+//! The `Server`: admission before accept, resets before accept, graceful shutdown, deadline.
+
+use std::io::{Read, Write};
+use std::net::TcpStream as StdStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use weir_net::server::{Server, ServerHandle};
+use weir_net::{Backend, time};
+
+use crate::support::{backends, fd_count, serial};
+
+/// A handler that reads one 8-byte request, holds it for `hold`, and answers it, repeatedly,
+/// until the peer closes or the server stops (finishing the current request first).
+fn request_reply(
+    hold: Duration,
+) -> impl Fn(
+    weir_net::TcpStream,
+    std::net::SocketAddr,
+    weir_shutdown::Token,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>
++ Send
++ Sync
++ 'static {
+    move |mut stream, _, stop| {
+        Box::pin(async move {
+            // Bytes received but not yet answered; reads are cancel-safe, so a read dropped by
+            // the idle check below loses nothing.
+            let mut pending = Vec::new();
+            loop {
+                if pending.len() >= 8 {
+                    let request: Vec<u8> = pending.drain(..8).collect();
+                    let id = u64::from_le_bytes(request[..].try_into().expect("8 bytes"));
+                    if id % 97 == 13 {
+                        panic!("handler failed on request {id}");
+                    }
+                    time::sleep(hold).await;
+                    if stream.write_all(request).await.0.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                // Wait for bytes, or for the shutdown while idle (no partial request).
+                let read = time::timeout(
+                    Duration::from_millis(20),
+                    stream.read(Vec::with_capacity(64)),
+                );
+                match read.await {
+                    Ok((Ok(n), buf)) if n > 0 => pending.extend_from_slice(&buf),
+                    Ok(_) => return, // end of stream or error
+                    Err(_) if stop.is_cancelled() && pending.is_empty() => return,
+                    Err(_) => {}
+                }
+            }
+        })
+    }
+}
+
+fn start(backend: Backend, limit: usize, deadline: Duration, hold: Duration) -> ServerHandle {
+    Server::builder()
+        .bind("127.0.0.1:0")
+        .backend(backend)
+        .max_connections(limit)
+        .shutdown_timeout(deadline)
+        .handle_signals(false)
+        .serve(request_reply(hold))
+        .expect("server")
+}
+
+fn ask(addr: std::net::SocketAddr, id: u64) -> std::io::Result<u64> {
+    let mut stream = StdStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    stream.write_all(&id.to_le_bytes())?;
+    let mut reply = [0u8; 8];
+    stream.read_exact(&mut reply)?;
+    Ok(u64::from_le_bytes(reply))
+}
+
+#[test]
+fn limit_of_50_with_500_clients_in_bursts() {
+    let _serial = serial();
+    for backend in backends() {
+        let server = Arc::new(start(
+            backend,
+            50,
+            Duration::from_secs(5),
+            Duration::from_millis(2),
+        ));
+        let addr = server.local_addr();
+        let peak = Arc::new(AtomicU64::new(0));
+        let sampler = {
+            let (server, peak) = (server.clone(), peak.clone());
+            std::thread::spawn(move || {
+                for _ in 0..2_000 {
+                    peak.fetch_max(server.metrics().active(), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+            })
+        };
+        let served = Arc::new(AtomicU64::new(0));
+        // Ten bursts of 50 clients that all connect and send at once: 500 want in, 50 may.
+        let clients: Vec<_> = (0..10u64)
+            .map(|burst| {
+                let served = served.clone();
+                std::thread::spawn(move || {
+                    let mut open = Vec::new();
+                    for n in 0..50u64 {
+                        let id = burst * 50 + n;
+                        let mut stream = StdStream::connect(addr).expect("connect");
+                        if id % 31 == 7 {
+                            continue; // a client that vanishes: dropped unanswered
+                        }
+                        stream
+                            .set_read_timeout(Some(Duration::from_secs(30)))
+                            .expect("timeout");
+                        stream.write_all(&id.to_le_bytes()).expect("request");
+                        open.push((id, stream));
+                    }
+                    for (id, mut stream) in open {
+                        let mut reply = [0u8; 8];
+                        match stream.read_exact(&mut reply) {
+                            Ok(()) => {
+                                assert_eq!(u64::from_le_bytes(reply), id);
+                                served.fetch_add(1, Ordering::Relaxed);
+                            }
+                            // The handler for this id panics: the connection just closes.
+                            Err(_) => assert_eq!(id % 97, 13, "request {id} failed"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for client in clients {
+            client.join().expect("client thread");
+        }
+        sampler.join().expect("sampler");
+        let expected = (0..500u64)
+            .filter(|id| id % 31 != 7 && id % 97 != 13)
+            .count() as u64;
+        assert_eq!(
+            served.load(Ordering::Relaxed),
+            expected,
+            "{backend:?}: every client served"
+        );
+        assert!(
+            peak.load(Ordering::Relaxed) <= 50,
+            "{backend:?}: more than 50 active"
+        );
+        let server = Arc::try_unwrap(server).expect("sampler done");
+        server.shutdown();
+        let report = server.join();
+        // Permits return on every path (normal, panic, vanished client, shutdown).
+        assert_eq!(
+            report.permits_available, 50,
+            "{backend:?}: a permit was lost"
+        );
+        assert_eq!(report.accepted, 500, "{backend:?}: {report:?}");
+        assert_eq!(report.forced, 0, "{backend:?}: {report:?}");
+        assert!(
+            report.queued > 0,
+            "{backend:?}: the limit was never reached: {report:?}"
+        );
+        println!(
+            "{backend:?}: peak active {} of 50; report {report:?}",
+            peak.load(Ordering::Relaxed)
+        );
+    }
+}
+
+#[test]
+fn reset_before_accept_does_not_disturb_other_clients() {
+    let _serial = serial();
+    for backend in backends() {
+        let server = start(backend, 10, Duration::from_secs(5), Duration::ZERO);
+        let addr = server.local_addr();
+        for _ in 0..20 {
+            let stream = StdStream::connect(addr).expect("connect");
+            socket2::SockRef::from(&stream)
+                .set_linger(Some(Duration::ZERO))
+                .expect("linger 0");
+            drop(stream); // RST, possibly before the server accepts
+        }
+        for id in (0..21).filter(|id| id % 97 != 13) {
+            assert_eq!(ask(addr, id).expect("a normal client"), id, "{backend:?}");
+        }
+        server.shutdown();
+        let report = server.join();
+        assert_eq!(report.forced, 0, "{backend:?}: {report:?}");
+    }
+}
+
+#[test]
+fn graceful_shutdown_finishes_in_flight_requests_and_closes_idle_ones() {
+    let _serial = serial();
+    for backend in backends() {
+        let server = start(
+            backend,
+            1_000,
+            Duration::from_secs(10),
+            Duration::from_millis(200),
+        );
+        let addr = server.local_addr();
+        // 100 idle keep-alive connections.
+        let idle: Vec<StdStream> = (0..100)
+            .map(|_| StdStream::connect(addr).expect("connect"))
+            .collect();
+        // 200 in-flight slow requests (the handler holds each for 200 ms).
+        let slow: Vec<_> = (0..200u64)
+            .filter(|id| id % 97 != 13)
+            .map(|id| {
+                let mut stream = StdStream::connect(addr).expect("connect");
+                stream.write_all(&id.to_le_bytes()).expect("request");
+                (id, stream)
+            })
+            .collect();
+        // Let the requests reach their handlers, then shut down mid-request.
+        let expected = (idle.len() + slow.len()) as u64;
+        while server.metrics().accepted_total() < expected {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let began = Instant::now();
+        server.shutdown();
+        // New connections are refused soon (the listeners close at once).
+        let refused_after = loop {
+            if StdStream::connect(addr).is_err() {
+                break began.elapsed();
+            }
+            assert!(
+                began.elapsed() < Duration::from_secs(5),
+                "{backend:?}: still accepting"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        for (id, mut stream) in slow {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let mut reply = [0u8; 8];
+            stream
+                .read_exact(&mut reply)
+                .expect("the in-flight response arrives whole");
+            assert_eq!(u64::from_le_bytes(reply), id, "{backend:?}");
+        }
+        for mut stream in idle {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let mut byte = [0u8; 1];
+            assert_eq!(
+                stream.read(&mut byte).unwrap_or(0),
+                0,
+                "{backend:?}: idle connection closed"
+            );
+        }
+        let report = server.join();
+        assert_eq!(report.forced, 0, "{backend:?}: {report:?}");
+        assert_eq!(report.completed, report.accepted, "{backend:?}: {report:?}");
+        println!(
+            "{backend:?}: refused new connections {refused_after:?} after shutdown; drain took {:?}; {report:?}",
+            report.drain_time
+        );
+    }
+}
+
+#[test]
+fn handlers_that_never_finish_are_forced_at_the_deadline() {
+    let _serial = serial();
+    for backend in backends() {
+        let baseline = fd_count();
+        let server = Server::builder()
+            .bind("127.0.0.1:0")
+            .backend(backend)
+            .shutdown_timeout(Duration::from_millis(200))
+            .handle_signals(false)
+            .serve(|mut stream, _, _stop| async move {
+                // Ignores the token: reads forever.
+                loop {
+                    let (n, _) = stream.read(Vec::with_capacity(64)).await;
+                    if !matches!(n, Ok(n) if n > 0) {
+                        break;
+                    }
+                }
+            })
+            .expect("server");
+        let addr = server.local_addr();
+        let clients: Vec<StdStream> = (0..20)
+            .map(|_| StdStream::connect(addr).expect("connect"))
+            .collect();
+        while server.metrics().active() < 20 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let began = Instant::now();
+        server.shutdown();
+        let report = server.join();
+        let took = began.elapsed();
+        assert_eq!(report.forced, 20, "{backend:?}: {report:?}");
+        for mut client in clients {
+            client
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            let mut byte = [0u8; 1];
+            assert_eq!(
+                client.read(&mut byte).unwrap_or(0),
+                0,
+                "{backend:?}: forced connection closed"
+            );
+        }
+        // Give the kernel a moment to release the closed sockets.
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            fd_count() <= baseline,
+            "{backend:?}: descriptors leaked ({} > {baseline})",
+            fd_count()
+        );
+        println!(
+            "{backend:?}: 20 handlers forced {took:?} after the shutdown began (deadline 200 ms)"
+        );
+    }
+}
