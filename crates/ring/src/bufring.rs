@@ -142,10 +142,12 @@ impl BufRing {
             return None;
         }
         let len = usize::try_from(cqe.result.max(0)).unwrap_or(0);
+        let len = len.min(self.inner.source.buffer_len() as usize);
+        crate::memcheck::mark_initialised(self.inner.source.buffer_ptr(id).as_ptr(), len);
         Some(ProvidedBuf {
             ring: self.clone(),
             id,
-            len: len.min(self.inner.source.buffer_len() as usize),
+            len,
         })
     }
 

@@ -29,6 +29,8 @@ mod bufring;
 mod error;
 pub mod lifecycle;
 #[cfg(target_os = "linux")]
+mod memcheck;
+#[cfg(target_os = "linux")]
 mod ops;
 #[cfg(target_os = "linux")]
 mod ring;

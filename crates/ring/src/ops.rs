@@ -87,6 +87,7 @@ fn stash_late_bytes<B: IoBufMut>(data: &mut (dyn std::any::Any + Send), cqe: Cqe
     let n = usize::try_from(cqe.result)
         .unwrap_or(0)
         .min(buf.bytes_total());
+    crate::memcheck::mark_initialised(buf.stable_mut_ptr(), n);
     // SAFETY: the kernel wrote the first `n` bytes of the buffer (its CQE says so) and is done
     // with it; the buffer is still owned by the parked op data.
     let received = unsafe { std::slice::from_raw_parts(buf.stable_mut_ptr(), n) };
@@ -209,6 +210,7 @@ impl Ring {
             |(_, mut buf), cqe| {
                 let res = result(cqe).map(|n| n as usize);
                 if let Ok(n) = res {
+                    crate::memcheck::mark_initialised(buf.stable_mut_ptr(), n);
                     // SAFETY: the kernel initialised the first `n` bytes (its completed read).
                     unsafe { buf.set_init(n) };
                 }
@@ -253,6 +255,7 @@ impl Ring {
             |(_, mut buf), cqe| {
                 let res = result(cqe).map(|n| n as usize);
                 if let Ok(n) = res {
+                    crate::memcheck::mark_initialised(buf.stable_mut_ptr(), n);
                     // SAFETY: the kernel initialised the first `n` bytes.
                     unsafe { buf.set_init(n) };
                 }
@@ -281,6 +284,7 @@ impl Ring {
                 stash.finished(&[]);
                 let res = result(cqe).map(|n| n as usize);
                 if let Ok(n) = res {
+                    crate::memcheck::mark_initialised(buf.stable_mut_ptr(), n);
                     // SAFETY: the kernel initialised the first `n` bytes.
                     unsafe { buf.set_init(n) };
                 }

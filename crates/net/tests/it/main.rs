@@ -4,6 +4,7 @@
 mod cancel;
 mod fallback;
 mod server;
+mod sigterm;
 mod support;
 mod tasks;
 mod tcp;
