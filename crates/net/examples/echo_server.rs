@@ -19,6 +19,7 @@ fn main() {
     let mut workers = 1;
     let mut limit = 10_000;
     let mut deadline = Duration::from_secs(5);
+    let mut max_fds: Option<u64> = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().unwrap_or_default();
@@ -34,6 +35,8 @@ fn main() {
             "--workers" => workers = value.parse().unwrap_or(1),
             "--limit" => limit = value.parse().unwrap_or(10_000),
             "--deadline-ms" => deadline = Duration::from_millis(value.parse().unwrap_or(5_000)),
+            // Lowers RLIMIT_NOFILE once started (to exercise the EMFILE backoff).
+            "--max-fds" => max_fds = value.parse().ok(),
             other => {
                 eprintln!("unknown flag {other}");
                 std::process::exit(2);
@@ -73,6 +76,30 @@ fn main() {
         }
     };
     println!("{}", server.local_addr());
+    if let Some(limit) = max_fds {
+        let open = std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.count() as u64)
+            .unwrap_or(0);
+        let rlimit = libc::rlimit {
+            rlim_cur: open + limit,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        let mut hard = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: a valid out-pointer.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) };
+        let rlimit = libc::rlimit {
+            rlim_max: hard.rlim_max,
+            ..rlimit
+        };
+        // SAFETY: a valid rlimit value.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) } != 0 {
+            eprintln!("echo_server: setrlimit failed");
+        }
+        println!("fd limit set");
+    }
     let report = server.join();
     println!(
         "report: accepted {} completed {} forced {} queued {} backoffs {} errors {:?} drain {:?}",

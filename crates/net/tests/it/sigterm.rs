@@ -103,3 +103,107 @@ fn sigterm_drains_and_exits_with_a_report() {
         println!("{name}: {}", rest.trim());
     }
 }
+
+/// CPU time (user + system) of process `pid` in clock ticks, from `/proc/<pid>/stat`.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let stime: u64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    utime + stime
+}
+
+#[test]
+fn out_of_descriptors_the_server_backs_off_without_spinning_and_recovers() {
+    let binary = example_binary();
+    for backend in backends() {
+        let name = if backend == weir_net::Backend::Uring {
+            "uring"
+        } else {
+            "poll"
+        };
+        let mut child = Command::new(&binary)
+            .args([
+                "--addr",
+                "127.0.0.1:0",
+                "--backend",
+                name,
+                "--max-fds",
+                "4",
+                "--deadline-ms",
+                "1000",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start echo_server");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("address");
+        let addr: std::net::SocketAddr = line.trim().parse().expect("address");
+        line.clear();
+        stdout.read_line(&mut line).expect("limit line");
+        // Two connections fit under the limit; they keep being served throughout.
+        let mut served: Vec<TcpStream> = (0..2)
+            .map(|_| TcpStream::connect(addr).expect("connect"))
+            .collect();
+        for stream in &mut served {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            stream.write_all(b"ping").expect("write");
+            let mut reply = [0u8; 4];
+            stream.read_exact(&mut reply).expect("echo");
+        }
+        // More than the descriptors left: accepts fail with EMFILE and the server backs off.
+        let waiting: Vec<TcpStream> = (0..10)
+            .map(|_| TcpStream::connect(addr).expect("connect (backlog)"))
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let before = cpu_ticks(child.id());
+        std::thread::sleep(Duration::from_millis(1_000));
+        let spent = cpu_ticks(child.id()) - before;
+        // A spinning accept loop would burn ~100 ticks (a whole core) in this second.
+        assert!(
+            spent < 20,
+            "{name}: the server spun while out of descriptors ({spent} ticks in 1 s)"
+        );
+        for stream in &mut served {
+            stream.write_all(b"pong").expect("write while exhausted");
+            let mut reply = [0u8; 4];
+            stream
+                .read_exact(&mut reply)
+                .expect("existing connections still echo");
+            assert_eq!(&reply, b"pong");
+        }
+        println!("{name}: exhausted without spinning; freeing descriptors");
+        // Free descriptors: the waiting clients get in within the backoff window.
+        drop(served);
+        drop(waiting);
+        let mut late = TcpStream::connect(addr).expect("connect");
+        late.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        late.write_all(b"late").expect("write");
+        let mut reply = [0u8; 4];
+        late.read_exact(&mut reply)
+            .expect("accepted again once descriptors are free");
+        drop(late);
+        println!("{name}: recovered; stopping the server");
+        // SAFETY: kill(2) with SIGTERM to our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().expect("exit");
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).expect("report");
+        assert!(status.success(), "{name}: {status}");
+        assert!(
+            rest.contains("EMFILE"),
+            "{name}: no EMFILE in the report: {rest}"
+        );
+        println!(
+            "{name}: {spent} CPU ticks in 1 s while exhausted; {}",
+            rest.trim()
+        );
+    }
+}
