@@ -172,11 +172,45 @@ impl fmt::Debug for TcpListener {
 /// A TCP connection with owned-buffer I/O: each operation takes its buffer and gives it back.
 pub struct TcpStream {
     io: Io,
+    timeouts: ReadTimeouts,
+}
+
+/// Deadlines a server puts on a connection's reads.
+#[derive(Default)]
+struct ReadTimeouts {
+    /// Until the first byte arrives.
+    first_byte: Option<std::time::Instant>,
+    /// Between reads once data has flowed.
+    idle: Option<std::time::Duration>,
+    /// Set once a read returned data.
+    seen_data: bool,
+    /// Counts expiries, for the server's metrics.
+    counter: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl TcpStream {
     fn from_fd(fd: OwnedFd) -> io::Result<TcpStream> {
-        Ok(TcpStream { io: Io::new(fd)? })
+        Ok(TcpStream {
+            io: Io::new(fd)?,
+            timeouts: ReadTimeouts::default(),
+        })
+    }
+
+    /// Makes reads fail with `TimedOut` if no first byte arrives within `first_byte`, or if a
+    /// later read waits longer than `idle` (the server's slow-client defence). Expiries are
+    /// counted in `counter`.
+    pub(crate) fn set_read_timeouts(
+        &mut self,
+        first_byte: Option<std::time::Duration>,
+        idle: Option<std::time::Duration>,
+        counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) {
+        self.timeouts = ReadTimeouts {
+            first_byte: first_byte.map(|d| std::time::Instant::now() + d),
+            idle,
+            seen_data: false,
+            counter: Some(counter),
+        };
     }
 
     /// Connects to `addr`.
@@ -228,8 +262,66 @@ impl TcpStream {
 
     /// Reads into `buf`'s spare capacity; `Ok(0)` is the end of the stream.
     ///
+    /// On a connection accepted by a [`Server`](crate::server::Server) with read timeouts, a read
+    /// that waits too long fails with `TimedOut`.
+    ///
     /// Cancel safety: see the module docs — no received byte is ever lost.
-    pub async fn read<B: IoBufMut>(&mut self, mut buf: B) -> BufResult<usize, B> {
+    pub async fn read<B: IoBufMut>(&mut self, buf: B) -> BufResult<usize, B> {
+        let limit = if self.timeouts.seen_data {
+            self.timeouts
+                .idle
+                .map(|idle| std::time::Instant::now() + idle)
+        } else {
+            self.timeouts.first_byte.or(self
+                .timeouts
+                .idle
+                .map(|idle| std::time::Instant::now() + idle))
+        };
+        let Some(deadline) = limit else {
+            return self.read_now(buf).await;
+        };
+        // The read is cancel-safe, so giving up at the deadline loses no byte (on the ring a
+        // late completion goes to the stash). The caller's buffer must come back either way, so
+        // the timed read fills a scratch buffer that may be dropped, then copies.
+        let space = buf.bytes_total() - buf.bytes_init();
+        let wait = deadline.saturating_duration_since(std::time::Instant::now());
+        let outcome = time::timeout(wait, self.read_now(Vec::with_capacity(space))).await;
+        match outcome {
+            Ok((Ok(n), scratch)) => {
+                let mut buf = buf;
+                let start = buf.bytes_init();
+                // SAFETY: `n <= space`: the scratch buffer had `space` bytes of capacity; the
+                // copy stays inside the caller's spare capacity.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        scratch.as_ptr(),
+                        buf.stable_mut_ptr().wrapping_add(start),
+                        n,
+                    );
+                    buf.set_init(start + n);
+                }
+                if n > 0 {
+                    self.timeouts.seen_data = true;
+                }
+                (Ok(n), buf)
+            }
+            Ok((Err(error), _)) => (Err(error), buf),
+            Err(_) => {
+                if let Some(counter) = &self.timeouts.counter {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                (
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the peer sent nothing in time",
+                    )),
+                    buf,
+                )
+            }
+        }
+    }
+
+    async fn read_now<B: IoBufMut>(&mut self, mut buf: B) -> BufResult<usize, B> {
         coop::proceed().await;
         match &self.io {
             Io::Poll(registration) => {

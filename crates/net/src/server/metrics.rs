@@ -1,8 +1,8 @@
 //! Counters a running server updates and a report it returns.
 
 use std::fmt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::ErrorCounts;
@@ -16,6 +16,7 @@ pub struct Metrics {
     forced: AtomicU64,
     queued: AtomicU64,
     backoffs: AtomicU64,
+    timeouts: Arc<AtomicU64>,
     errors: Mutex<ErrorCounts>,
 }
 
@@ -32,6 +33,8 @@ pub struct Report {
     pub queued: u64,
     /// Backoffs after resource errors (EMFILE, ENFILE, ENOBUFS, ENOMEM).
     pub backoffs: u64,
+    /// Reads that failed because a client was too slow (first byte or idle timeout).
+    pub timeouts: u64,
     /// Accept and setup errors, by kind.
     pub errors: ErrorCounts,
     /// From the shutdown signal to the end of the drain.
@@ -55,6 +58,15 @@ impl Metrics {
     /// Backoffs so far.
     pub fn backoffs(&self) -> u64 {
         self.backoffs.load(Ordering::Relaxed)
+    }
+
+    /// Slow-client read timeouts so far.
+    pub fn timeouts(&self) -> u64 {
+        self.timeouts.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn timeouts_counter(&self) -> Arc<AtomicU64> {
+        self.timeouts.clone()
     }
 
     pub(crate) fn accepted(&self) {
@@ -99,6 +111,7 @@ impl Metrics {
             forced: self.forced.load(Ordering::Relaxed),
             queued: self.queued.load(Ordering::Relaxed),
             backoffs: self.backoffs.load(Ordering::Relaxed),
+            timeouts: self.timeouts(),
             errors: self
                 .errors
                 .lock()

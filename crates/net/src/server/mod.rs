@@ -84,6 +84,8 @@ pub struct Builder {
     shutdown_timeout: Duration,
     handle_signals: bool,
     backend: Backend,
+    first_byte_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
 }
 
 impl Default for Builder {
@@ -96,6 +98,8 @@ impl Default for Builder {
             shutdown_timeout: Duration::from_secs(30),
             handle_signals: true,
             backend: Backend::Auto,
+            first_byte_timeout: None,
+            idle_timeout: None,
         }
     }
 }
@@ -151,6 +155,20 @@ impl Builder {
         self
     }
 
+    /// Closes connections whose first byte does not arrive within `timeout`: their reads fail
+    /// with `TimedOut` (default: none).
+    pub fn first_byte_timeout(mut self, timeout: Duration) -> Self {
+        self.first_byte_timeout = Some(timeout);
+        self
+    }
+
+    /// Fails a connection's read with `TimedOut` when the peer sends nothing for `timeout` (a
+    /// slow or stalled client; default: none).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
     /// The runtime backend of the workers (default `Auto`).
     pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = backend;
@@ -194,13 +212,14 @@ impl Builder {
             None
         };
         let handler = Arc::new(handler);
+        let timeouts = (self.first_byte_timeout, self.idle_timeout);
         let mut workers = Vec::new();
         for (index, listener) in listeners.into_iter().enumerate() {
             let (shared, handler, backend) = (shared.clone(), handler.clone(), self.backend);
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("weir-worker-{index}"))
-                    .spawn(move || worker(listener, shared, handler, backend))?,
+                    .spawn(move || worker(listener, shared, handler, backend, timeouts))?,
             );
         }
         let coordinator = {
@@ -282,8 +301,13 @@ fn coordinate(shared: Arc<Shared>, timeout: Duration) -> Report {
     })
 }
 
-fn worker<H, F>(listener: StdListener, shared: Arc<Shared>, handler: Arc<H>, backend: Backend)
-where
+fn worker<H, F>(
+    listener: StdListener,
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+    backend: Backend,
+    (first_byte, idle): (Option<Duration>, Option<Duration>),
+) where
     H: Fn(TcpStream, SocketAddr, Token) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + 'static,
 {
@@ -323,7 +347,7 @@ where
                 Either::Left(()) => break,
                 Either::Right(result) => result,
             };
-            let (stream, peer) = match accepted {
+            let (mut stream, peer) = match accepted {
                 Ok(pair) => {
                     backoff.reset();
                     pair
@@ -347,6 +371,9 @@ where
                     continue;
                 }
             };
+            if first_byte.is_some() || idle.is_some() {
+                stream.set_read_timeouts(first_byte, idle, shared.metrics.timeouts_counter());
+            }
             let Ok(guard) = shared.tracker.track() else {
                 break;
             };

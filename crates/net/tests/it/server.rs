@@ -319,3 +319,83 @@ fn handlers_that_never_finish_are_forced_at_the_deadline() {
         );
     }
 }
+
+#[test]
+fn slowloris_connections_are_closed_at_the_timeouts_while_others_are_served() {
+    let _serial = serial();
+    for backend in backends() {
+        let server = Server::builder()
+            .bind("127.0.0.1:0")
+            .backend(backend)
+            .first_byte_timeout(Duration::from_millis(300))
+            .idle_timeout(Duration::from_millis(500))
+            .handle_signals(false)
+            .serve(|mut stream, _, _stop| async move {
+                loop {
+                    let (n, buf) = stream.read(Vec::with_capacity(1024)).await;
+                    match n {
+                        Ok(n) if n > 0 => {
+                            if stream.write_all(buf).await.0.is_err() {
+                                return;
+                            }
+                        }
+                        _ => return, // end of stream, error, or a slow client timed out
+                    }
+                }
+            })
+            .expect("server");
+        let addr = server.local_addr();
+        let began = Instant::now();
+        // 200 slow clients: half never send, half send one byte and then stall.
+        let mut slow: Vec<StdStream> = (0..200)
+            .map(|n| {
+                let mut stream = StdStream::connect(addr).expect("connect");
+                if n % 2 == 0 {
+                    stream.write_all(b"x").expect("one byte");
+                }
+                stream
+            })
+            .collect();
+        // A normal client keeps being served meanwhile.
+        let mut normal = StdStream::connect(addr).expect("connect");
+        normal
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        for round in 0..10u8 {
+            normal.write_all(&[round]).expect("write");
+            let mut reply = [0u8; 1];
+            normal
+                .read_exact(&mut reply)
+                .expect("served while slow clients wait");
+            assert_eq!(reply[0], round);
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        for (n, stream) in slow.iter_mut().enumerate() {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let mut buf = [0u8; 8];
+            if n % 2 == 0 {
+                let mut echo = [0u8; 1];
+                stream
+                    .read_exact(&mut echo)
+                    .expect("the one byte is echoed");
+            }
+            assert_eq!(
+                stream.read(&mut buf).unwrap_or(0),
+                0,
+                "{backend:?}: slow client {n} not closed"
+            );
+        }
+        let closed_after = began.elapsed();
+        assert!(
+            server.metrics().timeouts() >= 200,
+            "{backend:?}: {:?}",
+            server.metrics()
+        );
+        server.shutdown();
+        let report = server.join();
+        assert_eq!(report.forced, 0, "{backend:?}: {report:?}");
+        println!("{backend:?}: 200 slow clients closed within {closed_after:?}; {report:?}");
+    }
+}
