@@ -297,9 +297,10 @@ impl TcpStream {
                         scratch.as_ptr(),
                         buf.stable_mut_ptr().wrapping_add(start),
                         n,
-                    );
-                    buf.set_init(start + n);
-                }
+                    )
+                };
+                // SAFETY: the copy above initialised `n` bytes after `start`.
+                unsafe { buf.set_init(start + n) };
                 if n > 0 {
                     self.timeouts.seen_data = true;
                 }
