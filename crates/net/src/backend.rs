@@ -131,7 +131,7 @@ pub(crate) fn choose(requested: Backend) -> Result<BackendReport, Error> {
         },
     };
     if REPORT.set(report.clone()).is_ok() {
-        eprintln!("{report}");
+        crate::log!("{report}");
     }
     Ok(report)
 }

@@ -46,6 +46,15 @@
 //! multishot receive, `send_file`, cross-worker task hand-off, the tokio/hyper compatibility
 //! features — see the workspace README.
 
+/// Writes one log line to stderr, never panicking (a closed stderr must not take a server down).
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+pub(crate) use log;
+
 mod backend;
 mod buf;
 mod coop;

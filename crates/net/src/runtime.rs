@@ -94,7 +94,9 @@ impl Builder {
                     ready: Mutex::new(VecDeque::new()),
                     parked: AtomicBool::new(false),
                     unpark,
+                    owner: std::thread::current().id(),
                 }),
+                scratch: RefCell::new(VecDeque::new()),
                 report,
             }),
         })
@@ -126,6 +128,8 @@ pub(crate) struct Core {
     tasks: RefCell<Vec<Slot>>,
     free: RefCell<Vec<usize>>,
     queue: Arc<RunQueue>,
+    /// The indices a tick runs, swapped with the queue's so that ticking allocates nothing.
+    scratch: RefCell<VecDeque<usize>>,
     report: BackendReport,
 }
 
@@ -143,6 +147,9 @@ struct RunQueue {
     ready: Mutex<VecDeque<usize>>,
     parked: AtomicBool,
     unpark: Unparker,
+    /// The runtime's thread: a wake from it never needs an unpark (it is running, not blocked;
+    /// the driver wakes tasks from inside its own turn).
+    owner: std::thread::ThreadId,
 }
 
 /// How a wake reaches a blocked driver.
@@ -160,7 +167,7 @@ impl RunQueue {
         }
         drop(ready);
         // SeqCst: see the module docs (the queue's lock orders it against the driver's check).
-        if self.parked.load(Ordering::SeqCst) {
+        if self.parked.load(Ordering::SeqCst) && std::thread::current().id() != self.owner {
             self.unpark.unpark();
         }
     }
@@ -172,8 +179,12 @@ impl RunQueue {
             .is_empty()
     }
 
-    fn take_all(&self) -> VecDeque<usize> {
-        std::mem::take(&mut *self.ready.lock().unwrap_or_else(|p| p.into_inner()))
+    /// Moves the ready indices into `into` (which must be empty), keeping both allocations.
+    fn take_all(&self, into: &mut VecDeque<usize>) {
+        std::mem::swap(
+            &mut *self.ready.lock().unwrap_or_else(|p| p.into_inner()),
+            into,
+        );
     }
 }
 
@@ -332,13 +343,16 @@ impl Runtime {
                 }
             }
             main_ready = false;
-            for index in self.core.queue.take_all() {
+            let mut batch = std::mem::take(&mut *self.core.scratch.borrow_mut());
+            self.core.queue.take_all(&mut batch);
+            for index in batch.drain(..) {
                 if index == MAIN {
                     main_ready = true;
                 } else {
                     self.core.run_task(index);
                 }
             }
+            *self.core.scratch.borrow_mut() = batch;
             if main_ready {
                 // Turn without blocking, so I/O still progresses while the main future is busy.
                 let _ = self.core.driver.turn(Some(Duration::ZERO));
@@ -381,7 +395,7 @@ impl Core {
         self.queue.parked.store(false, Ordering::SeqCst);
         if let Err(error) = result {
             // A failing driver would otherwise spin; report once and back off briefly.
-            eprintln!("weir: driver turn failed: {error}");
+            crate::log!("weir: driver turn failed: {error}");
             std::thread::sleep(Duration::from_millis(1));
         }
     }

@@ -327,7 +327,7 @@ impl TcpStream {
         match &self.io {
             Io::Poll(registration) => {
                 let result = registration
-                    .io(weir_reactor::Direction::Read, |fd| {
+                    .io_drained(weir_reactor::Direction::Read, |fd| {
                         let space = buf.bytes_total() - buf.bytes_init();
                         // SAFETY: read(2) into the buffer's spare capacity, which it owns.
                         let n = unsafe {
@@ -338,10 +338,12 @@ impl TcpStream {
                             )
                         };
                         if n < 0 {
-                            Err(io::Error::last_os_error())
-                        } else {
-                            Ok(n as usize)
+                            return Err(io::Error::last_os_error());
                         }
+                        let n = n as usize;
+                        // A short read emptied the socket's receive queue (an end of stream,
+                        // n == 0, stays ready so that every later read sees it too).
+                        Ok((n, n > 0 && n < space))
                     })
                     .await;
                 if let Ok(n) = result {

@@ -364,6 +364,35 @@ impl<T: AsFd> Registration<T> {
         }
     }
 
+    /// Like [`io`](Registration::io), for operations that can tell they drained the source:
+    /// `op` returns the result and `true` if it consumed everything that was ready (a read
+    /// shorter than its buffer on a stream socket). The readiness is then cleared at once — an
+    /// edge-triggered poller reports the next arrival as a new event — so the next call waits
+    /// instead of spending a syscall on `EAGAIN`.
+    ///
+    /// Cancel safety: as [`io`](Registration::io).
+    pub async fn io_drained<R>(
+        &self,
+        direction: Direction,
+        mut op: impl FnMut(&T) -> io::Result<(R, bool)>,
+    ) -> io::Result<R> {
+        loop {
+            let event = std::future::poll_fn(|cx| self.poll_ready(direction, cx)).await;
+            match op(self.get_ref()) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    self.clear_readiness(event)
+                }
+                Ok((result, drained)) => {
+                    if drained && !self.inner.selector.needs_rearm() {
+                        self.clear_readiness(event);
+                    }
+                    return Ok(result);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     /// Deregisters and gives the object back.
     ///
     /// # Errors

@@ -272,33 +272,57 @@ struct Shared {
 }
 
 /// Waits for the shutdown signal, then drains with the deadline.
+///
+/// Runs on its own thread with no runtime and no descriptor of its own (a runtime would need an
+/// epoll or io_uring descriptor, which a process out of descriptors cannot open): the lifecycle
+/// primitives work under any executor, here a thread that parks between wake-ups.
 fn coordinate(shared: Arc<Shared>, timeout: Duration) -> Report {
-    let rt = Runtime::builder().backend(Backend::Poll).build();
-    let Ok(rt) = rt else {
-        // Without a runtime we can still wait by polling the token.
-        while !shared.token.is_cancelled() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+    park_until(shared.token.cancelled(), None);
+    let started = Instant::now();
+    shared.token.cancel();
+    shared.tracker.close();
+    let in_flight = shared.tracker.len();
+    let drained = park_until(shared.tracker.wait(), Some(started + timeout)).is_some();
+    if !drained {
         shared.force.cancel();
-        return shared.metrics.report(0);
-    };
-    rt.block_on(async {
-        shared.token.cancelled().await;
-        let started = Instant::now();
-        let report =
-            weir_shutdown::drain(&shared.token, &shared.tracker, time::sleep(timeout)).await;
-        if report.still_running > 0 {
-            shared.force.cancel();
-            // Force-closing is prompt (handlers are dropped at their next poll); wait for it.
-            time::timeout(Duration::from_secs(5), shared.tracker.wait())
-                .await
-                .ok();
+        // Force-closing is prompt (handlers are dropped at their next poll); wait for it.
+        park_until(
+            shared.tracker.wait(),
+            Some(Instant::now() + Duration::from_secs(5)),
+        );
+    }
+    shared.limit.close();
+    let mut report = shared.metrics.report(in_flight as u64);
+    report.drain_time = started.elapsed();
+    report
+}
+
+/// Polls `fut` on this thread, parking between wake-ups, until it resolves or `deadline`.
+fn park_until<F: Future>(fut: F, deadline: Option<Instant>) -> Option<F::Output> {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
         }
-        shared.limit.close();
-        let mut final_report = shared.metrics.report(report.still_running as u64);
-        final_report.drain_time = started.elapsed();
-        final_report
-    })
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return Some(out);
+        }
+        match deadline {
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return None;
+                }
+                std::thread::park_timeout(deadline - now);
+            }
+            None => std::thread::park(),
+        }
+    }
 }
 
 fn worker<H, F>(
@@ -315,7 +339,7 @@ fn worker<H, F>(
         Ok(rt) => rt,
         Err(error) => {
             shared.metrics.error("runtime");
-            eprintln!("weir server: worker could not start its runtime: {error}");
+            crate::log!("weir server: worker could not start its runtime: {error}");
             return;
         }
     };
@@ -324,7 +348,7 @@ fn worker<H, F>(
             Ok(listener) => listener,
             Err(error) => {
                 shared.metrics.error("listener");
-                eprintln!("weir server: {error}");
+                crate::log!("weir server: {error}");
                 return;
             }
         };
@@ -449,7 +473,7 @@ impl Backoff {
             .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
         {
             self.last_log = Some(Instant::now());
-            eprintln!("weir server: accept failed ({error}); backing off {delay:?}");
+            crate::log!("weir server: accept failed ({error}); backing off {delay:?}");
         }
     }
 }

@@ -1,7 +1,7 @@
 //! SIGTERM and SIGINT as a shutdown trigger: blocked in the process's threads and received by a
 //! dedicated thread with `sigwait(3)`.
 
-use std::io;
+use std::io::{self, Write};
 
 use weir_shutdown::Token;
 
@@ -37,17 +37,26 @@ pub(crate) fn spawn(token: Token) -> io::Result<SignalThread> {
         .name("weir-signals".into())
         .spawn(move || {
             let set = shutdown_signals();
-            let mut received = 0;
-            // SAFETY: a valid set and out-pointer; the signals are blocked, so sigwait gets them.
-            let rc = unsafe { libc::sigwait(&set, &mut received) };
-            if rc == 0 {
+            loop {
+                let mut received = 0;
+                // SAFETY: a valid set and out-pointer; the signals are blocked, so sigwait gets
+                // them.
+                let rc = unsafe { libc::sigwait(&set, &mut received) };
+                if rc != 0 {
+                    continue; // an interrupted wait: wait again
+                }
                 let name = if received == libc::SIGTERM {
                     "SIGTERM"
                 } else {
                     "SIGINT"
                 };
-                eprintln!("weir server: {name} received, shutting down");
                 token.cancel_with(name);
+                // Never panic on a closed stderr: the shutdown matters more than the log line.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "weir server: {name} received, shutting down"
+                );
+                return;
             }
         })?;
     Ok(SignalThread { _thread: thread })
