@@ -47,6 +47,8 @@ pub use bufring::{BufRing, BufferSource, ProvidedBuf, Received, RecvStream};
 pub use error::Error;
 pub use lifecycle::{Cqe, OpId, OpTable};
 #[cfg(target_os = "linux")]
-pub use ops::{AcceptData, AcceptStream, BufResult, SharedFd, Stash};
+pub use ops::{
+    AcceptData, AcceptStream, BufResult, Datagram, MsgData, SharedFd, Stash, WritevData,
+};
 #[cfg(target_os = "linux")]
-pub use ring::{Builder, Counters, MultiOp, Op, ProbeReport, Ring, SetupReport};
+pub use ring::{Builder, Counters, Linked, MultiOp, Op, ProbeReport, Ring, SetupReport};

@@ -96,10 +96,6 @@ impl CqeQueue {
         self.first.take().or_else(|| self.rest.pop_front())
     }
 
-    fn pop_back(&mut self) -> Option<Cqe> {
-        self.rest.pop_back().or_else(|| self.first.take())
-    }
-
     fn drain(&mut self) -> impl Iterator<Item = Cqe> + '_ {
         self.first.take().into_iter().chain(self.rest.drain(..))
     }
@@ -277,7 +273,9 @@ impl<R> OpTable<R> {
         }
     }
 
-    /// For a single-shot op: its final CQE and its resources, once they are in.
+    /// For a single-shot op: its first CQE and its resources, once the final CQE is in (for an op
+    /// like `SEND_ZC` the first carries the result and the last only says the kernel let go of
+    /// the buffer; for ordinary ops they are the same CQE).
     ///
     /// Returns `Ready(None)` for an id that is no longer in the table.
     pub fn poll_complete(&self, id: OpId, cx: &mut Context<'_>) -> Poll<Option<(R, Cqe)>> {
@@ -291,8 +289,8 @@ impl<R> OpTable<R> {
                 queue,
                 ..
             } => {
-                let last = queue.pop_back();
-                match (last, vacate(&mut slab, id.index)) {
+                let first = queue.pop_front();
+                match (first, vacate(&mut slab, id.index)) {
                     (Some(cqe), Some(resources)) => Poll::Ready(Some((resources, cqe))),
                     _ => Poll::Ready(None),
                 }

@@ -94,6 +94,10 @@ fn stash_late_bytes<B: IoBufMut>(data: &mut (dyn std::any::Any + Send), cqe: Cqe
     stash.finished(received);
 }
 
+/// What [`Ring::recv_from`] reports: bytes received, the sender, and whether the datagram was
+/// truncated to fit the buffer.
+pub type Datagram = (usize, Option<SocketAddr>, bool);
+
 /// A buffer op's output: the result and the buffer, always given back.
 pub type BufResult<T, B> = (io::Result<T>, B);
 
@@ -433,4 +437,215 @@ impl AcceptStream {
             unsafe { OwnedFd::from_raw_fd(accepted as RawFd) }
         }))
     }
+}
+
+/// What a vectored write parks: the descriptor, the buffers and the iovec array pointing into
+/// them.
+#[derive(Debug)]
+pub struct WritevData<B> {
+    fd: SharedFd,
+    bufs: Vec<B>,
+    iovecs: Vec<libc::iovec>,
+}
+
+// SAFETY: the iovecs point into `bufs`, which the data owns and which are `Send`; the raw
+// pointers are never used to alias across threads.
+unsafe impl<B: Send> Send for WritevData<B> {}
+
+/// What a message send/receive parks: descriptor, buffer, its iovec, the address and the
+/// `msghdr` pointing at all of them.
+#[derive(Debug)]
+pub struct MsgData<B> {
+    fd: SharedFd,
+    buf: B,
+    iovec: libc::iovec,
+    addr: libc::sockaddr_storage,
+    msghdr: libc::msghdr,
+}
+
+// SAFETY: the iovec and msghdr point into the boxed data itself and into `buf`, which it owns.
+unsafe impl<B: Send> Send for MsgData<B> {}
+
+impl Ring {
+    /// Writes the initialised bytes of every buffer in order (`writev(2)`), returning how many
+    /// bytes were written and the buffers.
+    pub fn writev<B: IoBuf>(
+        &self,
+        fd: &SharedFd,
+        bufs: Vec<B>,
+    ) -> Op<WritevData<B>, BufResult<usize, Vec<B>>> {
+        let data = WritevData {
+            fd: fd.clone(),
+            iovecs: bufs
+                .iter()
+                .map(|b| libc::iovec {
+                    iov_base: b.stable_ptr() as *mut libc::c_void,
+                    iov_len: b.bytes_init(),
+                })
+                .collect(),
+            bufs,
+        };
+        self.submit(
+            data,
+            |d| {
+                opcode::Writev::new(raw(&d.fd), d.iovecs.as_ptr(), d.iovecs.len() as u32)
+                    .offset(u64::MAX)
+                    .build()
+            },
+            Ring::discard_default(),
+            |d, cqe| (result(cqe).map(|n| n as usize), d.bufs),
+        )
+    }
+
+    /// Sends `buf` with `IORING_OP_SEND_ZC`: the kernel transmits from the buffer without copying
+    /// it, and the buffer comes back only after the kernel's second, notification completion says
+    /// it let go. Worth it for large sends only.
+    pub fn send_zc<B: IoBuf>(
+        &self,
+        fd: &SharedFd,
+        buf: B,
+    ) -> Op<(SharedFd, B), BufResult<usize, B>> {
+        let len = u32::try_from(buf.bytes_init()).unwrap_or(u32::MAX);
+        let ptr = buf.stable_ptr();
+        self.submit(
+            (fd.clone(), buf),
+            move |(fd_, _)| opcode::SendZc::new(raw(fd_), ptr, len).build(),
+            Ring::discard_default(),
+            |(_, buf), cqe| (result(cqe).map(|n| n as usize), buf),
+        )
+    }
+
+    /// Sends `buf` as one datagram to `addr` (`sendmsg(2)`).
+    pub fn send_to<B: IoBuf>(
+        &self,
+        fd: &SharedFd,
+        buf: B,
+        addr: SocketAddr,
+    ) -> Op<MsgData<B>, BufResult<usize, B>> {
+        let (storage, addr_len) = std_to_sockaddr(addr);
+        let iov = (buf.stable_ptr() as *mut u8, buf.bytes_init());
+        let data = msg_data(fd, buf, iov, storage, addr_len);
+        self.submit(
+            data,
+            |d| {
+                fix_msghdr(d);
+                opcode::SendMsg::new(raw(&d.fd), &raw const d.msghdr).build()
+            },
+            Ring::discard_default(),
+            |d, cqe| (result(cqe).map(|n| n as usize), d.buf),
+        )
+    }
+
+    /// Receives one datagram into `buf` (`recvmsg(2)`): its length, the sender's address, and
+    /// whether it was longer than the buffer and truncated (`MSG_TRUNC`).
+    pub fn recv_from<B: IoBufMut>(
+        &self,
+        fd: &SharedFd,
+        mut buf: B,
+    ) -> Op<MsgData<B>, BufResult<Datagram, B>> {
+        // SAFETY: all-zero is a valid `sockaddr_storage`.
+        let storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let iov = (buf.stable_mut_ptr(), buf.bytes_total());
+        let data = msg_data(fd, buf, iov, storage, len);
+        self.submit(
+            data,
+            |d| {
+                fix_msghdr(d);
+                opcode::RecvMsg::new(raw(&d.fd), &raw mut d.msghdr).build()
+            },
+            Ring::discard_default(),
+            |mut d, cqe| {
+                let res = result(cqe).map(|n| {
+                    let n = n as usize;
+                    crate::memcheck::mark_initialised(d.buf.stable_mut_ptr(), n);
+                    // SAFETY: the kernel initialised `n` bytes of the buffer.
+                    unsafe { d.buf.set_init(n) };
+                    let truncated = d.msghdr.msg_flags & libc::MSG_TRUNC != 0;
+                    (n, sockaddr_to_std(&d.addr, d.msghdr.msg_namelen), truncated)
+                });
+                (res, d.buf)
+            },
+        )
+    }
+
+    /// Moves up to `len` bytes from `from` to `to` inside the kernel (`splice(2)`; one side must
+    /// be a pipe). Offsets of `-1` mean "the current position".
+    pub fn splice(
+        &self,
+        from: &SharedFd,
+        from_offset: i64,
+        to: &SharedFd,
+        to_offset: i64,
+        len: u32,
+    ) -> Op<(SharedFd, SharedFd), io::Result<usize>> {
+        self.submit(
+            (from.clone(), to.clone()),
+            move |(f, t)| opcode::Splice::new(raw(f), from_offset, raw(t), to_offset, len).build(),
+            Ring::discard_default(),
+            |_, cqe| result(cqe).map(|n| n as usize),
+        )
+    }
+
+    /// Receives into `buf`, cancelled by the kernel (`ECANCELED`) if nothing arrives within
+    /// `limit`: a receive and a linked timeout in one submission.
+    #[allow(
+        clippy::type_complexity,
+        reason = "the op's data and its output, spelled out"
+    )]
+    pub fn recv_timeout<B: IoBufMut>(
+        &self,
+        fd: &SharedFd,
+        mut buf: B,
+        limit: Duration,
+    ) -> Op<crate::ring::Linked<(SharedFd, B), BufResult<usize, B>>, BufResult<usize, B>> {
+        let len = u32::try_from(buf.bytes_total()).unwrap_or(u32::MAX);
+        let ptr = buf.stable_mut_ptr();
+        self.submit_linked_timeout(
+            (fd.clone(), buf),
+            limit,
+            move |(fd_, _)| opcode::Recv::new(raw(fd_), ptr, len).build(),
+            Ring::discard_default(),
+            |(_, mut buf), cqe| {
+                let res = result(cqe).map(|n| n as usize);
+                if let Ok(n) = res {
+                    crate::memcheck::mark_initialised(buf.stable_mut_ptr(), n);
+                    // SAFETY: the kernel initialised the first `n` bytes.
+                    unsafe { buf.set_init(n) };
+                }
+                (res, buf)
+            },
+        )
+    }
+}
+
+fn msg_data<B: IoBuf>(
+    fd: &SharedFd,
+    buf: B,
+    iov: (*mut u8, usize),
+    addr: libc::sockaddr_storage,
+    addr_len: libc::socklen_t,
+) -> MsgData<B> {
+    // SAFETY: all-zero is a valid `msghdr` (null pointers, zero lengths); `fix_msghdr` fills it
+    // once the data is boxed at its final address.
+    let mut msghdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    msghdr.msg_namelen = addr_len;
+    MsgData {
+        fd: fd.clone(),
+        buf,
+        iovec: libc::iovec {
+            iov_base: iov.0.cast(),
+            iov_len: iov.1,
+        },
+        addr,
+        msghdr,
+    }
+}
+
+/// Points the boxed `msghdr` at the boxed address and iovec (the iovec already points into the
+/// buffer's heap memory, which did not move when the data was boxed).
+fn fix_msghdr<B>(d: &mut MsgData<B>) {
+    d.msghdr.msg_name = (&raw mut d.addr).cast();
+    d.msghdr.msg_iov = &raw mut d.iovec;
+    d.msghdr.msg_iovlen = 1;
 }

@@ -397,6 +397,50 @@ impl Ring {
         }
     }
 
+    /// Like [`submit`](Ring::submit), followed by a `LINK_TIMEOUT` SQE linked to it: the kernel
+    /// cancels the op (`ECANCELED`) if it has not completed within `timeout`. The timespec lives
+    /// in the op's box (the kernel reads it when the SQEs are submitted, later than this call);
+    /// the timeout's own CQE carries no op and is ignored.
+    #[allow(
+        clippy::type_complexity,
+        reason = "the op's data wrapped with its timespec"
+    )]
+    pub(crate) fn submit_linked_timeout<T, O>(
+        &self,
+        data: T,
+        timeout: Duration,
+        build: impl FnOnce(&mut T) -> squeue::Entry,
+        discard: fn(&mut (dyn Any + Send), Cqe),
+        complete: fn(T, Cqe) -> O,
+    ) -> Op<Linked<T, O>, O>
+    where
+        T: Send + 'static,
+        O: 'static,
+    {
+        let mut boxed = Box::new(Linked {
+            data,
+            timespec: io_uring::types::Timespec::new()
+                .sec(timeout.as_secs())
+                .nsec(timeout.subsec_nanos()),
+            complete,
+        });
+        let entry = build(&mut boxed.data).flags(squeue::Flags::IO_LINK);
+        let link = opcode::LinkTimeout::new(&raw const boxed.timespec)
+            .build()
+            .user_data(u64::MAX);
+        let id = self.shared.ops.insert(OpBox {
+            data: boxed,
+            discard,
+        });
+        self.shared.push_pair(entry.user_data(id.user_data()), link);
+        Op {
+            ring: self.clone(),
+            id: Some(id),
+            complete: |linked: Linked<T, O>, cqe| (linked.complete)(linked.data, cqe),
+            _data: PhantomData,
+        }
+    }
+
     /// Pushes an SQE that carries no op of its own (a cancel): its CQE is stale by design.
     pub(crate) fn push_untracked(&self, entry: squeue::Entry) {
         self.shared.push(entry.user_data(u64::MAX));
@@ -428,6 +472,45 @@ impl Ring {
 }
 
 impl Shared {
+    /// Pushes two SQEs back to back (a linked pair), making room for both first.
+    fn push_pair(&self, first: squeue::Entry, second: squeue::Entry) {
+        let mut wakers = Vec::new();
+        {
+            let mut uring = lock(&self.uring);
+            let mut attempts = 0;
+            let room = |uring: &mut IoUring| {
+                let sq = uring.submission();
+                sq.capacity() - sq.len()
+            };
+            while room(&mut uring) < 2 && attempts < 1_000 {
+                self.stats.enters.fetch_add(1, Ordering::Relaxed);
+                let _ = uring.submitter().submit();
+                self.reap(&mut uring, &mut wakers);
+                attempts += 1;
+            }
+            // SAFETY: as in `push`: the op's SQE points into its parked box; the link timeout's
+            // timespec is copied by the kernel when it takes the SQE, during the enter that
+            // submits both.
+            #[allow(clippy::disallowed_methods, reason = "the one place Weir pushes SQEs")]
+            let pushed = unsafe { uring.submission().push_multiple(&[first.clone(), second]) };
+            if pushed.is_ok() {
+                self.stats.sqes.fetch_add(2, Ordering::Relaxed);
+            } else {
+                // The queue never drained: fail the op rather than wait forever.
+                let failed = Cqe {
+                    result: -libc::EBUSY,
+                    flags: 0,
+                };
+                if let CompleteOutcome::Queued(waker) =
+                    self.ops.complete(first.get_user_data(), failed, discard)
+                {
+                    wakers.extend(waker);
+                }
+            }
+        }
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
     /// Pushes `entry`, submitting to make room if the queue is full. If the kernel refuses to
     /// take entries at all, the op is completed here with that error instead of waiting forever.
     fn push(&self, entry: squeue::Entry) {
@@ -598,6 +681,18 @@ impl fmt::Debug for Ring {
             .finish()
     }
 }
+
+/// An op's data together with the timespec of its linked timeout (see
+/// `Ring::submit_linked_timeout`).
+#[derive(Debug)]
+pub struct Linked<T, O> {
+    data: T,
+    timespec: io_uring::types::Timespec,
+    complete: fn(T, Cqe) -> O,
+}
+
+// SAFETY: `Timespec` is plain data; the rest is `T`, which is `Send`.
+unsafe impl<T: Send, O> Send for Linked<T, O> {}
 
 /// A single-shot op in flight. Resolves to the op's output (which gives back its buffers).
 ///

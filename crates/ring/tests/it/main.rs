@@ -2,6 +2,7 @@
 //! and real-kernel tests over io_uring.
 
 mod lifecycle_model;
+mod more_ops;
 mod provided;
 mod real_kernel;
 mod support;
