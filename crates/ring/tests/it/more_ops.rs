@@ -93,9 +93,10 @@ fn splice_moves_bytes_from_a_pipe_to_a_socket() {
     let mut fds = [0; 2];
     // SAFETY: pipe2(2) fills two descriptors, which we adopt at once.
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: fresh descriptors nobody else owns.
-    let (read_end, write_end) =
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: a fresh descriptor nobody else owns.
+    let read_end = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: likewise.
+    let write_end = unsafe { OwnedFd::from_raw_fd(fds[1]) };
     let mut writer = std::fs::File::from(write_end);
     writer.write_all(b"spliced bytes").expect("fill the pipe");
     let (a, mut b) = UnixStream::pair().expect("socketpair");
