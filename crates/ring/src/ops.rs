@@ -497,6 +497,50 @@ impl Ring {
         )
     }
 
+    /// Reads into the buffers in order (`readv(2)`), filling each one's spare capacity before the
+    /// next; returns how many bytes were read and the buffers, each with its new length.
+    pub fn readv<B: IoBufMut>(
+        &self,
+        fd: &SharedFd,
+        mut bufs: Vec<B>,
+    ) -> Op<WritevData<B>, BufResult<usize, Vec<B>>> {
+        let iovecs = bufs
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.stable_mut_ptr().wrapping_add(b.bytes_init()).cast(),
+                iov_len: b.bytes_total() - b.bytes_init(),
+            })
+            .collect();
+        self.submit(
+            WritevData {
+                fd: fd.clone(),
+                bufs,
+                iovecs,
+            },
+            |d| {
+                opcode::Readv::new(raw(&d.fd), d.iovecs.as_ptr(), d.iovecs.len() as u32)
+                    .offset(u64::MAX)
+                    .build()
+            },
+            Ring::discard_default(),
+            |mut d, cqe| {
+                let res = result(cqe).map(|n| n as usize);
+                if let Ok(total) = res {
+                    let mut left = total;
+                    for (buf, iov) in d.bufs.iter_mut().zip(&d.iovecs) {
+                        let n = left.min(iov.iov_len);
+                        crate::memcheck::mark_initialised(iov.iov_base.cast(), n);
+                        let init = buf.bytes_init() + n;
+                        // SAFETY: the kernel filled `n` bytes after the old length.
+                        unsafe { buf.set_init(init) };
+                        left -= n;
+                    }
+                }
+                (res, d.bufs)
+            },
+        )
+    }
+
     /// Sends `buf` with `IORING_OP_SEND_ZC`: the kernel transmits from the buffer without copying
     /// it, and the buffer comes back only after the kernel's second, notification completion says
     /// it let go. Worth it for large sends only.

@@ -36,6 +36,23 @@ fn writev_sends_every_buffer_in_order() {
 }
 
 #[test]
+fn readv_fills_buffers_in_order() {
+    let _serial = serial();
+    let ring = ring();
+    let (a, mut b) = UnixStream::pair().expect("socketpair");
+    let a = Arc::new(OwnedFd::from(a));
+    b.write_all(b"abcdefghij").expect("write");
+    let bufs = vec![
+        Vec::with_capacity(3),
+        Vec::with_capacity(4),
+        Vec::with_capacity(8),
+    ];
+    let (n, bufs) = block_on(&ring, ring.readv(&a, bufs));
+    assert_eq!(n.expect("readv"), 10);
+    assert_eq!(bufs, [b"abc".to_vec(), b"defg".to_vec(), b"hij".to_vec()]);
+}
+
+#[test]
 fn send_zc_returns_the_buffer_after_the_notification() {
     let _serial = serial();
     let ring = ring();
