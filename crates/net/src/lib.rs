@@ -42,7 +42,7 @@
 //! # Status
 //!
 //! TCP, timers, spawn/abort/join, both backends with the fallback, and the [`server::Server`]
-//! (admission, backoff, graceful shutdown) work. Not built yet: UDP and Unix sockets, pooled
+//! (admission, backoff, graceful shutdown) work, and UDP. Not built yet: Unix sockets, pooled
 //! multishot receive, `send_file`, cross-worker task hand-off, the tokio/hyper compatibility
 //! features — see the workspace README.
 
@@ -63,9 +63,11 @@ mod runtime;
 pub mod server;
 mod tcp;
 pub mod time;
+mod udp;
 
 pub use backend::{Backend, BackendReport, backend_report};
 pub use buf::{BufResult, IoBuf, IoBufMut};
 pub use error::Error;
 pub use runtime::{Builder, JoinError, JoinHandle, Runtime, spawn, yield_now};
 pub use tcp::{TcpListener, TcpStream};
+pub use udp::UdpSocket;

@@ -531,9 +531,29 @@ impl TcpStream {
 }
 
 /// The part of a buffer after `start`, for receiving without overwriting what it holds.
-struct Tail<B> {
+pub(crate) struct Tail<B> {
     buf: B,
     start: usize,
+}
+
+impl<B: IoBufMut> Tail<B> {
+    pub(crate) fn new(buf: B, start: usize) -> Self {
+        Tail { buf, start }
+    }
+
+    /// Records that `n` bytes after `start` were filled.
+    ///
+    /// # Safety
+    ///
+    /// Those bytes must be initialised.
+    pub(crate) unsafe fn set_inner_init(&mut self, n: usize) {
+        // SAFETY: the caller's guarantee, shifted by `start`.
+        unsafe { self.buf.set_init(self.start + n) };
+    }
+
+    pub(crate) fn into_inner(self) -> B {
+        self.buf
+    }
 }
 
 // SAFETY: forwards to `B` shifted by `start` (≤ its initialised length).

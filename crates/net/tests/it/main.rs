@@ -8,3 +8,4 @@ mod sigterm;
 mod support;
 mod tasks;
 mod tcp;
+mod udp;
