@@ -7,6 +7,18 @@ use std::task::Poll;
 use crate::{Token, Tracker};
 
 /// What a [`drain`] found.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use weir_shutdown::{Token, Tracker, drain};
+/// let (token, tracker) = (Token::new(), Tracker::new());
+/// let report = drain(&token, &tracker, std::future::pending::<()>()).await;
+/// assert_eq!((report.in_flight_at_start, report.deadline_passed), (0, false));
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DrainReport {
     /// Work in flight when the drain began.

@@ -3,6 +3,16 @@
 use std::io;
 
 /// What can go wrong with the lifecycle primitives.
+///
+/// # Examples
+///
+/// ```
+/// let limit = weir_shutdown::Limit::new(0);
+/// let error = limit.try_acquire().unwrap_err();
+/// assert_eq!(error, weir_shutdown::Error::NoPermits);
+/// let io: std::io::Error = error.into();
+/// assert_eq!(io.kind(), std::io::ErrorKind::WouldBlock);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -531,6 +531,17 @@ impl WaitSlot {
 }
 
 /// Future returned by [`Limit::acquire`] and [`Limit::acquire_many`].
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let limit = weir_shutdown::Limit::new(3);
+/// let permits = limit.acquire_many(2).await.expect("open");
+/// assert_eq!((permits.count(), limit.available()), (2, 1));
+/// # }
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct Acquire<'a> {
     limit: &'a Limit,
@@ -565,6 +576,22 @@ impl fmt::Debug for Acquire<'_> {
 }
 
 /// Future returned by [`Limit::acquire_owned`] and [`Limit::acquire_many_owned`].
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let limit = weir_shutdown::Limit::new(1);
+/// let permit = limit.acquire_owned().await.expect("open");
+/// tokio::spawn(async move {
+///     let _permit = permit; // held for the task's life, returned when it ends
+/// })
+/// .await
+/// .unwrap();
+/// assert_eq!(limit.available(), 1);
+/// # }
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct AcquireOwned {
     limit: Limit,
@@ -600,6 +627,16 @@ impl fmt::Debug for AcquireOwned {
 }
 
 /// Permits borrowed from a [`Limit`]; given back when dropped.
+///
+/// # Examples
+///
+/// ```
+/// let limit = weir_shutdown::Limit::new(2);
+/// let permit = limit.try_acquire().expect("free");
+/// assert_eq!(limit.available(), 1);
+/// drop(permit);
+/// assert_eq!(limit.available(), 2);
+/// ```
 #[must_use = "the permits return as soon as this is dropped"]
 pub struct Permit<'a> {
     limit: &'a Inner,
@@ -634,6 +671,15 @@ impl fmt::Debug for Permit<'_> {
 }
 
 /// Permits that own a handle to their [`Limit`]; given back when dropped.
+///
+/// # Examples
+///
+/// ```
+/// let limit = weir_shutdown::Limit::new(2);
+/// let permit = limit.try_acquire_many_owned(2).expect("free");
+/// permit.forget(); // the capacity shrinks for good
+/// assert_eq!(limit.available(), 0);
+/// ```
 #[must_use = "the permits return as soon as this is dropped"]
 pub struct OwnedPermit {
     limit: Limit,

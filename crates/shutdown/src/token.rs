@@ -391,6 +391,17 @@ fn forget_waiter(node: &Node, key: &mut Option<WaiterKey>) {
 }
 
 /// Future returned by [`Token::cancelled`].
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let token = weir_shutdown::Token::new();
+/// token.cancel();
+/// token.cancelled().await; // resolves at once: already cancelled
+/// # }
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct Cancelled<'a> {
     node: &'a Arc<Node>,
@@ -421,6 +432,18 @@ impl fmt::Debug for Cancelled<'_> {
 }
 
 /// Future returned by [`Token::cancelled_owned`].
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let token = weir_shutdown::Token::new();
+/// let waiter = tokio::spawn(token.clone().cancelled_owned()); // 'static: owns its token
+/// token.cancel();
+/// waiter.await.unwrap();
+/// # }
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct CancelledOwned {
     token: Token,

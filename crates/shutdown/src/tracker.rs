@@ -170,6 +170,16 @@ impl fmt::Debug for Tracker {
 }
 
 /// One unit of tracked work; dropping it (also while unwinding) decrements the count.
+///
+/// # Examples
+///
+/// ```
+/// let tracker = weir_shutdown::Tracker::new();
+/// let guard = tracker.track().expect("open");
+/// assert_eq!(tracker.len(), 1);
+/// drop(guard);
+/// assert_eq!(tracker.len(), 0);
+/// ```
 #[must_use = "the work is untracked as soon as the guard drops"]
 pub struct Guard {
     inner: Arc<Inner>,
@@ -194,6 +204,17 @@ impl fmt::Debug for Guard {
 }
 
 /// Future returned by [`Tracker::wait`].
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let tracker = weir_shutdown::Tracker::new();
+/// tracker.close();
+/// tracker.wait().await; // closed and empty: resolves at once
+/// # }
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct Wait<'a> {
     inner: &'a Inner,
