@@ -4,7 +4,7 @@
 //! # How it works
 //!
 //! * [`Ring`] wraps one io_uring instance. [`Builder`] asks for `SUBMIT_ALL`, `COOP_TASKRUN`,
-//!   `SINGLE_ISSUER` (and, opt-in, `DEFER_TASKRUN`) and falls back to fewer flags on older kernels,
+//!   `SINGLE_ISSUER` and `DEFER_TASKRUN` and falls back to fewer flags on older kernels,
 //!   recording what it got ([`SetupReport`]); [`ProbeReport`] lists the opcodes the kernel has.
 //!   Setup failures come back as [`Error::Unavailable`] with a reason a log line can carry, so
 //!   `weir-net` can fall back to the reactor and say why.
