@@ -109,6 +109,18 @@ fn result(cqe: Cqe) -> io::Result<u32> {
     }
 }
 
+/// Completes a receive-like op: marks the `n` bytes the kernel wrote as initialised and gives the
+/// buffer back with the result.
+fn filled<B: IoBufMut>(mut buf: B, cqe: Cqe) -> BufResult<usize, B> {
+    let res = result(cqe).map(|n| n as usize);
+    if let Ok(n) = res {
+        crate::memcheck::mark_initialised(buf.stable_mut_ptr(), n);
+        // SAFETY: the kernel initialised the first `n` bytes (its CQE says so).
+        unsafe { buf.set_init(n) };
+    }
+    (res, buf)
+}
+
 fn sockaddr_to_std(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
     match i32::from(storage.ss_family) {
         libc::AF_INET if len as usize >= std::mem::size_of::<libc::sockaddr_in>() => {
@@ -211,15 +223,7 @@ impl Ring {
             (fd.clone(), buf),
             move |(fd_, _)| opcode::Read::new(raw(fd_), ptr, len).offset(offset).build(),
             Ring::discard_default(),
-            |(_, mut buf), cqe| {
-                let res = result(cqe).map(|n| n as usize);
-                if let Ok(n) = res {
-                    crate::memcheck::mark_initialised(buf.stable_mut_ptr(), n);
-                    // SAFETY: the kernel initialised the first `n` bytes (its completed read).
-                    unsafe { buf.set_init(n) };
-                }
-                (res, buf)
-            },
+            |(_, buf), cqe| filled(buf, cqe),
         )
     }
 
@@ -256,15 +260,7 @@ impl Ring {
             (fd.clone(), buf),
             move |(fd_, _)| opcode::Recv::new(raw(fd_), ptr, len).build(),
             Ring::discard_default(),
-            |(_, mut buf), cqe| {
-                let res = result(cqe).map(|n| n as usize);
-                if let Ok(n) = res {
-                    crate::memcheck::mark_initialised(buf.stable_mut_ptr(), n);
-                    // SAFETY: the kernel initialised the first `n` bytes.
-                    unsafe { buf.set_init(n) };
-                }
-                (res, buf)
-            },
+            |(_, buf), cqe| filled(buf, cqe),
         )
     }
 
@@ -284,15 +280,9 @@ impl Ring {
             (fd.clone(), buf, stash.clone()),
             move |(fd_, _, _)| opcode::Recv::new(raw(fd_), ptr, len).build(),
             stash_late_bytes::<B>,
-            |(_, mut buf, stash), cqe| {
+            |(_, buf, stash), cqe| {
                 stash.finished(&[]);
-                let res = result(cqe).map(|n| n as usize);
-                if let Ok(n) = res {
-                    crate::memcheck::mark_initialised(buf.stable_mut_ptr(), n);
-                    // SAFETY: the kernel initialised the first `n` bytes.
-                    unsafe { buf.set_init(n) };
-                }
-                (res, buf)
+                filled(buf, cqe)
             },
         )
     }
@@ -650,15 +640,7 @@ impl Ring {
             limit,
             move |(fd_, _)| opcode::Recv::new(raw(fd_), ptr, len).build(),
             Ring::discard_default(),
-            |(_, mut buf), cqe| {
-                let res = result(cqe).map(|n| n as usize);
-                if let Ok(n) = res {
-                    crate::memcheck::mark_initialised(buf.stable_mut_ptr(), n);
-                    // SAFETY: the kernel initialised the first `n` bytes.
-                    unsafe { buf.set_init(n) };
-                }
-                (res, buf)
-            },
+            |(_, buf), cqe| filled(buf, cqe),
         )
     }
 }

@@ -17,39 +17,49 @@ fn example_binary() -> std::path::PathBuf {
         .expect("target layout")
 }
 
-#[test]
-fn sigterm_drains_and_exits_with_a_report() {
+/// The backend's name as the example's `--backend` flag spells it.
+fn flag(backend: weir_net::Backend) -> &'static str {
+    if backend == weir_net::Backend::Uring {
+        "uring"
+    } else {
+        "poll"
+    }
+}
+
+/// Starts the `echo_server` example with `args` and reads the address it prints first.
+fn start_example(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStdout>,
+    std::net::SocketAddr,
+) {
     let binary = example_binary();
     assert!(
         binary.exists(),
         "the echo_server example was not built at {}",
         binary.display()
     );
+    let mut child = Command::new(&binary)
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start echo_server");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("address line");
+    let addr = line.trim().parse().expect("address");
+    (child, stdout, addr)
+}
+
+#[test]
+fn sigterm_drains_and_exits_with_a_report() {
     for backend in backends() {
-        let name = if backend == weir_net::Backend::Uring {
-            "uring"
-        } else {
-            "poll"
-        };
-        let mut child = Command::new(&binary)
-            .args([
-                "--addr",
-                "127.0.0.1:0",
-                "--backend",
-                name,
-                "--workers",
-                "2",
-                "--deadline-ms",
-                "3000",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start echo_server");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut addr = String::new();
-        stdout.read_line(&mut addr).expect("address line");
-        let addr: std::net::SocketAddr = addr.trim().parse().expect("address");
+        let name = flag(backend);
+        let (mut child, mut stdout, addr) =
+            start_example(&["--backend", name, "--workers", "2", "--deadline-ms", "3000"]);
         let mut idle: Vec<TcpStream> = (0..20)
             .map(|_| TcpStream::connect(addr).expect("connect"))
             .collect();
@@ -117,33 +127,11 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[test]
 fn out_of_descriptors_the_server_backs_off_without_spinning_and_recovers() {
-    let binary = example_binary();
     for backend in backends() {
-        let name = if backend == weir_net::Backend::Uring {
-            "uring"
-        } else {
-            "poll"
-        };
-        let mut child = Command::new(&binary)
-            .args([
-                "--addr",
-                "127.0.0.1:0",
-                "--backend",
-                name,
-                "--max-fds",
-                "4",
-                "--deadline-ms",
-                "1000",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start echo_server");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let name = flag(backend);
+        let (mut child, mut stdout, addr) =
+            start_example(&["--backend", name, "--max-fds", "4", "--deadline-ms", "1000"]);
         let mut line = String::new();
-        stdout.read_line(&mut line).expect("address");
-        let addr: std::net::SocketAddr = line.trim().parse().expect("address");
-        line.clear();
         stdout.read_line(&mut line).expect("limit line");
         // Two connections fit under the limit; they keep being served throughout.
         let mut served: Vec<TcpStream> = (0..2)
