@@ -139,17 +139,56 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
             started.elapsed().as_secs_f64()
         );
     }
-    let report = report(&scenarios, &results, perf.is_ok());
+    let mut report = report(&scenarios, &results, perf.is_ok());
+    report.push_str(&idle_memory(&bin)?);
     println!("{report}");
     write_outputs(&scenarios, &results, &report)?;
     println!(
-        "\nNot measured yet: B4 (fixed offered load), B5 (bulk stream), B6 (UDP), B7 (churn), B8 (idle \
-         connections), user-space instructions per request (callgrind), and monoio as a baseline."
+        "\nNot measured yet: B4 (fixed offered load), B5 (bulk stream), B6 (UDP), B7 (churn), \
+         user-space instructions per request (callgrind), and monoio as a baseline."
     );
     if micro {
         run_micro(full)?;
     }
     Ok(true)
+}
+
+/// B8: the server's resident memory per idle connection, once per server (a count of bytes,
+/// not a timing: one run is enough).
+fn idle_memory(bin: &std::path::Path) -> Result<String> {
+    let scenario = Scenario {
+        name: "B8",
+        what: "10,000 idle connections",
+        conns: 10_000,
+        bytes: 0,
+        warmup: 0,
+        requests: 0,
+    };
+    let mut out = format!(
+        "\nB8 - {} (server resident memory per connection, one run each)\n{:<11} {:>14} {:>18}\n",
+        scenario.what, "server", "bytes/conn", "ratio vs tokio-ct"
+    );
+    let mut figures = Vec::new();
+    for server in SERVERS {
+        let line = run_raw(bin, server, &scenario)?;
+        let per_conn = line
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("idle_bytes_per_conn="))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN);
+        figures.push((*server, per_conn));
+    }
+    let base = figures
+        .iter()
+        .find(|(s, _)| *s == BASELINE)
+        .map_or(f64::NAN, |(_, v)| *v);
+    for (server, per_conn) in figures {
+        out.push_str(&format!(
+            "{server:<11} {per_conn:>14.0} {:>18.2}\n",
+            per_conn / base
+        ));
+    }
+    Ok(out)
 }
 
 fn ensure_perf() -> Result<(), String> {
@@ -166,6 +205,36 @@ fn ensure_perf() -> Result<(), String> {
 }
 
 fn run_once(bin: &std::path::Path, server: &str, scenario: &Scenario) -> Result<Sample> {
+    let line = run_raw(bin, server, scenario)?;
+    let fields: BTreeMap<&str, &str> = line
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    let num = |key: &str| -> f64 {
+        fields
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let requests = num("requests");
+    let elapsed_s = num("elapsed_ns") / 1e9;
+    Ok(Sample {
+        throughput: requests / elapsed_s,
+        cpu_us_per_req: num("server_cpu_ns") / 1e3 / requests,
+        syscalls_per_req: fields
+            .get("syscalls")
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|s| s / requests),
+        allocs_per_req: num("allocs") / requests,
+        p50_us: num("p50_ns") / 1e3,
+        p99_us: num("p99_ns") / 1e3,
+        p999_us: num("p999_ns") / 1e3,
+        client_bound: num("client_cpu_ns") / num("elapsed_ns") > 0.9,
+    })
+}
+
+/// Starts `server`, runs the load generator against it, and returns the generator's line.
+fn run_raw(bin: &std::path::Path, server: &str, scenario: &Scenario) -> Result<String> {
     let alloc_file = format!("/dev/shm/weir-bench-{}-{server}", std::process::id());
     let mut child = Command::new(bin.join("bench-server"))
         .args([server, &scenario.conns.to_string(), &alloc_file])
@@ -202,32 +271,7 @@ fn run_once(bin: &std::path::Path, server: &str, scenario: &Scenario) -> Result<
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let line = String::from_utf8_lossy(&output.stdout);
-    let fields: BTreeMap<&str, &str> = line
-        .split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .collect();
-    let num = |key: &str| -> f64 {
-        fields
-            .get(key)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(f64::NAN)
-    };
-    let requests = num("requests");
-    let elapsed_s = num("elapsed_ns") / 1e9;
-    Ok(Sample {
-        throughput: requests / elapsed_s,
-        cpu_us_per_req: num("server_cpu_ns") / 1e3 / requests,
-        syscalls_per_req: fields
-            .get("syscalls")
-            .and_then(|v| v.parse::<f64>().ok())
-            .map(|s| s / requests),
-        allocs_per_req: num("allocs") / requests,
-        p50_us: num("p50_ns") / 1e3,
-        p99_us: num("p99_ns") / 1e3,
-        p999_us: num("p999_ns") / 1e3,
-        client_bound: num("client_cpu_ns") / num("elapsed_ns") > 0.9,
-    })
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 fn median(values: &mut [f64]) -> f64 {

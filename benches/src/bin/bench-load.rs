@@ -36,6 +36,10 @@ fn main() {
     let alloc_file = &args[7];
     pin_to(0);
 
+    if size == 0 {
+        idle(port, conns, server_pid);
+        return;
+    }
     let message = vec![0x5au8; size];
     let mut buf = vec![0u8; size.max(65_536)];
     let mut connections: Vec<Conn> = (0..conns)
@@ -202,4 +206,35 @@ fn thread_cpu_ns() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
         .unwrap_or(0)
+}
+
+/// B8: opens `conns` connections that send nothing and reports the server's resident memory per
+/// connection (`VmRSS` after minus before, over `conns`).
+fn idle(port: u16, conns: usize, server_pid: u32) {
+    let before = rss_bytes(server_pid);
+    let streams: Vec<TcpStream> = (0..conns)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    // Let the server accept them all and settle.
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    let after = rss_bytes(server_pid);
+    println!(
+        "requests=0 idle_conns={conns} rss_before={before} rss_after={after} idle_bytes_per_conn={}",
+        after.saturating_sub(before) / conns.max(1) as u64
+    );
+    drop(streams);
+}
+
+/// Resident memory of `pid` in bytes, from `/proc/<pid>/status`.
+fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
+        })
+        .map_or(0, |kb| kb * 1024)
 }
