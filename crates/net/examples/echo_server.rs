@@ -20,6 +20,7 @@ fn main() {
     let mut limit = 10_000;
     let mut deadline = Duration::from_secs(5);
     let mut max_fds: Option<u64> = None;
+    let mut hold_ms: u64 = 0;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().unwrap_or_default();
@@ -35,6 +36,9 @@ fn main() {
             "--workers" => workers = value.parse().unwrap_or(1),
             "--limit" => limit = value.parse().unwrap_or(10_000),
             "--deadline-ms" => deadline = Duration::from_millis(value.parse().unwrap_or(5_000)),
+            // Holds each request up to this long before answering (a slow handler: the delay is
+            // the peer's port modulo hold + 1, so it varies from connection to connection).
+            "--hold-ms" => hold_ms = value.parse().unwrap_or(0),
             // Lowers RLIMIT_NOFILE once started (to exercise the EMFILE backoff).
             "--max-fds" => max_fds = value.parse().ok(),
             other => {
@@ -49,7 +53,8 @@ fn main() {
         .workers(workers)
         .max_connections(limit)
         .shutdown_timeout(deadline)
-        .serve(|mut stream, _peer, stop| async move {
+        .serve(move |mut stream, peer, stop| async move {
+            let hold = Duration::from_millis(u64::from(peer.port()) % (hold_ms + 1));
             loop {
                 // Wake up now and then to notice the shutdown while idle; reads are cancel-safe.
                 let read = time::timeout(
@@ -58,6 +63,7 @@ fn main() {
                 );
                 match read.await {
                     Ok((Ok(n), buf)) if n > 0 => {
+                        time::sleep(hold).await; // finish the request even during a shutdown
                         if stream.write_all(buf).await.0.is_err() {
                             return;
                         }

@@ -54,16 +54,26 @@ fn start_example(
     (child, stdout, addr)
 }
 
+/// The scenario: 200 slow in-flight requests (held 0-500 ms each) and 100 idle
+/// keep-alive connections, then a real SIGTERM.
 #[test]
 fn sigterm_drains_and_exits_with_a_report() {
     for backend in backends() {
         let name = flag(backend);
-        let (mut child, mut stdout, addr) =
-            start_example(&["--backend", name, "--workers", "2", "--deadline-ms", "3000"]);
-        let mut idle: Vec<TcpStream> = (0..20)
+        let (mut child, mut stdout, addr) = start_example(&[
+            "--backend",
+            name,
+            "--workers",
+            "2",
+            "--deadline-ms",
+            "5000",
+            "--hold-ms",
+            "500",
+        ]);
+        let mut idle: Vec<TcpStream> = (0..100)
             .map(|_| TcpStream::connect(addr).expect("connect"))
             .collect();
-        let mut busy: Vec<TcpStream> = (0..20)
+        let mut busy: Vec<TcpStream> = (0..200)
             .map(|_| TcpStream::connect(addr).expect("connect"))
             .collect();
         for (n, stream) in busy.iter_mut().enumerate() {
@@ -71,6 +81,23 @@ fn sigterm_drains_and_exits_with_a_report() {
                 .write_all(format!("request {n:04}").as_bytes())
                 .expect("write");
         }
+        // Let the server accept them (connections still in the backlog when the listener
+        // closes would be refused, which is the point of closing it).
+        std::thread::sleep(Duration::from_millis(200));
+        // SAFETY: kill(2) with SIGTERM to our own child process.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+        let signalled = std::time::Instant::now();
+        // New connections are refused once the listeners close.
+        let refused_after = loop {
+            if TcpStream::connect(addr).is_err() {
+                break signalled.elapsed();
+            }
+            assert!(
+                signalled.elapsed() < Duration::from_secs(5),
+                "{name}: still accepting"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        };
         for (n, stream) in busy.iter_mut().enumerate() {
             stream
                 .set_read_timeout(Some(Duration::from_secs(10)))
@@ -78,11 +105,9 @@ fn sigterm_drains_and_exits_with_a_report() {
             let mut reply = [0u8; 12];
             stream
                 .read_exact(&mut reply)
-                .expect("echo before the signal");
-            assert_eq!(&reply, format!("request {n:04}").as_bytes());
+                .expect("the in-flight response arrives whole");
+            assert_eq!(&reply, format!("request {n:04}").as_bytes(), "{name}");
         }
-        // SAFETY: kill(2) with SIGTERM to our own child process.
-        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
         for stream in idle.iter_mut().chain(busy.iter_mut()) {
             stream
                 .set_read_timeout(Some(Duration::from_secs(10)))
@@ -107,10 +132,13 @@ fn sigterm_drains_and_exits_with_a_report() {
         assert!(status.success(), "{name}: exit {status}; stderr: {stderr}");
         assert!(stderr.contains("SIGTERM received"), "{name}: {stderr}");
         assert!(
-            rest.contains("accepted 40 completed 40 forced 0"),
+            rest.contains("accepted 300 completed 300 forced 0"),
             "{name}: {rest}"
         );
-        println!("{name}: {}", rest.trim());
+        println!(
+            "{name}: refused new connections {refused_after:?} after SIGTERM; {}",
+            rest.trim()
+        );
     }
 }
 
