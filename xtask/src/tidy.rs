@@ -7,7 +7,7 @@
 //!   the ring does not use `polling` and the reactor does not use `io-uring`.
 //! * **Docs**: every Rust file starts with a `//!` comment.
 //! * **Loom shims**: a crate with `src/sync.rs` imports `std::sync` nowhere else in `src/`.
-//! * **No stubs**: no `todo!()`, `unimplemented!()` or `#[ignore]`.
+//! * **No stubs**: no to-do or unimplemented macro calls, and no ignored tests.
 
 use std::path::{Path, PathBuf};
 

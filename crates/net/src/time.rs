@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use weir_reactor::{TimerKey, TimerState};
+use weir_reactor::TimerKey;
 
 use crate::runtime;
 
@@ -52,26 +52,7 @@ impl Future for Sleep {
         let this = self.get_mut();
         let core = runtime::current();
         let mut timers = core.timers.borrow_mut();
-        match this.key {
-            None if Instant::now() >= this.deadline => Poll::Ready(()),
-            None => {
-                this.key = Some(timers.insert(this.deadline, Some(cx.waker().clone())));
-                Poll::Pending
-            }
-            Some(key) => match timers.state(key) {
-                TimerState::Pending => {
-                    if let Some(waker) = timers.payload_mut(key) {
-                        *waker = Some(cx.waker().clone());
-                    }
-                    Poll::Pending
-                }
-                TimerState::Fired | TimerState::Gone => {
-                    timers.remove(key);
-                    this.key = None;
-                    Poll::Ready(())
-                }
-            },
-        }
+        timers.poll_deadline(&mut this.key, this.deadline, cx)
     }
 }
 

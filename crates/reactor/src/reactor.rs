@@ -12,7 +12,7 @@ use crate::notify::{Coalescer, Notifier, NotifyShared};
 use crate::readiness::{Direction, ReadyEvent, ScheduledIo};
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering, lock};
 use crate::sys::{EVENT_BATCH, Selector, SysEvent};
-use crate::timer::{TimerKey, TimerState, Timers};
+use crate::timer::{TimerKey, Timers};
 
 /// Counters a benchmark or a test can read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -459,32 +459,11 @@ impl Future for Sleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        let mut timers = lock(&this.inner.timers);
-        match this.key {
-            None => {
-                if Instant::now() >= this.deadline {
-                    return Poll::Ready(());
-                }
-                this.key = Some(timers.insert(this.deadline, Some(cx.waker().clone())));
-                Poll::Pending
-            }
-            Some(key) => match timers.state(key) {
-                TimerState::Pending => {
-                    if let Some(waker) = timers.payload_mut(key) {
-                        if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                            *waker = Some(cx.waker().clone());
-                        }
-                    }
-                    Poll::Pending
-                }
-                TimerState::Fired | TimerState::Gone => {
-                    timers.remove(key);
-                    this.key = None;
-                    this.deadline = Instant::now().min(this.deadline);
-                    Poll::Ready(())
-                }
-            },
+        let polled = lock(&this.inner.timers).poll_deadline(&mut this.key, this.deadline, cx);
+        if polled.is_ready() {
+            this.deadline = Instant::now().min(this.deadline);
         }
+        polled
     }
 }
 

@@ -298,6 +298,42 @@ impl<T> Timers<T> {
     }
 }
 
+impl Timers<Option<std::task::Waker>> {
+    /// The polling step of a sleep future: resolves once `deadline` passed (or its timer fired),
+    /// otherwise parks `cx`'s waker in the timer `key` names, inserting it on the first poll.
+    /// Removes the timer when it resolves; a future dropped early must `remove` its key itself.
+    pub fn poll_deadline(
+        &mut self,
+        key: &mut Option<TimerKey>,
+        deadline: Instant,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        use std::task::Poll;
+        match *key {
+            None if Instant::now() >= deadline => Poll::Ready(()),
+            None => {
+                *key = Some(self.insert(deadline, Some(cx.waker().clone())));
+                Poll::Pending
+            }
+            Some(current) => match self.state(current) {
+                TimerState::Pending => {
+                    if let Some(waker) = self.payload_mut(current) {
+                        if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                            *waker = Some(cx.waker().clone());
+                        }
+                    }
+                    Poll::Pending
+                }
+                TimerState::Fired | TimerState::Gone => {
+                    self.remove(current);
+                    *key = None;
+                    Poll::Ready(())
+                }
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
