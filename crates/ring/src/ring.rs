@@ -373,6 +373,23 @@ impl Ring {
     where
         T: Send + 'static,
     {
+        let id = self.park_and_push(data, build, discard);
+        Op {
+            ring: self.clone(),
+            id: Some(id),
+            complete,
+            _data: PhantomData,
+        }
+    }
+
+    /// Boxes `data`, builds its SQE from the boxed (address-stable) value, parks the box in the
+    /// op table, and pushes the SQE tagged with the entry's `user_data`.
+    fn park_and_push<T: Send + 'static>(
+        &self,
+        data: T,
+        build: impl FnOnce(&mut T) -> squeue::Entry,
+        discard: fn(&mut (dyn Any + Send), Cqe),
+    ) -> OpId {
         let mut boxed = Box::new(data);
         let entry = build(&mut boxed);
         let id = self.shared.ops.insert(OpBox {
@@ -380,12 +397,7 @@ impl Ring {
             discard,
         });
         self.shared.push(entry.user_data(id.user_data()));
-        Op {
-            ring: self.clone(),
-            id: Some(id),
-            complete,
-            _data: PhantomData,
-        }
+        id
     }
 
     /// Like [`submit`](Ring::submit) for multishot ops: the result is a stream of CQEs.
@@ -395,13 +407,7 @@ impl Ring {
         build: impl FnOnce(&mut T) -> squeue::Entry,
         discard: fn(&mut (dyn Any + Send), Cqe),
     ) -> MultiOp {
-        let mut boxed = Box::new(data);
-        let entry = build(&mut boxed);
-        let id = self.shared.ops.insert(OpBox {
-            data: boxed,
-            discard,
-        });
-        self.shared.push(entry.user_data(id.user_data()));
+        let id = self.park_and_push(data, build, discard);
         MultiOp {
             ring: self.clone(),
             id: Some(id),
