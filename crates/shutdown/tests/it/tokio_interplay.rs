@@ -24,7 +24,9 @@ fn graceful_drain_under_a_multi_thread_runtime() {
             let guard = tracker.track().expect("open");
             let (stop, inside, peak) = (token.child(), inside.clone(), peak.clone());
             tokio::spawn(async move {
-                let (_permit, _guard) = (permit, guard);
+                // Locals drop in reverse: the permit returns before the guard ends the tracked work.
+                let _guard = guard;
+                let _permit = permit;
                 let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(now, Ordering::SeqCst);
                 tokio::select! {
