@@ -7,16 +7,16 @@ use std::ptr::NonNull;
 use bytes::Bytes;
 
 use crate::Error;
-use crate::pool::Shared;
-use crate::sync::Arc;
+use crate::pool::SharedRef;
 
 /// One buffer from a [`Pool`](crate::Pool): `len` valid bytes out of a fixed capacity.
 ///
 /// Dropping it returns the buffer to its pool, from any thread. [`freeze`](Buf::freeze) turns it
 /// into `bytes::Bytes` without copying.
 pub struct Buf {
-    /// Keeps the pool's memory alive while this buffer exists.
-    shared: Arc<Shared>,
+    /// The pool; the id's unit (see the `pool` module) keeps its memory alive while this
+    /// buffer exists.
+    shared: SharedRef,
     /// Start of the buffer; `capacity` bytes, initialised (regions are zeroed at allocation).
     /// Invariant: no other `Buf` has this id, so this handle has exclusive access.
     ptr: NonNull<u8>,
@@ -26,13 +26,15 @@ pub struct Buf {
 }
 
 // SAFETY: a `Buf` is the unique owner of its bytes (see the invariant on `ptr`), like a
-// `Box<[u8]>`; the pool it points into is `Sync` (atomics and mutexes only).
+// `Box<[u8]>`; the pool it points into is `Sync` (atomics and mutexes only), and releasing into
+// whichever thread's cache is current is the point of the caches.
 unsafe impl Send for Buf {}
 // SAFETY: shared references only read the bytes; see above.
 unsafe impl Sync for Buf {}
 
 impl Buf {
-    pub(crate) fn new(shared: Arc<Shared>, ptr: NonNull<u8>, id: u16, len: usize) -> Self {
+    /// `id` must be owned by the caller, with its unit, which pass to the new `Buf`.
+    pub(crate) fn new(shared: SharedRef, ptr: NonNull<u8>, id: u16, len: usize) -> Self {
         Buf {
             shared,
             ptr,
@@ -48,7 +50,8 @@ impl Buf {
 
     /// Bytes the buffer can hold.
     pub fn capacity(&self) -> usize {
-        self.shared.buffer_size
+        // SAFETY: this buffer's unit keeps the pool alive.
+        unsafe { self.shared.get() }.buffer_size
     }
 
     /// Sets how many bytes are valid (after filling them through [`as_full_mut`](Buf::as_full_mut)).
@@ -88,14 +91,10 @@ impl Buf {
 
     /// Gives up ownership without returning the buffer: only its id remains, to be passed to
     /// the kernel (a provided buffer ring) and later rebuilt with
-    /// [`Pool::from_raw`](crate::Pool::from_raw). The pool counts it as in use until then.
+    /// [`Pool::from_raw`](crate::Pool::from_raw). The pool counts it as in use until then, and
+    /// its memory stays allocated (the kernel may still write it) until the rebuilt `Buf` drops.
     pub fn into_raw(self) -> u16 {
-        let this = std::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again, so moving its pool handle out is the
-        // only read of that field; dropping the handle keeps the pool's reference count right
-        // (`from_raw` takes a new one), while the id stays checked out.
-        drop(unsafe { std::ptr::read(&this.shared) });
-        this.id
+        std::mem::ManuallyDrop::new(self).id
     }
 }
 
@@ -128,8 +127,11 @@ impl AsMut<[u8]> for Buf {
 }
 
 impl Drop for Buf {
+    #[inline(always)]
     fn drop(&mut self) {
-        self.shared.release(self.id);
+        // SAFETY: this `Buf` owns `id` and its unit and passes both on; nothing of `self` is
+        // used afterwards.
+        unsafe { self.shared.release(self.id, self.ptr) };
     }
 }
 

@@ -76,6 +76,75 @@ impl FreeList {
         }
     }
 
+    /// Pushes `ids` (owned by the caller, none on the list) in one exchange; the first ends up
+    /// on top. Returns `true` if waiters were flagged, as [`push`](FreeList::push) does.
+    pub(crate) fn push_all(&self, ids: &[u16]) -> bool {
+        let Some((&first, rest)) = ids.split_first() else {
+            return false;
+        };
+        // Link the batch privately first: its ids are ours until the exchange publishes them.
+        let mut below_first = u32::from(first);
+        for &id in rest {
+            self.next[below_first as usize].store(u32::from(id), Ordering::Relaxed);
+            below_first = u32::from(id);
+        }
+        let last = below_first;
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            let (tag, top) = unpack(head);
+            self.next[last as usize].store(top, Ordering::Relaxed);
+            match self.head.compare_exchange_weak(
+                head,
+                pack(bump(tag), u32::from(first)),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return tag & WAITERS != 0,
+                Err(actual) => head = actual,
+            }
+        }
+    }
+
+    /// Pops up to `out.len()` ids in one exchange, filling `out` from the front; returns how
+    /// many. Never flags waiters.
+    ///
+    /// The walk down the list may read links that another thread is changing; that is harmless
+    /// for the same reason as in `pop`: links of ids on the list do not change while they stay
+    /// there, and any change to the list bumps the tag, failing the exchange.
+    pub(crate) fn pop_many(&self, out: &mut [u16]) -> usize {
+        let mut head = self.head.load(Ordering::Acquire);
+        loop {
+            let (tag, top) = unpack(head);
+            let mut count = 0;
+            let mut cursor = top;
+            while count < out.len() && cursor != EMPTY {
+                // Ids pushed are `u16`; a stale link still holds a pushed id or EMPTY.
+                out[count] = cursor as u16;
+                count += 1;
+                cursor = self.next[cursor as usize].load(Ordering::Relaxed);
+            }
+            if count == 0 {
+                return 0;
+            }
+            match self.head.compare_exchange_weak(
+                head,
+                pack(bump(tag), cursor),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return count,
+                Err(actual) => head = actual,
+            }
+        }
+    }
+
+    /// Whether a waiter is flagged. A hint only (a relaxed load): callers that must not miss a
+    /// waiter use the result of a push.
+    pub(crate) fn has_waiters(&self) -> bool {
+        let (tag, _) = unpack(self.head.load(Ordering::Relaxed));
+        tag & WAITERS != 0
+    }
+
     /// Pops an id, if any; the caller then owns it.
     pub(crate) fn pop(&self) -> Option<u16> {
         self.pop_or_flag(false)
@@ -170,5 +239,23 @@ mod tests {
         assert_eq!(list.pop(), Some(3));
         assert_eq!(list.pop(), Some(1));
         assert_eq!(list.pop(), None);
+    }
+
+    #[test]
+    fn batches_keep_order_and_stop_at_empty() {
+        let list = FreeList::new(8);
+        list.push(7);
+        assert!(!list.push_all(&[1, 2, 3]));
+        assert!(!list.push_all(&[]));
+        assert_eq!(list.len(), 4);
+        let mut out = [0; 3];
+        assert_eq!(list.pop_many(&mut out), 3);
+        assert_eq!(out, [1, 2, 3]);
+        assert_eq!(list.pop_many(&mut out), 1);
+        assert_eq!(out[0], 7);
+        assert_eq!(list.pop_many(&mut out), 0);
+        assert_eq!(list.pop_or_flag_waiters(), None);
+        assert!(list.has_waiters());
+        assert!(list.push_all(&[5]), "a batch push reports the waiters");
     }
 }

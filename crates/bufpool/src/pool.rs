@@ -1,4 +1,13 @@
 //! The pool: configuration, acquisition, waiting when exhausted, growth, and statistics.
+//!
+//! # Ownership of the pool's memory
+//!
+//! The shared state (and with it every region) lives in one `Arc`. Each `Pool` handle holds one
+//! strong count, and so does every id that is off the shared free list — in a `Buf`, in `Bytes`,
+//! in a thread's cache, assigned to a waiter, or with the kernel after [`Buf::into_raw`]. These
+//! per-id counts ("units") move with the id, so a buffer can change hands, or sit in a cache,
+//! without touching the count; they are added and dropped only when ids leave or rejoin the
+//! shared list, in batches.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -7,13 +16,18 @@ use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context, Poll, Waker};
 
+use crate::cache::{self, MAX_CACHE};
 use crate::freelist::FreeList;
 use crate::regions::Regions;
+use crate::sync::unmodelled::AtomicU64;
 use crate::sync::{Arc, AtomicUsize, Mutex, Ordering, lock};
 use crate::{Buf, Error};
 
 /// The most buffers one pool can hold: ids are `u16`.
 pub const MAX_BUFFERS: usize = 1 << 16;
+
+/// Keys for thread caches: unique per pool for the process's lifetime.
+static NEXT_KEY: AtomicU64 = AtomicU64::new(0);
 
 /// How to build a [`Pool`].
 ///
@@ -37,6 +51,7 @@ pub struct Config {
     max_buffers: Option<usize>,
     growth_chunk: Option<usize>,
     align: usize,
+    thread_cache: Option<usize>,
 }
 
 impl Config {
@@ -48,6 +63,7 @@ impl Config {
             max_buffers: None,
             growth_chunk: None,
             align: 64,
+            thread_cache: None,
         }
     }
 
@@ -69,12 +85,21 @@ impl Config {
         self
     }
 
+    /// How many free buffers each thread may keep in its own cache (at most 64; `0` turns the
+    /// caches off). Default: a sixteenth of the pool's cap, at most 64, and no cache for pools
+    /// of fewer than 64 buffers — so caches never hold more than a small share of the pool.
+    pub fn thread_cache(mut self, buffers: usize) -> Self {
+        self.thread_cache = Some(buffers);
+        self
+    }
+
     /// Allocates the initial buffers.
     ///
     /// # Errors
     ///
-    /// [`Error::TooManyBuffers`] above [`MAX_BUFFERS`], [`Error::InvalidConfig`] for zero sizes
-    /// or a bad alignment, [`Error::OutOfMemory`] if the allocator refuses.
+    /// [`Error::TooManyBuffers`] above [`MAX_BUFFERS`], [`Error::InvalidConfig`] for zero sizes,
+    /// a bad alignment or a thread cache above 64, [`Error::OutOfMemory`] if the allocator
+    /// refuses.
     pub fn build(self) -> Result<Pool, Error> {
         let max = self.max_buffers.unwrap_or(self.buffers).max(self.buffers);
         if max > MAX_BUFFERS {
@@ -92,16 +117,36 @@ impl Config {
         if chunk == 0 {
             return Err(Error::InvalidConfig("growth chunk must be non-zero"));
         }
+        let cache_capacity = match self.thread_cache {
+            Some(n) if n > MAX_CACHE => {
+                return Err(Error::InvalidConfig(
+                    "a thread cache holds at most 64 buffers",
+                ));
+            }
+            Some(n) => n,
+            None if max < 64 => 0,
+            None => (max / 16).min(MAX_CACHE),
+        };
+        // The loom models check the shared structures; caches are per-thread and not modelled.
+        let cache_capacity = if cfg!(all(test, weir_loom)) {
+            0
+        } else {
+            cache_capacity
+        };
         let regions = Regions::new(self.buffer_size, self.align, chunk, max)?;
         let shared = Shared {
+            buffer_size: self.buffer_size,
+            key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
+            cache_capacity,
             regions,
             free: FreeList::new(max),
-            buffer_size: self.buffer_size,
+            handles: AtomicUsize::new(1),
             max_buffers: max,
             allocated: AtomicUsize::new(0),
+            on_list: AtomicUsize::new(0),
+            caches: Mutex::new(Vec::new()),
             growth: Mutex::new(0),
             waiters: Mutex::new(Waiters::default()),
-            in_use: AtomicUsize::new(0),
             high_water: AtomicUsize::new(0),
             waits: AtomicUsize::new(0),
             growth_events: AtomicUsize::new(0),
@@ -120,6 +165,12 @@ impl Config {
 
 /// A pool of fixed-size I/O buffers. Cheap to clone (clones share the buffers), `Send + Sync`.
 ///
+/// Each thread keeps a small cache of free buffers in front of the shared lock-free list (see
+/// [`Config::thread_cache`]), so acquire and release on one thread are a few instructions. A
+/// thread's cached buffers are out of other threads' reach until that thread next uses the
+/// pool, drops its last handle, or exits; a release or acquire that sees a waiter gives the
+/// thread's cache back to the shared list at once.
+///
 /// # Examples
 ///
 /// ```
@@ -135,27 +186,169 @@ impl Config {
 /// drop(bytes); // the buffer goes home when the last clone drops
 /// assert_eq!(pool.stats().in_use, 0);
 /// ```
-#[derive(Clone)]
 pub struct Pool {
     pub(crate) shared: Arc<Shared>,
 }
 
 pub(crate) struct Shared {
-    pub(crate) regions: Regions,
-    free: FreeList,
+    // Read on every acquire and release; written once.
     pub(crate) buffer_size: usize,
+    /// This pool's key in thread caches.
+    pub(crate) key: u64,
+    pub(crate) cache_capacity: usize,
+    pub(crate) regions: Regions,
+    pub(crate) free: FreeList,
+    /// `Pool` handles alive; at zero, threads stop caching this pool's buffers.
+    handles: AtomicUsize,
     max_buffers: usize,
     /// Buffers whose region exists (ids `0..allocated` are valid).
     allocated: AtomicUsize,
+    /// Ids on the shared free list.
+    on_list: AtomicUsize,
+    /// The length of every thread cache of this pool (see `cache`).
+    caches: Mutex<Vec<Arc<AtomicUsize>>>,
     /// Serialises growth; holds the number of regions allocated.
     growth: Mutex<usize>,
     /// Futures waiting for a buffer; non-empty exactly while the free list's waiters bit is set
     /// (both change under this lock).
     waiters: Mutex<Waiters>,
-    in_use: AtomicUsize,
     high_water: AtomicUsize,
     waits: AtomicUsize,
     growth_events: AtomicUsize,
+}
+
+/// A pointer to a pool's shared state that keeps the provenance of its `Arc`, so units can be
+/// added and dropped through it.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedRef(NonNull<Shared>);
+
+// SAFETY: a `SharedRef` is a pointer to `Sync` state (atomics and mutexes); what keeps it valid
+// is a unit or a handle, which the holder carries alongside.
+unsafe impl Send for SharedRef {}
+
+impl SharedRef {
+    fn of(shared: &Arc<Shared>) -> Self {
+        // `Arc::as_ptr` points into a live allocation, so it is never null.
+        SharedRef(NonNull::new(Arc::as_ptr(shared).cast_mut()).unwrap_or(NonNull::dangling()))
+    }
+
+    /// # Safety
+    ///
+    /// The caller holds a unit or a `Pool` handle for as long as the reference is used.
+    pub(crate) unsafe fn get<'a>(self) -> &'a Shared {
+        // SAFETY: the pointer came from `Arc::as_ptr` and the caller keeps the `Arc` alive.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Takes up to `out.len()` ids off the shared list, each with a new unit; returns how many.
+    pub(crate) fn take(self, out: &mut [u16]) -> usize {
+        // SAFETY: `take` is called with a handle or a unit held (every caller is a `Pool`
+        // method, a cache slot in use by one, or a release holding the releasing id's unit).
+        let shared = unsafe { self.get() };
+        let taken = match out {
+            [one] => shared.free.pop().map(|id| *one = id).is_some().into(),
+            _ => shared.free.pop_many(out),
+        };
+        self.took(taken);
+        taken
+    }
+
+    /// Accounts for `count` ids that just left the shared list: a unit each, and the counters.
+    fn took(self, count: usize) {
+        if count == 0 {
+            return;
+        }
+        for _ in 0..count {
+            // SAFETY: the pointer came from `Arc::as_ptr` of a live `Arc` (the caller's handle
+            // or unit keeps it alive); the new count is owned by the id just taken.
+            unsafe { Arc::increment_strong_count(self.0.as_ptr().cast_const()) };
+        }
+        // SAFETY: as in `take`.
+        let shared = unsafe { self.get() };
+        // Relaxed: statistics only.
+        let left = shared.on_list.fetch_sub(count, Ordering::Relaxed) - count;
+        let out = shared
+            .allocated
+            .load(Ordering::Relaxed)
+            .saturating_sub(left);
+        shared.high_water.fetch_max(out, Ordering::Relaxed);
+    }
+
+    /// Puts `ids` back on the shared list, serves waiters, then drops the ids' units — which
+    /// may free the pool, so `self` must not be used afterwards unless another unit or a handle
+    /// is held.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns `ids` (none is on the list or held by anyone else) and each holds a unit.
+    #[cold]
+    pub(crate) unsafe fn give_back(self, ids: &[u16]) {
+        {
+            // SAFETY: the ids' units keep the pool alive until the loop below.
+            let shared = unsafe { self.get() };
+            // Count before pushing, so a concurrent pop never drives the counter below zero.
+            shared.on_list.fetch_add(ids.len(), Ordering::Relaxed);
+            // The push reports the waiters bit from the same atomic word a waiter sets it in,
+            // so either the waiter saw these buffers or we see the waiter.
+            if shared.free.push_all(ids) {
+                self.serve_waiters();
+            }
+        }
+        for _ in ids {
+            // SAFETY: each id held one count, taken with `increment_strong_count` (or the
+            // initial `Arc::new` for ids of the build); nothing of the pool is touched after
+            // the last one is dropped.
+            unsafe { Arc::decrement_strong_count(self.0.as_ptr().cast_const()) };
+        }
+    }
+
+    /// Hands free buffers to queued waiters, oldest first. Each id handed over takes a unit.
+    fn serve_waiters(self) {
+        // SAFETY: called from `give_back`, with units held.
+        let shared = unsafe { self.get() };
+        let mut wakers = Vec::new();
+        {
+            let mut waiters = lock(&shared.waiters);
+            while let Some(&front) = waiters.queue.front() {
+                let mut id = [0];
+                if self.take(&mut id) == 0 {
+                    break;
+                }
+                waiters.queue.pop_front();
+                let slot = &mut waiters.slots[front];
+                slot.assigned = Some(id[0]);
+                wakers.extend(slot.waker.take());
+            }
+            if waiters.queue.is_empty() {
+                shared.free.clear_waiters();
+            }
+        }
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Returns a released buffer: to this thread's cache when it can, else to the shared list.
+    ///
+    /// # Safety
+    ///
+    /// As for [`give_back`](SharedRef::give_back) with one id: the caller owns `id` and its
+    /// unit, and passes both on.
+    #[inline(always)]
+    pub(crate) unsafe fn release(self, id: u16, address: NonNull<u8>) {
+        // SAFETY: `id`'s unit keeps the pool alive for this check.
+        let shared = unsafe { self.get() };
+        if shared.cache_capacity > 0 && shared.is_open() {
+            if !shared.free.has_waiters() {
+                if cache::push(self, id, address) {
+                    return;
+                }
+            } else {
+                // Someone waits: this thread's cached buffers go to the shared list too.
+                cache::flush(self);
+            }
+        }
+        // SAFETY: the caller's contract.
+        unsafe { self.give_back(&[id]) };
+    }
 }
 
 /// Futures waiting for a buffer, served first come, first served.
@@ -169,7 +362,7 @@ struct Waiters {
 #[derive(Default)]
 struct WaitSlot {
     waker: Option<Waker>,
-    /// A buffer handed straight to this waiter by a release.
+    /// A buffer handed straight to this waiter by a release (with its unit).
     assigned: Option<u16>,
 }
 
@@ -182,9 +375,10 @@ pub struct Stats {
     pub max_buffers: usize,
     /// Buffers held by `Buf`s, `Bytes` or the kernel now.
     pub in_use: usize,
-    /// Buffers free now.
+    /// Buffers free now, on the shared list or in a thread's cache.
     pub free: usize,
-    /// The most buffers ever in use at once.
+    /// The most buffers ever taken from the shared list at once. Buffers in thread caches count
+    /// as taken, so with caches on this may exceed the true peak by up to a cache per thread.
     pub high_water: usize,
     /// Acquisitions that had to wait for a buffer.
     pub waits: usize,
@@ -193,10 +387,31 @@ pub struct Stats {
 }
 
 impl Pool {
+    fn shared_ref(&self) -> SharedRef {
+        SharedRef::of(&self.shared)
+    }
+
     /// A free buffer (length 0), or `None` if every buffer is in use and the cap is reached.
+    #[inline(always)]
     pub fn try_get(&self) -> Option<Buf> {
-        let id = self.shared.free.pop().or_else(|| self.shared.grow())?;
-        Some(self.shared.hand_out(&self.shared, id))
+        let shared = self.shared_ref();
+        if self.shared.cache_capacity > 0 {
+            if let Some((id, address)) = cache::pop(shared) {
+                return Some(Buf::new(shared, address, id, 0));
+            }
+        }
+        self.try_get_shared()
+    }
+
+    /// `try_get` from the shared list (or by growing).
+    #[cold]
+    fn try_get_shared(&self) -> Option<Buf> {
+        let shared = self.shared_ref();
+        let mut id = [0];
+        if shared.take(&mut id) == 0 && !self.shared.grow(shared, &mut id[0]) {
+            return None;
+        }
+        Some(self.shared.hand_out(shared, id[0]))
     }
 
     /// Waits for a free buffer; waiters are served in arrival order.
@@ -219,12 +434,16 @@ impl Pool {
     pub fn stats(&self) -> Stats {
         let shared = &self.shared;
         let capacity = shared.allocated.load(Ordering::Acquire);
-        let in_use = shared.in_use.load(Ordering::Relaxed);
+        let cached: usize = lock(&shared.caches)
+            .iter()
+            .map(|count| count.load(Ordering::Relaxed))
+            .sum();
+        let free = (shared.on_list.load(Ordering::Relaxed) + cached).min(capacity);
         Stats {
             capacity,
             max_buffers: shared.max_buffers,
-            in_use,
-            free: capacity.saturating_sub(in_use),
+            in_use: capacity - free,
+            free,
             high_water: shared.high_water.load(Ordering::Relaxed),
             waits: shared.waits.load(Ordering::Relaxed),
             growth_events: shared.growth_events.load(Ordering::Relaxed),
@@ -278,7 +497,29 @@ impl Pool {
                 capacity: self.shared.buffer_size,
             });
         }
-        Ok(Buf::new(self.shared.clone(), ptr, id, len))
+        // The unit `into_raw` kept passes to the new `Buf`.
+        Ok(Buf::new(self.shared_ref(), ptr, id, len))
+    }
+}
+
+impl Clone for Pool {
+    fn clone(&self) -> Self {
+        // Relaxed: like an `Arc` count; `Drop` orders the last decrement.
+        self.shared.handles.fetch_add(1, Ordering::Relaxed);
+        Pool {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1 && self.shared.cache_capacity > 0
+        {
+            // The last handle: this thread's cache gives the pool's buffers back now; other
+            // threads' caches do when they next touch any cache slot, or exit.
+            cache::flush(self.shared_ref());
+        }
     }
 }
 
@@ -303,28 +544,47 @@ impl Shared {
         self.regions.buffer(id).ok_or(Error::UnknownId(id))
     }
 
-    fn hand_out(&self, shared: &Arc<Shared>, id: u16) -> Buf {
-        // Relaxed: statistics only.
-        let now = self.in_use.fetch_add(1, Ordering::Relaxed) + 1;
-        self.high_water.fetch_max(now, Ordering::Relaxed);
-        // Every id on the free list or handed out by growth has an allocated region.
-        let ptr = self.regions.buffer(id).unwrap_or(NonNull::dangling());
-        Buf::new(shared.clone(), ptr, id, 0)
+    /// The address of an id just taken from the list (its region exists).
+    pub(crate) fn address_of_taken(&self, id: u16) -> NonNull<u8> {
+        self.regions.buffer(id).unwrap_or(NonNull::dangling())
     }
 
-    /// Adds a region if the cap allows; returns one of its buffers (the rest go on the list).
-    fn grow(&self) -> Option<u16> {
+    /// Whether a `Pool` handle is still alive.
+    pub(crate) fn is_open(&self) -> bool {
+        self.handles.load(Ordering::Relaxed) > 0
+    }
+
+    /// A counter for a new thread cache's length, registered for [`Pool::stats`].
+    pub(crate) fn register_cache(&self) -> Arc<AtomicUsize> {
+        let counter = Arc::new(AtomicUsize::new(0));
+        let mut caches = lock(&self.caches);
+        // Counters of caches that moved on read zero and are held only here.
+        caches.retain(|c| Arc::strong_count(c) > 1 || c.load(Ordering::Relaxed) > 0);
+        caches.push(counter.clone());
+        counter
+    }
+
+    fn hand_out(&self, shared: SharedRef, id: u16) -> Buf {
+        Buf::new(shared, self.address_of_taken(id), id, 0)
+    }
+
+    /// Adds a region if the cap allows and takes one of its buffers into `id` (the rest go on
+    /// the list). `false` at the cap.
+    fn grow(&self, this: SharedRef, id: &mut u16) -> bool {
         let mut regions = lock(&self.growth);
         // Another thread may have grown while we waited for the lock.
-        if let Some(id) = self.free.pop() {
-            return Some(id);
+        let mut one = [0];
+        if this.take(&mut one) == 1 {
+            *id = one[0];
+            return true;
         }
-        if *regions >= self.regions.region_count() {
-            return None;
+        if *regions >= self.regions.region_count() || self.grow_locked(&mut regions).is_err() {
+            return false;
         }
-        self.grow_locked(&mut regions).ok()?;
         self.growth_events.fetch_add(1, Ordering::Relaxed);
-        self.free.pop()
+        let taken = this.take(&mut one) == 1;
+        *id = one[0];
+        taken
     }
 
     fn grow_locked(&self, regions: &mut usize) -> Result<(), Error> {
@@ -335,6 +595,7 @@ impl Shared {
         let count = self.regions.buffers_in(index);
         // Release: ids below `allocated` have their region published.
         self.allocated.fetch_add(count, Ordering::Release);
+        self.on_list.fetch_add(count, Ordering::Relaxed);
         for id in (first..first + count).rev() {
             // Ids stay below MAX_BUFFERS (checked in `Config::build`).
             self.free.push(id as u16);
@@ -344,35 +605,6 @@ impl Shared {
 
     fn regions_per_chunk(&self) -> usize {
         self.regions.buffers_in(0)
-    }
-
-    /// Returns buffer `id` to the pool: straight to the oldest waiter if there is one.
-    pub(crate) fn release(&self, id: u16) {
-        self.in_use.fetch_sub(1, Ordering::Relaxed);
-        // The push reports the waiters bit from the same atomic word a waiter sets it in, so
-        // either the waiter saw this buffer or this release sees the waiter.
-        if self.free.push(id) {
-            self.serve_waiters();
-        }
-    }
-
-    /// Hands free buffers to queued waiters, oldest first.
-    fn serve_waiters(&self) {
-        let mut wakers = Vec::new();
-        {
-            let mut waiters = lock(&self.waiters);
-            while let Some(&front) = waiters.queue.front() {
-                let Some(id) = self.free.pop() else { break };
-                waiters.queue.pop_front();
-                let slot = &mut waiters.slots[front];
-                slot.assigned = Some(id);
-                wakers.extend(slot.waker.take());
-            }
-            if waiters.queue.is_empty() {
-                self.free.clear_waiters();
-            }
-        }
-        wakers.into_iter().for_each(Waker::wake);
     }
 }
 
@@ -398,19 +630,20 @@ impl Future for Get {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Buf> {
         let this = self.get_mut();
-        let shared = &this.pool.shared;
         if this.slot.is_none() {
             if let Some(buf) = this.pool.try_get() {
                 return Poll::Ready(buf);
             }
         }
+        let shared = &this.pool.shared;
+        let me = this.pool.shared_ref();
         let mut waiters = lock(&shared.waiters);
         if let Some(index) = this.slot {
             if let Some(id) = waiters.slots[index].assigned.take() {
                 waiters.free_slots.push(index);
                 this.slot = None;
                 drop(waiters);
-                return Poll::Ready(shared.hand_out(shared, id));
+                return Poll::Ready(shared.hand_out(me, id));
             }
             let slot = &mut waiters.slots[index];
             if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -419,17 +652,19 @@ impl Future for Get {
             return Poll::Pending;
         }
         // Growth first (it only adds buffers), then pop or flag ourselves in one exchange: see
-        // `Shared::release`.
-        if let Some(id) = shared.grow() {
+        // `SharedRef::give_back`.
+        let mut id = 0;
+        if shared.grow(me, &mut id) {
             drop(waiters);
-            return Poll::Ready(shared.hand_out(shared, id));
+            return Poll::Ready(shared.hand_out(me, id));
         }
         if let Some(id) = shared.free.pop_or_flag_waiters() {
+            me.took(1);
             if waiters.queue.is_empty() {
                 shared.free.clear_waiters();
             }
             drop(waiters);
-            return Poll::Ready(shared.hand_out(shared, id));
+            return Poll::Ready(shared.hand_out(me, id));
         }
         shared.waits.fetch_add(1, Ordering::Relaxed);
         let index = match waiters.free_slots.pop() {
@@ -467,8 +702,9 @@ impl Drop for Get {
         drop(waiters);
         if let Some(id) = assigned {
             // Handed to us but never taken: pass it on (to the next waiter, if any).
-            shared.in_use.fetch_add(1, Ordering::Relaxed);
-            shared.release(id);
+            // SAFETY: the assigned id is ours alone and carries its unit; our handle keeps the
+            // pool alive past the call.
+            unsafe { self.pool.shared_ref().give_back(&[id]) };
         }
     }
 }
@@ -589,5 +825,45 @@ mod tests {
         drop(first);
         assert!(second.as_mut().poll(&mut noop()).is_ready());
         assert_eq!(pool.stats().in_use, 0);
+    }
+
+    #[test]
+    fn thread_caches_recycle_overflow_and_give_back_on_exit() {
+        let pool = Config::new(16, 16).thread_cache(4).build().expect("config");
+        // Refill (a batch of 2), overflow (give back 2 of 4), and reuse of the same ids.
+        let bufs: Vec<Buf> = (0..6).map(|_| pool.try_get().expect("free")).collect();
+        drop(bufs);
+        assert_eq!(pool.stats().in_use, 0);
+        let again = pool.try_get().expect("free");
+        assert_eq!(pool.stats().in_use, 1);
+        // Released on another thread: that thread's cache takes it, and gives it back when the
+        // thread exits.
+        let remote = pool.clone();
+        std::thread::spawn(move || {
+            drop(again);
+            let local = remote.try_get().expect("free");
+            assert_eq!(remote.stats().in_use, 1);
+            drop(local);
+        })
+        .join()
+        .expect("remote thread");
+        let all: Vec<Buf> = std::iter::from_fn(|| pool.try_get()).collect();
+        assert_eq!(all.len(), 16, "every buffer is reachable again");
+        let mut ids: Vec<u16> = all.iter().map(Buf::id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 16, "an id was handed out twice");
+    }
+
+    #[test]
+    fn a_pool_dropped_with_cached_buffers_frees_its_memory() {
+        let pool = Config::new(16, 8).thread_cache(4).build().expect("config");
+        let buf = pool.try_get().expect("free");
+        let kept = buf.freeze();
+        drop(pool);
+        // The cache gave its ids back when the last handle dropped; the frozen buffer still
+        // reads its memory, and releasing it last frees the pool (Miri reports a leak if not).
+        assert_eq!(kept.len(), 0);
+        drop(kept);
     }
 }

@@ -18,3 +18,8 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// Process-wide counters that live in statics, outside any loom model: always `std`.
+pub(crate) mod unmodelled {
+    pub(crate) use std::sync::atomic::AtomicU64;
+}

@@ -48,3 +48,26 @@ fn pop_push_races_pop_without_losing_or_duplicating() {
         assert_eq!(rest, [0, 1], "an id was lost or duplicated");
     });
 }
+
+#[test]
+fn batch_push_races_batch_pop_without_losing_or_duplicating() {
+    loom::model(|| {
+        let list = Arc::new(FreeList::new(4));
+        list.push(0);
+        list.push(1);
+        // One thread returns a batch while the other takes one (the caches' refill and flush).
+        let flusher = {
+            let list = list.clone();
+            thread::spawn(move || list.push_all(&[2, 3]))
+        };
+        let mut taken = [0; 3];
+        let count = list.pop_many(&mut taken);
+        flusher.join().expect("flusher");
+        let mut all = taken[..count].to_vec();
+        while let Some(id) = list.pop() {
+            all.push(id);
+        }
+        all.sort_unstable();
+        assert_eq!(all, [0, 1, 2, 3], "an id was lost or duplicated");
+    });
+}

@@ -31,9 +31,15 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn pool_matches_model(ops in prop::collection::vec(op(), 1..200)) {
+    fn pool_matches_model(ops in prop::collection::vec(op(), 1..200), cache in 0usize..=4) {
         const CAP: usize = 8;
-        let pool = Config::new(32, 4).max_buffers(CAP).growth_chunk(2).build().expect("config");
+        // With and without a thread cache in front of the shared list.
+        let pool = Config::new(32, 4)
+            .max_buffers(CAP)
+            .growth_chunk(2)
+            .thread_cache(cache)
+            .build()
+            .expect("config");
         // Live buffers with the byte each was filled with; frozen bytes with (id, byte).
         let mut bufs: Vec<(Buf, u8)> = Vec::new();
         let mut frozen: Vec<(Bytes, u16, u8)> = Vec::new();

@@ -104,3 +104,77 @@ fn waiters_are_served_in_arrival_order() {
     }
     assert_eq!(pool.stats().waits, 4);
 }
+
+#[test]
+fn a_thread_cache_gives_its_buffers_back_when_the_thread_exits() {
+    let pool = Config::new(64, 128)
+        .thread_cache(16)
+        .build()
+        .expect("config");
+    let worker = pool.clone();
+    thread::spawn(move || {
+        // Fill this thread's cache: take a batch, return it, take and return again.
+        let bufs: Vec<_> = (0..20).map(|_| worker.try_get().expect("free")).collect();
+        drop(bufs);
+        let cached = worker.stats();
+        assert_eq!(cached.in_use, 0, "cached buffers count as free");
+    })
+    .join()
+    .expect("worker");
+    // Every buffer is reachable from here: the exiting thread's cache went back to the list.
+    let all: Vec<_> = (0..128).map(|_| pool.try_get()).collect();
+    assert!(
+        all.iter().all(Option::is_some),
+        "a buffer stayed in a dead thread's cache"
+    );
+    assert!(pool.try_get().is_none());
+}
+
+#[test]
+fn a_waiter_is_served_from_another_threads_cache_on_its_next_release() {
+    let pool = Config::new(64, 64).thread_cache(8).build().expect("config");
+    let (to_holder, holder_rx) = std::sync::mpsc::channel::<()>();
+    let (to_main, main_rx) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let pool = pool.clone();
+        thread::spawn(move || {
+            // Take every buffer, then return some: they land in this thread's cache.
+            let mut bufs: Vec<_> = std::iter::from_fn(|| pool.try_get()).collect();
+            assert_eq!(bufs.len(), 64);
+            bufs.truncate(60);
+            to_main.send(()).expect("main alive");
+            holder_rx.recv().expect("main alive");
+            // The next release sees the waiter and hands its whole cache over.
+            bufs.pop();
+            to_main.send(()).expect("main alive");
+            holder_rx.recv().expect("main alive");
+        })
+    };
+    main_rx.recv().expect("holder alive");
+    assert_eq!(
+        pool.stats().free,
+        4,
+        "four buffers sit in the holder's cache"
+    );
+    assert!(
+        pool.try_get().is_none(),
+        "another thread's cache is out of reach"
+    );
+    let mut waiter = pin!(pool.get());
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    assert!(
+        waiter
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+    );
+    to_holder.send(()).expect("holder alive");
+    let buf = block_on(waiter);
+    assert_eq!(buf.capacity(), 64);
+    main_rx.recv().expect("holder alive");
+    // The rest of the holder's cache went to the shared list too.
+    let rest: Vec<_> = std::iter::from_fn(|| pool.try_get()).collect();
+    assert_eq!(rest.len(), 4, "the holder's cache stayed stranded");
+    to_holder.send(()).expect("holder alive");
+    holder.join().expect("holder");
+}
