@@ -41,10 +41,10 @@
 //!
 //! # Status
 //!
-//! TCP, timers, spawn/abort/join, both backends with the fallback, and the [`server::Server`]
-//! (admission, backoff, graceful shutdown) work, and UDP. Not built yet: Unix sockets, pooled
-//! multishot receive, `send_file`, cross-worker task hand-off, the tokio/hyper compatibility
-//! features — see the workspace README.
+//! TCP and Unix streams (with `writev` and zero-copy `send_file`), UDP and Unix datagrams,
+//! timers, spawn/abort/join, both backends with the fallback, and the [`server::Server`]
+//! (admission, backoff, graceful shutdown) work. Not built yet: pooled multishot receive,
+//! cross-worker task hand-off — see the workspace README.
 
 /// Writes one log line to stderr, never panicking (a closed stderr must not take a server down).
 macro_rules! log {
@@ -61,9 +61,11 @@ mod coop;
 mod error;
 mod runtime;
 pub mod server;
+mod stream;
 mod tcp;
 pub mod time;
 mod udp;
+mod unix;
 
 pub use backend::{Backend, BackendReport, backend_report};
 pub use buf::{BufResult, IoBuf, IoBufMut};
@@ -71,3 +73,4 @@ pub use error::Error;
 pub use runtime::{Builder, JoinError, JoinHandle, Runtime, spawn, yield_now};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
+pub use unix::{UnixDatagram, UnixListener, UnixStream};

@@ -168,7 +168,10 @@ impl UdpSocket {
             #[cfg(target_os = "linux")]
             Io::Uring { ring, fd } => {
                 let (result, back) = ring
-                    .recv_from(fd, crate::buf::RingBuf(crate::tcp::Tail::new(buf, start)))
+                    .recv_from(
+                        fd,
+                        crate::buf::RingBuf(crate::stream::Tail::new(buf, start)),
+                    )
                     .await;
                 let mut tail = back.0;
                 let result = result.and_then(|(n, from, _truncated)| {

@@ -9,3 +9,4 @@ mod support;
 mod tasks;
 mod tcp;
 mod udp;
+mod unix;

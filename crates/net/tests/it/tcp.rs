@@ -222,3 +222,38 @@ fn connect_refused_is_an_error() {
         });
     });
 }
+
+#[test]
+fn send_file_sends_a_range_and_stops_at_the_end_of_the_file() {
+    let path = std::env::temp_dir().join(format!("weir-send-file-{}", std::process::id()));
+    let content: Vec<u8> = (0..300_000).map(crate::support::pattern).collect();
+    std::fs::write(&path, &content).expect("write file");
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let listener = weir_net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let file = std::fs::File::open(&path).expect("open");
+            let server = weir_net::spawn(async move {
+                let (mut conn, _) = listener.accept().await.expect("accept");
+                let ranged = conn.send_file(&file, 1_000, 200_000).await.expect("range");
+                // Asking beyond the end sends what there is.
+                let tail = conn.send_file(&file, 290_000, 50_000).await.expect("tail");
+                (ranged, tail)
+            });
+            let mut client = weir_net::TcpStream::connect(addr).await.expect("connect");
+            let (result, got) = client.read_exact(Vec::new(), 210_000).await;
+            result.expect("read");
+            assert_eq!(
+                (&got[..200_000], &got[200_000..]),
+                (&content[1_000..201_000], &content[290_000..]),
+                "{backend:?}"
+            );
+            assert_eq!(
+                server.await.expect("server"),
+                (200_000, 10_000),
+                "{backend:?}"
+            );
+        });
+    });
+    std::fs::remove_file(&path).expect("cleanup");
+}
