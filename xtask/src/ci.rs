@@ -121,6 +121,7 @@ fn clippy() -> Result<Option<String>> {
         "clippy",
         "--workspace",
         "--all-targets",
+        "--all-features",
         "--",
         "-D",
         "warnings",
@@ -130,11 +131,14 @@ fn clippy() -> Result<Option<String>> {
 
 fn test() -> Result<Option<String>> {
     // Everything once (unit, integration, doc tests) with the default backend choice...
-    cmd::run(cargo().args(["test", "--workspace"]))?;
+    // `--all-features`: weir-net's tokio/hyper compatibility and the `hyper_hello` example.
+    cmd::run(cargo().args(["test", "--workspace", "--all-features"]))?;
     // ...then the socket suites forced onto each backend.
     for backend in ["uring", "poll"] {
         let mut command = cargo();
-        command.env("WEIR_BACKEND", backend).args(["test"]);
+        command
+            .env("WEIR_BACKEND", backend)
+            .args(["test", "--all-features"]);
         for suite in BACKEND_SUITES {
             command.args(["--package", suite]);
         }
@@ -144,11 +148,12 @@ fn test() -> Result<Option<String>> {
 }
 
 fn doc() -> Result<Option<String>> {
-    cmd::run(
-        cargo()
-            .env("RUSTDOCFLAGS", "-D warnings")
-            .args(["doc", "--workspace", "--no-deps"]),
-    )?;
+    cmd::run(cargo().env("RUSTDOCFLAGS", "-D warnings").args([
+        "doc",
+        "--workspace",
+        "--no-deps",
+        "--all-features",
+    ]))?;
     Ok(None)
 }
 
@@ -242,7 +247,12 @@ fn valgrind() -> Result<Option<String>> {
         return Ok(Some(reason));
     }
     let mut build = cargo();
-    build.args(["test", "--no-run", "--message-format=json"]);
+    build.args([
+        "test",
+        "--no-run",
+        "--all-features",
+        "--message-format=json",
+    ]);
     for name in VALGRIND_CRATES {
         build.args(["--package", name]);
     }

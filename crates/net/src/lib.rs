@@ -39,6 +39,12 @@
 //! });
 //! ```
 //!
+//! # Features
+//!
+//! * `tokio`: tokio's `AsyncRead`/`AsyncWrite` for [`TcpStream`] and [`UnixStream`].
+//! * `hyper`: hyper 1.x's `rt::Read`/`rt::Write` for the same, so hyper serves HTTP on a Weir
+//!   runtime (see the `hyper_hello` example).
+//!
 //! # Status
 //!
 //! TCP and Unix streams (with `writev` and zero-copy `send_file`), UDP and Unix datagrams,
@@ -57,6 +63,7 @@ pub(crate) use log;
 
 mod backend;
 mod buf;
+mod compat;
 mod coop;
 mod error;
 mod runtime;

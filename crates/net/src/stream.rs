@@ -124,13 +124,45 @@ impl Io {
 pub(crate) struct Stream {
     pub(crate) io: Io,
     timeouts: ReadTimeouts,
+    /// Ops in flight for the poll-based interface (the compatibility features), on the ring;
+    /// allocated on first use.
+    #[cfg(target_os = "linux")]
+    polled: Option<Box<Polled>>,
 }
+
+/// The poll-based interface's state on the ring: an owned-buffer op in flight per direction,
+/// and received bytes the caller's buffer had no room for.
+#[cfg(target_os = "linux")]
+#[derive(Default)]
+struct Polled {
+    read: Option<ReadOp>,
+    leftover: Vec<u8>,
+    leftover_at: usize,
+    write: Option<WriteOp>,
+}
+
+#[cfg(target_os = "linux")]
+type ReadOp = weir_ring::Op<
+    (
+        weir_ring::SharedFd,
+        crate::buf::RingBuf<Vec<u8>>,
+        weir_ring::Stash,
+    ),
+    BufResult<usize, crate::buf::RingBuf<Vec<u8>>>,
+>;
+#[cfg(target_os = "linux")]
+type WriteOp = weir_ring::Op<
+    (weir_ring::SharedFd, crate::buf::RingBuf<Vec<u8>>),
+    BufResult<usize, crate::buf::RingBuf<Vec<u8>>>,
+>;
 
 impl Stream {
     pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<Stream> {
         Ok(Stream {
             io: Io::new(fd)?,
             timeouts: ReadTimeouts::default(),
+            #[cfg(target_os = "linux")]
+            polled: None,
         })
     }
 
@@ -429,6 +461,160 @@ impl Stream {
         }
     }
 
+    /// Poll-based read into `dst` (for the compatibility traits). On the reactor it reads when
+    /// the socket is ready; on the ring it keeps a receive in flight in the stream, copies its
+    /// bytes out and keeps any `dst` had no room for. Read timeouts do not apply.
+    #[cfg_attr(
+        not(any(feature = "tokio", feature = "hyper")),
+        allow(dead_code, reason = "used by the compatibility features")
+    )]
+    pub(crate) fn poll_read(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        dst: &mut [std::mem::MaybeUninit<u8>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        use std::task::Poll;
+        match &self.io {
+            Io::Poll(registration) => loop {
+                let event =
+                    std::task::ready!(registration.poll_ready(weir_reactor::Direction::Read, cx));
+                // SAFETY: read(2) into `dst`, which we borrow mutably; the kernel only writes.
+                let n = unsafe {
+                    libc::read(
+                        registration.get_ref().as_raw_fd(),
+                        dst.as_mut_ptr().cast(),
+                        dst.len(),
+                    )
+                };
+                match byte_count(n) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        registration.clear_readiness(event);
+                    }
+                    result => return Poll::Ready(result),
+                }
+            },
+            #[cfg(target_os = "linux")]
+            Io::Uring { ring, fd, stash } => {
+                let polled = self.polled.get_or_insert_default();
+                if polled.leftover_at < polled.leftover.len() {
+                    let n = copy_out(&polled.leftover[polled.leftover_at..], dst);
+                    polled.leftover_at += n;
+                    return Poll::Ready(Ok(n));
+                }
+                if polled.read.is_none() {
+                    if !stash.is_settled() {
+                        // A dropped owned-buffer read is still in the kernel; its bytes come
+                        // first. Check again on the next turn.
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    if !stash.is_empty() {
+                        let mut kept = vec![0; stash.len().min(dst.len())];
+                        let n = stash.take_into(&mut kept);
+                        return Poll::Ready(Ok(copy_out(&kept[..n], dst)));
+                    }
+                    let mut scratch = std::mem::take(&mut polled.leftover);
+                    scratch.clear();
+                    scratch.reserve(dst.len().max(1));
+                    polled.leftover_at = 0;
+                    polled.read = Some(ring.recv_or_stash(fd, crate::buf::RingBuf(scratch), stash));
+                }
+                let Some(op) = polled.read.as_mut() else {
+                    return Poll::Pending;
+                };
+                let (result, scratch) = std::task::ready!(std::pin::Pin::new(op).poll(cx));
+                polled.read = None;
+                polled.leftover = scratch.0;
+                Poll::Ready(result.map(|_| {
+                    let n = copy_out(&polled.leftover, dst);
+                    polled.leftover_at = n;
+                    n
+                }))
+            }
+        }
+    }
+
+    /// Poll-based write of `src` (for the compatibility traits). On the ring the bytes are
+    /// copied into a send kept in flight in the stream; as the traits require, a caller that
+    /// got `Pending` calls again with the same bytes, and the count of that send is returned.
+    #[cfg_attr(
+        not(any(feature = "tokio", feature = "hyper")),
+        allow(dead_code, reason = "used by the compatibility features")
+    )]
+    pub(crate) fn poll_write(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        src: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        use std::task::Poll;
+        match &self.io {
+            Io::Poll(registration) => loop {
+                let event =
+                    std::task::ready!(registration.poll_ready(weir_reactor::Direction::Write, cx));
+                // SAFETY: send(2) from `src`, which we borrow.
+                let n = unsafe {
+                    libc::send(
+                        registration.get_ref().as_raw_fd(),
+                        src.as_ptr().cast(),
+                        src.len(),
+                        libc::MSG_NOSIGNAL,
+                    )
+                };
+                match byte_count(n) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        registration.clear_readiness(event);
+                    }
+                    result => return Poll::Ready(result),
+                }
+            },
+            #[cfg(target_os = "linux")]
+            Io::Uring { ring, fd, .. } => {
+                let polled = self.polled.get_or_insert_default();
+                let op = polled.write.get_or_insert_with(|| {
+                    let chunk = src[..src.len().min(256 * 1024)].to_vec();
+                    ring.send(fd, crate::buf::RingBuf(chunk))
+                });
+                let (result, _) = std::task::ready!(std::pin::Pin::new(op).poll(cx));
+                polled.write = None;
+                Poll::Ready(result)
+            }
+        }
+    }
+
+    /// Waits for a send started by [`poll_write`](Stream::poll_write) to finish.
+    #[cfg_attr(
+        not(any(feature = "tokio", feature = "hyper")),
+        allow(dead_code, reason = "used by the compatibility features")
+    )]
+    pub(crate) fn poll_flush(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        #[cfg(target_os = "linux")]
+        if let Some(op) = self.polled.as_mut().and_then(|p| p.write.as_mut()) {
+            let (result, _) = std::task::ready!(std::pin::Pin::new(op).poll(cx));
+            if let Some(polled) = self.polled.as_mut() {
+                polled.write = None;
+            }
+            result?;
+        }
+        let _ = cx;
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    /// Flushes, then half-closes the write direction.
+    #[cfg_attr(
+        not(any(feature = "tokio", feature = "hyper")),
+        allow(dead_code, reason = "used by the compatibility features")
+    )]
+    pub(crate) fn poll_shutdown(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::ready!(self.poll_flush(cx))?;
+        std::task::Poll::Ready(self.shutdown(Shutdown::Write))
+    }
+
     /// Reads with a deadline: `None` if nothing arrives within `limit` (no byte lost).
     pub(crate) async fn read_timeout<B: IoBufMut>(
         &mut self,
@@ -724,4 +910,14 @@ async fn sendfile(
 /// A byte-count syscall's result: the count, or the error `errno` holds.
 fn byte_count(n: isize) -> io::Result<usize> {
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Copies as much of `src` as fits into `dst`; returns how many bytes.
+#[cfg(target_os = "linux")]
+fn copy_out(src: &[u8], dst: &mut [std::mem::MaybeUninit<u8>]) -> usize {
+    let n = src.len().min(dst.len());
+    for (slot, &byte) in dst.iter_mut().zip(&src[..n]) {
+        slot.write(byte);
+    }
+    n
 }

@@ -232,6 +232,8 @@ impl TcpStream {
     crate::stream::stream_methods!(TcpStream);
 }
 
+crate::compat::compat_impls!(TcpStream);
+
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TcpStream")

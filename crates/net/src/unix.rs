@@ -227,6 +227,8 @@ impl UnixStream {
     crate::stream::stream_methods!(UnixStream);
 }
 
+crate::compat::compat_impls!(UnixStream);
+
 impl fmt::Debug for UnixStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UnixStream")

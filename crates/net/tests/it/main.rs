@@ -2,6 +2,7 @@
 //! forces).
 
 mod cancel;
+mod examples;
 mod fallback;
 mod server;
 mod sigterm;

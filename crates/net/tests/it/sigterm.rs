@@ -1,58 +1,11 @@
 //! A real SIGTERM to the `echo_server` example in a child process: in-flight echoes complete,
 //! idle connections close, the process exits with a report of zero forced connections.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::backends;
-
-fn example_binary() -> std::path::PathBuf {
-    // `cargo test` builds the examples next to the test binaries: target/<profile>/examples.
-    let exe = std::env::current_exe().expect("own path");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("examples").join("echo_server"))
-        .expect("target layout")
-}
-
-/// The backend's name as the example's `--backend` flag spells it.
-fn flag(backend: weir_net::Backend) -> &'static str {
-    if backend == weir_net::Backend::Uring {
-        "uring"
-    } else {
-        "poll"
-    }
-}
-
-/// Starts the `echo_server` example with `args` and reads the address it prints first.
-fn start_example(
-    args: &[&str],
-) -> (
-    std::process::Child,
-    BufReader<std::process::ChildStdout>,
-    std::net::SocketAddr,
-) {
-    let binary = example_binary();
-    assert!(
-        binary.exists(),
-        "the echo_server example was not built at {}",
-        binary.display()
-    );
-    let mut child = Command::new(&binary)
-        .args(["--addr", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start echo_server");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("address line");
-    let addr = line.trim().parse().expect("address");
-    (child, stdout, addr)
-}
+use crate::support::{backends, flag, start_example};
 
 /// The scenario: 200 slow in-flight requests (held 0-500 ms each) and 100 idle
 /// keep-alive connections, then a real SIGTERM.
@@ -60,16 +13,19 @@ fn start_example(
 fn sigterm_drains_and_exits_with_a_report() {
     for backend in backends() {
         let name = flag(backend);
-        let (mut child, mut stdout, addr) = start_example(&[
-            "--backend",
-            name,
-            "--workers",
-            "2",
-            "--deadline-ms",
-            "5000",
-            "--hold-ms",
-            "500",
-        ]);
+        let (mut child, mut stdout, addr) = start_example(
+            "echo_server",
+            &[
+                "--backend",
+                name,
+                "--workers",
+                "2",
+                "--deadline-ms",
+                "5000",
+                "--hold-ms",
+                "500",
+            ],
+        );
         let mut idle: Vec<TcpStream> = (0..100)
             .map(|_| TcpStream::connect(addr).expect("connect"))
             .collect();
@@ -165,8 +121,10 @@ fn cpu_ticks(pid: u32) -> u64 {
 fn out_of_descriptors_the_server_backs_off_without_spinning_and_recovers() {
     for backend in backends() {
         let name = flag(backend);
-        let (mut child, mut stdout, addr) =
-            start_example(&["--backend", name, "--max-fds", "4", "--deadline-ms", "1000"]);
+        let (mut child, mut stdout, addr) = start_example(
+            "echo_server",
+            &["--backend", name, "--max-fds", "4", "--deadline-ms", "1000"],
+        );
         let mut line = String::new();
         stdout.read_line(&mut line).expect("limit line");
         // Two connections fit under the limit; they keep being served throughout.

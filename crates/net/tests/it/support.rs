@@ -54,3 +54,73 @@ pub(crate) fn fnv(bytes: &[u8]) -> u64 {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
+
+/// An example's binary: `cargo test` builds the examples next to the test binaries, in
+/// target/<profile>/examples.
+pub(crate) fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("own path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("examples").join(name))
+        .expect("target layout")
+}
+
+/// The backend's name as the examples' `--backend` flag spells it.
+pub(crate) fn flag(backend: Backend) -> &'static str {
+    if backend == Backend::Uring {
+        "uring"
+    } else {
+        "poll"
+    }
+}
+
+/// Starts example `name` with `--addr 127.0.0.1:0` and `args`, and reads the address it prints
+/// first.
+pub(crate) fn start_example(
+    name: &str,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+    std::net::SocketAddr,
+) {
+    use std::io::BufRead;
+    let binary = example_binary(name);
+    assert!(
+        binary.exists(),
+        "the {name} example was not built at {} (run the tests with `cargo test`, which builds \
+         the examples; hyper_hello needs `--features hyper`)",
+        binary.display()
+    );
+    let mut child = std::process::Command::new(&binary)
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("address line");
+    let addr = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{name} printed {line:?} instead of its address: {e}"));
+    (child, stdout, addr)
+}
+
+/// Sends SIGTERM to `child` and returns the rest of its stdout once it exits.
+pub(crate) fn terminate(
+    mut child: std::process::Child,
+    mut stdout: std::io::BufReader<std::process::ChildStdout>,
+) -> String {
+    use std::io::Read;
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: signalling our own child, which has not been reaped.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).expect("stdout");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "exit status {status}; stdout: {rest}");
+    rest
+}
