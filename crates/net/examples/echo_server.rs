@@ -26,13 +26,7 @@ fn main() {
         let value = args.next().unwrap_or_default();
         match flag.as_str() {
             "--addr" => addr = value,
-            "--backend" => {
-                backend = match value.as_str() {
-                    "uring" => Backend::Uring,
-                    "poll" => Backend::Poll,
-                    _ => Backend::Auto,
-                }
-            }
+            "--backend" => backend = value.parse().unwrap_or(Backend::Auto),
             "--workers" => workers = value.parse().unwrap_or(1),
             "--limit" => limit = value.parse().unwrap_or(10_000),
             "--deadline-ms" => deadline = Duration::from_millis(value.parse().unwrap_or(5_000)),

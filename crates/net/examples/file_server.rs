@@ -25,13 +25,7 @@ fn main() {
         match flag.as_str() {
             "--addr" => addr = value,
             "--dir" => dir = PathBuf::from(value),
-            "--backend" => {
-                backend = match value.as_str() {
-                    "uring" => Backend::Uring,
-                    "poll" => Backend::Poll,
-                    _ => Backend::Auto,
-                }
-            }
+            "--backend" => backend = value.parse().unwrap_or(Backend::Auto),
             other => {
                 eprintln!("unknown flag {other}");
                 std::process::exit(2);

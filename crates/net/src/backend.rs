@@ -16,6 +16,20 @@ pub enum Backend {
     Poll,
 }
 
+impl std::str::FromStr for Backend {
+    type Err = Error;
+
+    /// `uring`, `poll` or `auto` (what `WEIR_BACKEND` and the examples' `--backend` accept).
+    fn from_str(name: &str) -> Result<Backend, Error> {
+        match name {
+            "uring" => Ok(Backend::Uring),
+            "poll" => Ok(Backend::Poll),
+            "auto" | "" => Ok(Backend::Auto),
+            other => Err(Error::BadBackendVariable(other.to_string())),
+        }
+    }
+}
+
 /// The backend chosen, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendReport {
@@ -95,12 +109,7 @@ fn test_hook_blocks_uring() -> Option<String> {
 /// Resolves the requested backend against `WEIR_BACKEND` and the probe.
 pub(crate) fn choose(requested: Backend) -> Result<BackendReport, Error> {
     let from_env = match std::env::var("WEIR_BACKEND") {
-        Ok(value) => match value.as_str() {
-            "uring" => Some(Backend::Uring),
-            "poll" => Some(Backend::Poll),
-            "auto" | "" => None,
-            _ => return Err(Error::BadBackendVariable(value)),
-        },
+        Ok(value) => Some(value.parse::<Backend>()?).filter(|b| *b != Backend::Auto),
         Err(_) => None,
     };
     let (wanted, source) = match (requested, from_env) {
