@@ -140,17 +140,124 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
         );
     }
     let mut report = report(&scenarios, &results, perf.is_ok());
+    let counted = match cmd::ensure_apt_program("callgrind_control", "valgrind") {
+        Ok(()) => Ok(instructions(&bin, &scenarios)?),
+        Err(why) => Err(why),
+    };
+    report.push_str(&instructions_table(&counted));
     report.push_str(&idle_memory(&bin)?);
     println!("{report}");
-    write_outputs(&scenarios, &results, &report)?;
+    let counted_json = match &counted {
+        Ok(table) => json!(table),
+        Err(why) => json!({ "not_measured": why }),
+    };
+    write_outputs(&scenarios, &results, &counted_json, &report)?;
     println!(
         "\nNot measured yet: B4 (fixed offered load), B5 (bulk stream), B6 (UDP), B7 (churn), \
-         user-space instructions per request (callgrind), and monoio as a baseline."
+         and monoio as a baseline."
     );
     if micro {
         run_micro(full)?;
     }
     Ok(true)
+}
+
+/// User-space instructions per request, from callgrind: deterministic, so one run per server
+/// and scenario. Fewer requests than the timed runs (callgrind is ~50x slower), after a warm-up.
+fn instructions(
+    bin: &std::path::Path,
+    scenarios: &[&Scenario],
+) -> Result<BTreeMap<String, BTreeMap<String, Option<f64>>>> {
+    let mut table: BTreeMap<String, BTreeMap<String, Option<f64>>> = BTreeMap::new();
+    for scenario in scenarios
+        .iter()
+        .filter(|s| s.name == "B1" || s.name == "B2")
+    {
+        let short = Scenario {
+            warmup: 500,
+            requests: 2_000,
+            ..**scenario
+        };
+        for server in SERVERS {
+            let prefix = format!("/dev/shm/weir-callgrind-{}-{server}", std::process::id());
+            let outcome = run_server(bin, server, &short, Some(&prefix));
+            let per_request = outcome.ok().and_then(|_| {
+                let dump = callgrind_dump(&prefix)?;
+                Some(dump / short.requests as f64)
+            });
+            cleanup_prefix(&prefix);
+            table
+                .entry(scenario.name.to_string())
+                .or_default()
+                .insert((*server).to_string(), per_request);
+        }
+        eprintln!("bench: {} instructions counted", scenario.name);
+    }
+    Ok(table)
+}
+
+/// The table of instructions per request, with ratios against tokio `current_thread`.
+fn instructions_table(
+    counted: &Result<BTreeMap<String, BTreeMap<String, Option<f64>>>, String>,
+) -> String {
+    let mut out = String::from(
+        "\nuser-space instructions per request (callgrind, counters zeroed after a warm-up; \
+         one run each, deterministic)\n",
+    );
+    let table = match counted {
+        Ok(table) => table,
+        Err(why) => {
+            out.push_str(&format!("  n/a: {why}\n"));
+            return out;
+        }
+    };
+    out.push_str(&format!("  {:<8}", "scenario"));
+    for server in SERVERS {
+        out.push_str(&format!(" {server:>20}"));
+    }
+    out.push('\n');
+    for (scenario, row) in table {
+        out.push_str(&format!("  {scenario:<8}"));
+        let baseline = row.get(BASELINE).copied().flatten();
+        for server in SERVERS {
+            let cell = match (row.get(*server).copied().flatten(), baseline) {
+                (Some(n), Some(base)) => format!("{n:.0} ({:.2}x)", n / base),
+                (Some(n), None) => format!("{n:.0}"),
+                (None, _) => "n/a (run failed)".to_string(),
+            };
+            out.push_str(&format!(" {cell:>20}"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The instruction total (`Ir`) of the first dump (`<prefix>.<pid>.1`): what ran between the
+/// zeroing and the dump.
+fn callgrind_dump(prefix: &str) -> Option<f64> {
+    let (dir, stem) = prefix.rsplit_once('/')?;
+    let dump = std::fs::read_dir(dir).ok()?.flatten().find(|entry| {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        name.starts_with(stem) && name.ends_with(".1")
+    })?;
+    let text = std::fs::read_to_string(dump.path()).ok()?;
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix("totals:")
+                .or(line.strip_prefix("summary:"))
+        })
+        .and_then(|total| total.split_whitespace().next()?.parse().ok())
+}
+
+fn cleanup_prefix(prefix: &str) {
+    let Some((dir, stem)) = prefix.rsplit_once('/') else {
+        return;
+    };
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(stem) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// B8: the server's resident memory per idle connection, once per server (a count of bytes,
@@ -235,8 +342,32 @@ fn run_once(bin: &std::path::Path, server: &str, scenario: &Scenario) -> Result<
 
 /// Starts `server`, runs the load generator against it, and returns the generator's line.
 fn run_raw(bin: &std::path::Path, server: &str, scenario: &Scenario) -> Result<String> {
+    run_server(bin, server, scenario, None)
+}
+
+/// As [`run_raw`]; with `callgrind` (an output-file prefix) the server runs under
+/// `valgrind --tool=callgrind` and the generator zeroes its counters after the warm-up and dumps
+/// them after the counted requests.
+fn run_server(
+    bin: &std::path::Path,
+    server: &str,
+    scenario: &Scenario,
+    callgrind: Option<&str>,
+) -> Result<String> {
     let alloc_file = format!("/dev/shm/weir-bench-{}-{server}", std::process::id());
-    let mut child = Command::new(bin.join("bench-server"))
+    let server_bin = bin.join("bench-server");
+    let mut command = match callgrind {
+        Some(prefix) => {
+            let mut command = Command::new("valgrind");
+            command
+                .arg("--tool=callgrind")
+                .arg(format!("--callgrind-out-file={prefix}.%p"))
+                .arg(&server_bin);
+            command
+        }
+        None => Command::new(&server_bin),
+    };
+    let mut child = command
         .args([server, &scenario.conns.to_string(), &alloc_file])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -244,7 +375,11 @@ fn run_raw(bin: &std::path::Path, server: &str, scenario: &Scenario) -> Result<S
         .context("start bench-server")?;
     let mut port = String::new();
     BufReader::new(child.stdout.take().context("server stdout")?).read_line(&mut port)?;
-    let output = Command::new(bin.join("bench-load"))
+    let mut load = Command::new(bin.join("bench-load"));
+    if callgrind.is_some() {
+        load.env("WEIR_BENCH_CALLGRIND", "1");
+    }
+    let output = load
         .args([
             port.trim(),
             &scenario.conns.to_string(),
@@ -256,7 +391,7 @@ fn run_raw(bin: &std::path::Path, server: &str, scenario: &Scenario) -> Result<S
         ])
         .output()
         .context("run bench-load")?;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(if callgrind.is_some() { 60 } else { 10 });
     while child.try_wait()?.is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -394,6 +529,7 @@ fn report(
 fn write_outputs(
     scenarios: &[&Scenario],
     results: &BTreeMap<&str, BTreeMap<&str, Vec<Sample>>>,
+    instructions: &Value,
     table: &str,
 ) -> Result<()> {
     let dir = cmd::root().join("target/bench");
@@ -443,6 +579,7 @@ fn write_outputs(
         "rustc": rustc.trim(),
         "baseline": BASELINE,
         "scenarios": json_scenarios,
+        "user_instructions_per_request": instructions,
         "table": table,
     });
     let json_path = dir.join("results.json");

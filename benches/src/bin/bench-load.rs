@@ -117,24 +117,34 @@ fn main() {
     let mut warm = Vec::new();
     run(warmup, &mut warm);
 
+    // Under callgrind (`WEIR_BENCH_CALLGRIND`), the server's instruction counters are zeroed
+    // now and dumped after the counted phase; perf stays out of the way.
+    let callgrind = std::env::var_os("WEIR_BENCH_CALLGRIND").is_some();
+    if callgrind {
+        callgrind_control("-z", server_pid);
+    }
     let cpu_before = server_cpu_ns(server_pid);
     let allocs_before = read_allocations(alloc_file).unwrap_or(0);
     let perf_out = format!("{alloc_file}.perf");
-    let mut perf = Command::new("perf")
-        .args([
-            "stat",
-            "-x,",
-            "-e",
-            "raw_syscalls:sys_enter",
-            "-o",
-            &perf_out,
-            "-p",
-            &server_pid.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok();
+    let mut perf = (!callgrind)
+        .then(|| {
+            Command::new("perf")
+                .args([
+                    "stat",
+                    "-x,",
+                    "-e",
+                    "raw_syscalls:sys_enter",
+                    "-o",
+                    &perf_out,
+                    "-p",
+                    &server_pid.to_string(),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()
+        })
+        .flatten();
     if perf.is_some() {
         // perf needs a moment to attach before the counted phase starts.
         std::thread::sleep(std::time::Duration::from_millis(300));
@@ -143,6 +153,9 @@ fn main() {
     let start = Instant::now();
     run(requests, &mut latencies);
     let elapsed = start.elapsed();
+    if callgrind {
+        callgrind_control("-d", server_pid);
+    }
     let cpu_after = server_cpu_ns(server_pid);
     let allocs_after = read_allocations(alloc_file).unwrap_or(0);
     let syscalls = perf.as_mut().and_then(|child| {
@@ -237,4 +250,18 @@ fn rss_bytes(pid: u32) -> u64 {
             })
         })
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Runs `callgrind_control <action> <pid>` (zero or dump the counters of a server that runs
+/// under callgrind), waiting for it.
+fn callgrind_control(action: &str, pid: u32) {
+    let status = Command::new("callgrind_control")
+        .args([action, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        eprintln!("bench-load: callgrind_control {action} {pid} failed");
+        std::process::exit(1);
+    }
 }
