@@ -78,6 +78,6 @@ pub use backend::{Backend, BackendReport, backend_report};
 pub use buf::{BufResult, IoBuf, IoBufMut};
 pub use error::Error;
 pub use runtime::{Builder, JoinError, JoinHandle, Runtime, spawn, yield_now};
-pub use tcp::{TcpListener, TcpStream};
+pub use tcp::{TcpListener, TcpSocket, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixDatagram, UnixListener, UnixStream};

@@ -58,11 +58,10 @@ impl TcpListener {
     /// Outside a Weir runtime.
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
         let addr = resolve(addr)?;
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        socket.set_reuse_address(true)?;
-        socket.bind(&addr.into())?;
-        socket.listen(1024)?;
-        TcpListener::from_std(socket.into())
+        let socket = TcpSocket::new_for(addr)?;
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(1024)
     }
 
     /// Adopts a bound, listening socket (for example one built with `socket2`, `SO_REUSEPORT`).
@@ -162,7 +161,11 @@ impl TcpStream {
     /// Outside a Weir runtime.
     pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
         let addr = resolve(addr)?;
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        TcpSocket::new_for(addr)?.connect(addr).await
+    }
+
+    /// Connects `socket` (configured, perhaps bound) to `addr`.
+    async fn connect_socket(socket: Socket, addr: SocketAddr) -> io::Result<TcpStream> {
         socket.set_nonblocking(true)?;
         let stream = TcpStream::from_fd(socket.into())?;
         match &stream.inner.io {
@@ -170,13 +173,7 @@ impl TcpStream {
                 match SockRef::from(registration.get_ref()).connect(&addr.into()) {
                     Ok(()) => {}
                     Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
-                        std::future::poll_fn(|cx| {
-                            registration.poll_ready(weir_reactor::Direction::Write, cx)
-                        })
-                        .await;
-                        if let Some(error) = SockRef::from(registration.get_ref()).take_error()? {
-                            return Err(error);
-                        }
+                        stream.inner.io.finish_connect().await?;
                     }
                     Err(e) => return Err(e),
                 }
@@ -238,6 +235,190 @@ impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TcpStream")
             .field("peer_addr", &self.peer_addr().ok())
+            .finish()
+    }
+}
+
+/// A TCP socket before it connects or listens: set its options, perhaps bind it, then
+/// [`connect`](TcpSocket::connect) or [`listen`](TcpSocket::listen).
+///
+/// # Examples
+///
+/// ```
+/// use weir_net::{Runtime, TcpSocket};
+///
+/// let rt = Runtime::new().expect("runtime");
+/// rt.block_on(async {
+///     let server = TcpSocket::new_v4().expect("socket");
+///     server.set_reuseport(true).expect("reuseport");
+///     server.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+///     let listener = server.listen(128).expect("listen");
+///     let addr = listener.local_addr().expect("addr");
+///
+///     let client = TcpSocket::new_v4().expect("socket");
+///     client.set_nodelay(true).expect("nodelay");
+///     client.bind("127.0.0.1:0".parse().expect("addr")).expect("bind before connect");
+///     let from = client.local_addr().expect("addr");
+///     let _stream = client.connect(addr).await.expect("connect");
+///     let (_, peer) = listener.accept().await.expect("accept");
+///     assert_eq!(peer, from);
+/// });
+/// ```
+pub struct TcpSocket {
+    socket: Socket,
+}
+
+impl TcpSocket {
+    /// A new IPv4 TCP socket.
+    ///
+    /// # Errors
+    ///
+    /// `socket(2)` failed.
+    pub fn new_v4() -> io::Result<TcpSocket> {
+        TcpSocket::new(Domain::IPV4)
+    }
+
+    /// A new IPv6 TCP socket.
+    ///
+    /// # Errors
+    ///
+    /// `socket(2)` failed.
+    pub fn new_v6() -> io::Result<TcpSocket> {
+        TcpSocket::new(Domain::IPV6)
+    }
+
+    /// A new TCP socket of `addr`'s family.
+    ///
+    /// # Errors
+    ///
+    /// `socket(2)` failed.
+    pub fn new_for(addr: SocketAddr) -> io::Result<TcpSocket> {
+        TcpSocket::new(Domain::for_address(addr))
+    }
+
+    fn new(domain: Domain) -> io::Result<TcpSocket> {
+        Ok(TcpSocket {
+            socket: Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?,
+        })
+    }
+
+    /// Sets `SO_REUSEADDR`.
+    ///
+    /// # Errors
+    ///
+    /// `setsockopt(2)` failed.
+    pub fn set_reuseaddr(&self, on: bool) -> io::Result<()> {
+        self.socket.set_reuse_address(on)
+    }
+
+    /// Sets `SO_REUSEPORT` (several listeners on one port, the kernel spreading connections).
+    ///
+    /// # Errors
+    ///
+    /// `setsockopt(2)` failed.
+    pub fn set_reuseport(&self, on: bool) -> io::Result<()> {
+        self.socket.set_reuse_port(on)
+    }
+
+    /// Sets `SO_SNDBUF`.
+    ///
+    /// # Errors
+    ///
+    /// `setsockopt(2)` failed.
+    pub fn set_send_buffer_size(&self, bytes: usize) -> io::Result<()> {
+        self.socket.set_send_buffer_size(bytes)
+    }
+
+    /// Sets `SO_RCVBUF`.
+    ///
+    /// # Errors
+    ///
+    /// `setsockopt(2)` failed.
+    pub fn set_recv_buffer_size(&self, bytes: usize) -> io::Result<()> {
+        self.socket.set_recv_buffer_size(bytes)
+    }
+
+    /// Sets `SO_KEEPALIVE`.
+    ///
+    /// # Errors
+    ///
+    /// `setsockopt(2)` failed.
+    pub fn set_keepalive(&self, on: bool) -> io::Result<()> {
+        self.socket.set_keepalive(on)
+    }
+
+    /// Sets `SO_LINGER` (`Some(0)`: close with a reset).
+    ///
+    /// # Errors
+    ///
+    /// `setsockopt(2)` failed.
+    pub fn set_linger(&self, linger: Option<std::time::Duration>) -> io::Result<()> {
+        self.socket.set_linger(linger)
+    }
+
+    /// Sets `TCP_NODELAY` (kept by the connected stream).
+    ///
+    /// # Errors
+    ///
+    /// `setsockopt(2)` failed.
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.socket.set_tcp_nodelay(on)
+    }
+
+    /// Binds to `addr` (before `listen`, or before `connect` to choose the source address).
+    ///
+    /// # Errors
+    ///
+    /// `bind(2)` failed (`AddrInUse`...).
+    pub fn bind(&self, addr: SocketAddr) -> io::Result<()> {
+        self.socket.bind(&addr.into())
+    }
+
+    /// The bound address.
+    ///
+    /// # Errors
+    ///
+    /// `getsockname(2)` failed.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket"))
+    }
+
+    /// Listens with room for `backlog` pending connections.
+    ///
+    /// # Errors
+    ///
+    /// `listen(2)` failed (not bound...), or the registration failed.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Weir runtime.
+    pub fn listen(self, backlog: u32) -> io::Result<TcpListener> {
+        self.socket
+            .listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+        TcpListener::from_std(self.socket.into())
+    }
+
+    /// Connects to `addr`.
+    ///
+    /// # Errors
+    ///
+    /// The connection failed (refused, unreachable...).
+    ///
+    /// # Panics
+    ///
+    /// Outside a Weir runtime.
+    pub async fn connect(self, addr: SocketAddr) -> io::Result<TcpStream> {
+        TcpStream::connect_socket(self.socket, addr).await
+    }
+}
+
+impl fmt::Debug for TcpSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpSocket")
+            .field("local_addr", &self.local_addr().ok())
             .finish()
     }
 }

@@ -257,3 +257,62 @@ fn send_file_sends_a_range_and_stops_at_the_end_of_the_file() {
     });
     std::fs::remove_file(&path).expect("cleanup");
 }
+
+#[test]
+fn tcp_socket_options_bind_before_connect_and_reuseport() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            // Two listeners on one port with SO_REUSEPORT.
+            let first = weir_net::TcpSocket::new_v4().expect("socket");
+            first.set_reuseport(true).expect("reuseport");
+            first.set_recv_buffer_size(1 << 16).expect("rcvbuf");
+            first
+                .bind("127.0.0.1:0".parse().expect("addr"))
+                .expect("bind");
+            let addr = first.local_addr().expect("addr");
+            let second = weir_net::TcpSocket::new_v4().expect("socket");
+            second.set_reuseport(true).expect("reuseport");
+            second.bind(addr).expect("second bind on the same port");
+            let listeners = [
+                first.listen(64).expect("listen"),
+                second.listen(64).expect("listen"),
+            ];
+            let unshared = weir_net::TcpSocket::new_v4().expect("socket");
+            let error = unshared.bind(addr).expect_err("the port is taken");
+            assert_eq!(error.kind(), io::ErrorKind::AddrInUse, "{backend:?}");
+            // A client bound before connecting shows up with that address.
+            let client = weir_net::TcpSocket::new_v4().expect("socket");
+            client.set_nodelay(true).expect("nodelay");
+            client.set_keepalive(true).expect("keepalive");
+            client.set_send_buffer_size(1 << 16).expect("sndbuf");
+            client
+                .set_linger(Some(Duration::from_secs(1)))
+                .expect("linger");
+            client
+                .bind("127.0.0.1:0".parse().expect("addr"))
+                .expect("bind");
+            let from = client.local_addr().expect("addr");
+            let mut stream = client.connect(addr).await.expect("connect");
+            assert_eq!(stream.local_addr().expect("addr"), from, "{backend:?}");
+            stream.write_all(b"x".to_vec()).await.0.expect("write");
+            // Whichever listener the kernel chose has the connection.
+            let accepted = futures_select_accept(&listeners).await;
+            assert_eq!(accepted, from, "{backend:?}");
+        });
+    });
+}
+
+/// The peer address of the first connection either listener accepts.
+async fn futures_select_accept(listeners: &[TcpListener; 2]) -> std::net::SocketAddr {
+    let mut a = Box::pin(listeners[0].accept());
+    let mut b = Box::pin(listeners[1].accept());
+    std::future::poll_fn(|cx| {
+        for accept in [&mut a, &mut b] {
+            if let std::task::Poll::Ready(result) = accept.as_mut().poll(cx) {
+                return std::task::Poll::Ready(result.expect("accept").1);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
