@@ -48,9 +48,10 @@
 //! # Status
 //!
 //! TCP and Unix streams (with `writev` and zero-copy `send_file`), UDP and Unix datagrams,
-//! timers, spawn/abort/join, both backends with the fallback, and the [`server::Server`]
-//! (admission, backoff, graceful shutdown) work. Not built yet: pooled multishot receive,
-//! cross-worker task hand-off — see the workspace README.
+//! timers, spawn/abort/join, [`Handle`]s that spawn from other threads, [`Workers`]
+//! (thread-per-core), both backends with the fallback, and the [`server::Server`] (admission,
+//! backoff, graceful shutdown) work. Not built yet: pooled multishot receive — see the
+//! workspace README.
 
 /// Writes one log line to stderr, never panicking (a closed stderr must not take a server down).
 macro_rules! log {
@@ -66,6 +67,7 @@ mod buf;
 mod compat;
 mod coop;
 mod error;
+mod runqueue;
 mod runtime;
 pub mod server;
 mod stream;
@@ -77,7 +79,11 @@ mod unix;
 pub use backend::{Backend, BackendReport, backend_report};
 pub use buf::{BufResult, IoBuf, IoBufMut};
 pub use error::Error;
-pub use runtime::{Builder, JoinError, JoinHandle, Runtime, spawn, yield_now};
+pub use runtime::{
+    Builder, Handle, JoinError, JoinHandle, RemoteJoinHandle, Runtime, Workers, spawn, yield_now,
+};
 pub use tcp::{TcpListener, TcpSocket, TcpStream};
+#[cfg(all(test, weir_loom))]
+mod tests;
 pub use udp::UdpSocket;
 pub use unix::{UnixDatagram, UnixListener, UnixStream};

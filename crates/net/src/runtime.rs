@@ -9,22 +9,18 @@
 //! timer or completion. So neither a task that keeps waking itself nor a flood of I/O can starve
 //! the others or the driver.
 //!
-//! # Waking a parked driver
+//! # Waking a parked driver, and other threads
 //!
-//! A wake pushes the index under the queue's lock, then looks at `parked`. The driver sets
-//! `parked` and then looks at the queue under the same lock before it blocks: whichever comes
-//! second sees the other, so a wake is never lost; and a wake while the driver runs costs no
-//! syscall.
+//! Wakes and [`Handle::spawn`] jobs go through the run queue (`runqueue` module, with a loom
+//! model): a wake is never lost, and a wake while the driver runs costs no syscall.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -33,6 +29,7 @@ use weir_reactor::{Reactor, Timers};
 
 use crate::Error;
 use crate::backend::{self, Backend, BackendReport};
+use crate::runqueue::{Ready, RunQueue, Unpark};
 
 /// The index the main (`block_on`) future uses in the run queue.
 const MAIN: usize = usize::MAX;
@@ -90,13 +87,8 @@ impl Builder {
                 timers: RefCell::new(Timers::new()),
                 tasks: RefCell::new(Vec::new()),
                 free: RefCell::new(Vec::new()),
-                queue: Arc::new(RunQueue {
-                    ready: Mutex::new(VecDeque::new()),
-                    parked: AtomicBool::new(false),
-                    unpark,
-                    owner: std::thread::current().id(),
-                }),
-                scratch: RefCell::new(VecDeque::new()),
+                queue: Arc::new(RunQueue::new(unpark)),
+                scratch: RefCell::new(Ready::default()),
                 report,
             }),
         })
@@ -127,9 +119,9 @@ pub(crate) struct Core {
     pub(crate) timers: RefCell<Timers<Option<Waker>>>,
     tasks: RefCell<Vec<Slot>>,
     free: RefCell<Vec<usize>>,
-    queue: Arc<RunQueue>,
-    /// The indices a tick runs, swapped with the queue's so that ticking allocates nothing.
-    scratch: RefCell<VecDeque<usize>>,
+    queue: Arc<Queue>,
+    /// What a tick runs, swapped with the queue's so that ticking allocates nothing.
+    scratch: RefCell<Ready>,
     report: BackendReport,
 }
 
@@ -143,15 +135,6 @@ enum Slot {
     Aborted,
 }
 
-struct RunQueue {
-    ready: Mutex<VecDeque<usize>>,
-    parked: AtomicBool,
-    unpark: Unparker,
-    /// The runtime's thread: a wake from it never needs an unpark (it is running, not blocked;
-    /// the driver wakes tasks from inside its own turn).
-    owner: std::thread::ThreadId,
-}
-
 /// How a wake reaches a blocked driver.
 enum Unparker {
     Reactor(weir_reactor::Notifier),
@@ -159,36 +142,9 @@ enum Unparker {
     EventFd(Arc<std::os::fd::OwnedFd>),
 }
 
-impl RunQueue {
-    fn push(&self, index: usize) {
-        let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
-        if !ready.contains(&index) || ready.len() > 64 {
-            ready.push_back(index);
-        }
-        drop(ready);
-        // SeqCst: see the module docs (the queue's lock orders it against the driver's check).
-        if self.parked.load(Ordering::SeqCst) && std::thread::current().id() != self.owner {
-            self.unpark.unpark();
-        }
-    }
+type Queue = RunQueue<Unparker>;
 
-    fn is_empty(&self) -> bool {
-        self.ready
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
-    }
-
-    /// Moves the ready indices into `into` (which must be empty), keeping both allocations.
-    fn take_all(&self, into: &mut VecDeque<usize>) {
-        std::mem::swap(
-            &mut *self.ready.lock().unwrap_or_else(|p| p.into_inner()),
-            into,
-        );
-    }
-}
-
-impl Unparker {
+impl Unpark for Unparker {
     fn unpark(&self) {
         match self {
             Unparker::Reactor(notifier) => drop(notifier.notify()),
@@ -210,7 +166,7 @@ impl Unparker {
 
 struct TaskWaker {
     index: usize,
-    queue: Arc<RunQueue>,
+    queue: Arc<Queue>,
 }
 
 impl Wake for TaskWaker {
@@ -345,7 +301,9 @@ impl Runtime {
             main_ready = false;
             let mut batch = std::mem::take(&mut *self.core.scratch.borrow_mut());
             self.core.queue.take_all(&mut batch);
-            for index in batch.drain(..) {
+            // Jobs from other threads first: they spawn the tasks they carry.
+            batch.jobs.drain(..).for_each(|job| job());
+            for index in batch.tasks.drain(..) {
                 if index == MAIN {
                     main_ready = true;
                 } else {
@@ -384,15 +342,11 @@ impl Core {
             Some(cap) => Some(timeout.map_or(cap, |t| t.min(cap))),
             None => timeout,
         };
-        // SeqCst + the queue's lock: see the module docs.
-        self.queue.parked.store(true, Ordering::SeqCst);
-        let timeout = if self.queue.is_empty() {
-            timeout
-        } else {
-            Some(Duration::ZERO)
-        };
-        let result = self.driver.turn(timeout);
-        self.queue.parked.store(false, Ordering::SeqCst);
+        // The queue's protocol: see the `runqueue` module.
+        let result = self.queue.park(
+            || self.driver.turn(timeout),
+            || self.driver.turn(Some(Duration::ZERO)),
+        );
         if let Err(error) = result {
             // A failing driver would otherwise spin; report once and back off briefly.
             crate::log!("weir: driver turn failed: {error}");
@@ -620,6 +574,228 @@ pub async fn yield_now() {
     .await
 }
 
+/// A `Send + Sync` handle to a [`Runtime`]: spawns onto it from any thread, waking it if it is
+/// blocked.
+///
+/// # Examples
+///
+/// ```
+/// let rt = weir_net::Runtime::new().expect("runtime");
+/// let handle = rt.handle();
+/// let answer = std::thread::spawn(move || {
+///     // Built on the runtime's thread, so the future itself need not be `Send`.
+///     handle.spawn(|| async { std::rc::Rc::new(40).as_ref() + 2 })
+/// })
+/// .join()
+/// .expect("thread");
+/// assert_eq!(rt.block_on(answer), Ok(42));
+/// ```
+#[derive(Clone)]
+pub struct Handle {
+    queue: Arc<Queue>,
+}
+
+impl Runtime {
+    /// A handle for spawning onto this runtime from other threads.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            queue: self.core.queue.clone(),
+        }
+    }
+}
+
+impl Handle {
+    /// Runs `make` on the runtime's thread and spawns the future it returns there. The returned
+    /// handle (`Send`) resolves to the output, or to [`JoinError::Cancelled`] if the task was
+    /// aborted, panicked, or the runtime was dropped before running it.
+    pub fn spawn<M, F>(&self, make: M) -> RemoteJoinHandle<F::Output>
+    where
+        M: FnOnce() -> F + Send + 'static,
+        F: Future + 'static,
+        F::Output: Send + 'static,
+    {
+        let state = Arc::new(Mutex::new(RemoteState {
+            output: None,
+            done: false,
+            waker: None,
+        }));
+        // Dropped unrun (runtime gone) or run to the end, the guard marks the handle done.
+        let guard = RemoteGuard(state.clone());
+        self.queue.push_job(Box::new(move || {
+            let fut = make();
+            drop(spawn(async move {
+                let out = fut.await;
+                guard.finish(out);
+            }));
+        }));
+        RemoteJoinHandle { state }
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle").finish_non_exhaustive()
+    }
+}
+
+struct RemoteState<T> {
+    output: Option<T>,
+    done: bool,
+    waker: Option<Waker>,
+}
+
+struct RemoteGuard<T>(Arc<Mutex<RemoteState<T>>>);
+
+impl<T> RemoteGuard<T> {
+    fn finish(self, out: T) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).output = Some(out);
+    }
+}
+
+impl<T> Drop for RemoteGuard<T> {
+    fn drop(&mut self) {
+        let waker = {
+            let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            state.done = true;
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// Awaits the output of a task spawned through a [`Handle`]; `Send`, awaitable anywhere.
+/// Dropping it detaches the task.
+pub struct RemoteJoinHandle<T> {
+    state: Arc<Mutex<RemoteState<T>>>,
+}
+
+impl<T> Future for RemoteJoinHandle<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.done {
+            return Poll::Ready(state.output.take().ok_or(JoinError::Cancelled));
+        }
+        state.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl<T> fmt::Debug for RemoteJoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteJoinHandle").finish_non_exhaustive()
+    }
+}
+
+/// Worker threads, each with its own [`Runtime`] (thread-per-core), fed through [`Handle`]s.
+/// Dropping it (or [`shutdown`](Workers::shutdown)) stops the workers and joins them; their
+/// tasks are dropped.
+///
+/// # Examples
+///
+/// ```
+/// let workers = weir_net::Runtime::builder().build_workers(2).expect("workers");
+/// let answers: Vec<_> = (0..2)
+///     .map(|i| workers.handle(i).spawn(move || async move { i * 10 }))
+///     .collect();
+/// let rt = weir_net::Runtime::new().expect("runtime");
+/// for (i, answer) in answers.into_iter().enumerate() {
+///     assert_eq!(rt.block_on(answer), Ok(i * 10));
+/// }
+/// workers.shutdown();
+/// ```
+pub struct Workers {
+    handles: Vec<Handle>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    stop: weir_shutdown::Token,
+}
+
+impl Builder {
+    /// Starts `n` worker threads, each running a runtime built with this configuration.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Builder::build), for the first worker that fails (the others are stopped);
+    /// or a thread could not be started.
+    pub fn build_workers(self, n: usize) -> Result<Workers, Error> {
+        let stop = weir_shutdown::Token::new();
+        let mut workers = Workers {
+            handles: Vec::with_capacity(n),
+            threads: Vec::with_capacity(n),
+            stop: stop.clone(),
+        };
+        for index in 0..n {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let builder = self.clone();
+            let stop = stop.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("weir-worker-{index}"))
+                .spawn(move || match builder.build() {
+                    Ok(rt) => {
+                        let _ = tx.send(Ok(rt.handle()));
+                        rt.block_on(stop.cancelled());
+                    }
+                    Err(error) => drop(tx.send(Err(error))),
+                })?;
+            workers.threads.push(thread);
+            match rx.recv() {
+                Ok(Ok(handle)) => workers.handles.push(handle),
+                Ok(Err(error)) => return Err(error),
+                Err(_) => {
+                    return Err(io::Error::other("a worker thread exited during start-up").into());
+                }
+            }
+        }
+        Ok(workers)
+    }
+}
+
+impl Workers {
+    /// The handle of worker `index`.
+    ///
+    /// # Panics
+    ///
+    /// If `index >= self.len()`.
+    pub fn handle(&self, index: usize) -> &Handle {
+        &self.handles[index]
+    }
+
+    /// How many workers run.
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// `true` if there are no workers.
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    /// Stops every worker and waits for its thread.
+    pub fn shutdown(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl fmt::Debug for Workers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Workers")
+            .field("workers", &self.handles.len())
+            .finish()
+    }
+}
+
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Runtime")
@@ -630,6 +806,8 @@ impl fmt::Debug for Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
+        // Jobs sent by handles from now on are dropped, so their join handles resolve.
+        self.core.queue.close();
         // Drop the tasks (and the I/O they own) while the driver still exists.
         let tasks = std::mem::take(&mut *self.core.tasks.borrow_mut());
         drop(tasks);

@@ -105,3 +105,89 @@ fn interval_ticks_without_drift() {
         });
     });
 }
+
+#[test]
+fn handles_spawn_from_other_threads_and_wake_a_blocked_runtime() {
+    for backend in crate::support::backends() {
+        let rt = weir_net::Runtime::builder()
+            .backend(backend)
+            .build()
+            .expect("runtime");
+        let handle = rt.handle();
+        // The runtime blocks in its driver (no timers, no I/O) until the jobs arrive.
+        let senders: Vec<_> = (0..4u64)
+            .map(|t| {
+                let handle = handle.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    (0..50u64)
+                        .map(|i| {
+                            handle.spawn(move || async move {
+                                weir_net::yield_now().await;
+                                std::thread::current()
+                                    .name()
+                                    .map(str::to_owned)
+                                    .map(|_| t * 100 + i)
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let handles: Vec<_> = senders
+            .into_iter()
+            .flat_map(|s| s.join().expect("sender"))
+            .collect();
+        let total: u64 = rt.block_on(async {
+            let mut total = 0;
+            for handle in handles {
+                total += handle.await.expect("task").expect("named thread");
+            }
+            total
+        });
+        let expected: u64 = (0..4u64)
+            .flat_map(|t| (0..50u64).map(move |i| t * 100 + i))
+            .sum();
+        assert_eq!(total, expected, "{backend:?}");
+    }
+}
+
+#[test]
+fn a_job_for_a_dropped_runtime_resolves_as_cancelled() {
+    let rt = weir_net::Runtime::new().expect("runtime");
+    let handle = rt.handle();
+    let queued = handle.spawn(|| async { 1 });
+    drop(rt);
+    let after = handle.spawn(|| async { 2 });
+    let other = weir_net::Runtime::new().expect("runtime");
+    assert_eq!(other.block_on(queued), Err(weir_net::JoinError::Cancelled));
+    assert_eq!(other.block_on(after), Err(weir_net::JoinError::Cancelled));
+}
+
+#[test]
+fn workers_run_tasks_on_their_own_threads_and_stop_on_shutdown() {
+    let workers = weir_net::Runtime::builder()
+        .build_workers(2)
+        .expect("workers");
+    assert_eq!(workers.len(), 2);
+    let rt = weir_net::Runtime::new().expect("runtime");
+    let names: Vec<String> = (0..2)
+        .map(|i| {
+            let task = workers.handle(i).spawn(|| async {
+                // Worker tasks may do I/O on their worker's driver.
+                let socket = weir_net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+                let addr = socket.local_addr().expect("addr");
+                socket.send_to(b"x".to_vec(), addr).await.0.expect("send");
+                let (n, _) = socket.recv_from(Vec::with_capacity(4)).await;
+                assert_eq!(n.expect("recv").0, 1);
+                std::thread::current().name().unwrap_or("").to_owned()
+            });
+            rt.block_on(task).expect("worker task")
+        })
+        .collect();
+    assert_eq!(names, ["weir-worker-0", "weir-worker-1"]);
+    // A task still running at shutdown is dropped; its handle says so.
+    let forever = workers.handle(0).spawn(std::future::pending::<()>);
+    workers.shutdown();
+    assert_eq!(rt.block_on(forever), Err(weir_net::JoinError::Cancelled));
+}
