@@ -50,8 +50,9 @@
 //! TCP and Unix streams (with `writev` and zero-copy `send_file`), UDP and Unix datagrams,
 //! timers, spawn/abort/join, [`Handle`]s that spawn from other threads, [`Workers`]
 //! (thread-per-core), both backends with the fallback, and the [`server::Server`] (admission,
-//! backoff, graceful shutdown) work. Not built yet: pooled multishot receive — see the
-//! workspace README.
+//! backoff, graceful shutdown) work, and pooled reads ([`TcpStream::read_pooled`],
+//! [`UdpSocket::recv_pooled`]): a multishot receive over a provided buffer ring fed by the
+//! runtime's [`buffer_pool`] on io_uring.
 
 /// Writes one log line to stderr, never panicking (a closed stderr must not take a server down).
 macro_rules! log {
@@ -67,6 +68,7 @@ mod buf;
 mod compat;
 mod coop;
 mod error;
+mod pooled;
 mod runqueue;
 mod runtime;
 pub mod server;
@@ -80,7 +82,8 @@ pub use backend::{Backend, BackendReport, backend_report};
 pub use buf::{BufResult, IoBuf, IoBufMut};
 pub use error::Error;
 pub use runtime::{
-    Builder, Handle, JoinError, JoinHandle, RemoteJoinHandle, Runtime, Workers, spawn, yield_now,
+    Builder, Handle, JoinError, JoinHandle, RemoteJoinHandle, Runtime, Workers, buffer_pool, spawn,
+    yield_now,
 };
 pub use tcp::{TcpListener, TcpSocket, TcpStream};
 #[cfg(all(test, weir_loom))]

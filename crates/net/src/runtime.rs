@@ -43,6 +43,7 @@ thread_local! {
 pub struct Builder {
     backend: Backend,
     ring_entries: u32,
+    buffer_pool: weir_bufpool::Config,
 }
 
 impl Default for Builder {
@@ -50,6 +51,7 @@ impl Default for Builder {
         Builder {
             backend: Backend::Auto,
             ring_entries: 256,
+            buffer_pool: crate::pooled::default_config(),
         }
     }
 }
@@ -64,6 +66,14 @@ impl Builder {
     /// io_uring submission queue size (default 256).
     pub fn ring_entries(mut self, entries: u32) -> Self {
         self.ring_entries = entries;
+        self
+    }
+
+    /// The buffer pool behind pooled reads (`read_pooled`, `recv_pooled`); default 512 buffers of
+    /// 16 KiB, allocated on the first pooled read. It must not grow (on io_uring its buffers are
+    /// registered with the kernel up front).
+    pub fn buffer_pool(mut self, config: weir_bufpool::Config) -> Self {
+        self.buffer_pool = config;
         self
     }
 
@@ -90,6 +100,8 @@ impl Builder {
                 queue: Arc::new(RunQueue::new(unpark)),
                 scratch: RefCell::new(Ready::default()),
                 report,
+                pool_config: self.buffer_pool,
+                pooled: std::cell::OnceCell::new(),
             }),
         })
     }
@@ -123,6 +135,24 @@ pub(crate) struct Core {
     /// What a tick runs, swapped with the queue's so that ticking allocates nothing.
     scratch: RefCell<Ready>,
     report: BackendReport,
+    pool_config: weir_bufpool::Config,
+    /// The buffer pool (and provided ring) of pooled reads, made on first use.
+    pooled: std::cell::OnceCell<crate::pooled::Pooled>,
+}
+
+impl Core {
+    /// The runtime's buffer pool state, created on first use.
+    pub(crate) fn pooled(&self) -> io::Result<&crate::pooled::Pooled> {
+        crate::pooled::Pooled::get(
+            &self.pooled,
+            &self.pool_config,
+            #[cfg(target_os = "linux")]
+            match &self.driver {
+                Driver::Uring { ring, .. } => Some(ring),
+                Driver::Poll(_) => None,
+            },
+        )
+    }
 }
 
 enum Slot {
@@ -558,6 +588,21 @@ impl<T> fmt::Debug for JoinHandle<T> {
             .field("finished", &self.is_finished())
             .finish()
     }
+}
+
+/// This thread's runtime buffer pool (the one pooled reads fill; see
+/// [`Builder::buffer_pool`]), for taking buffers to write from or for its statistics. Buffers the
+/// ring holds for incoming data count as in use.
+///
+/// # Errors
+///
+/// The pool could not be set up (allocation, registration with the ring).
+///
+/// # Panics
+///
+/// Outside [`Runtime::block_on`].
+pub fn buffer_pool() -> io::Result<weir_bufpool::Pool> {
+    Ok(current().pooled()?.pool.clone())
 }
 
 /// Yields once to the other tasks and the driver.

@@ -128,6 +128,12 @@ pub(crate) struct Stream {
     /// allocated on first use.
     #[cfg(target_os = "linux")]
     polled: Option<Box<Polled>>,
+    /// The multishot receive of pooled reads, once armed, and a buffer an owned read took
+    /// only part of.
+    #[cfg(target_os = "linux")]
+    pooled_recv: Option<weir_ring::RecvStream>,
+    #[cfg(target_os = "linux")]
+    pooled_rest: Option<(weir_bufpool::Buf, usize)>,
 }
 
 /// The poll-based interface's state on the ring: an owned-buffer op in flight per direction,
@@ -163,6 +169,10 @@ impl Stream {
             timeouts: ReadTimeouts::default(),
             #[cfg(target_os = "linux")]
             polled: None,
+            #[cfg(target_os = "linux")]
+            pooled_recv: None,
+            #[cfg(target_os = "linux")]
+            pooled_rest: None,
         })
     }
 
@@ -280,6 +290,12 @@ impl Stream {
                     unsafe { buf.set_init(init) };
                 }
                 (result, buf)
+            }
+            #[cfg(target_os = "linux")]
+            Io::Uring { .. } if self.pooled_recv.is_some() || self.pooled_rest.is_some() => {
+                // Pooled reads armed a multishot receive: owned reads take from it too, so
+                // bytes stay in order.
+                self.read_through_pool(buf).await
             }
             #[cfg(target_os = "linux")]
             Io::Uring { ring, fd, stash } => {
@@ -458,6 +474,124 @@ impl Stream {
             Io::Poll(registration) => sendfile(registration, file, offset, len).await,
             #[cfg(target_os = "linux")]
             Io::Uring { ring, fd, .. } => splice_file(ring, fd, file, offset, len).await,
+        }
+    }
+
+    /// Reads into a buffer from the runtime's pool; `None` at the end of the stream. See the
+    /// `pooled` module for how each backend does it.
+    ///
+    /// Cancel safety: dropping the future loses nothing — on the ring the receive lives in the
+    /// stream and its deliveries wait for the next read; on the reactor the read happens only
+    /// inside a poll.
+    pub(crate) async fn read_pooled(&mut self) -> io::Result<Option<weir_bufpool::Buf>> {
+        coop::proceed().await;
+        let core = runtime::current();
+        let pooled = core.pooled()?;
+        match &self.io {
+            Io::Poll(registration) => {
+                // Wait for data before taking a buffer, so an idle connection holds none.
+                std::future::poll_fn(|cx| {
+                    registration.poll_ready(weir_reactor::Direction::Read, cx)
+                })
+                .await;
+                let buf = pooled.pool.get().await;
+                match self.read_now(buf).await {
+                    (Ok(0), _) => Ok(None),
+                    (Ok(_), buf) => Ok(Some(buf)),
+                    (Err(error), _) => Err(error),
+                }
+            }
+            #[cfg(target_os = "linux")]
+            Io::Uring { .. } => self.pooled_ring(pooled).await,
+        }
+    }
+
+    /// An owned read on a ring stream whose pooled receive is armed: copies from the next pooled
+    /// buffer and keeps what does not fit for the next read.
+    #[cfg(target_os = "linux")]
+    async fn read_through_pool<B: IoBufMut>(&mut self, mut buf: B) -> BufResult<usize, B> {
+        let core = runtime::current();
+        let pooled = match core.pooled() {
+            Ok(pooled) => pooled,
+            Err(error) => return (Err(error), buf),
+        };
+        let (chunk, used) = match self.pooled_rest.take() {
+            Some(rest) => rest,
+            None => match self.pooled_ring(pooled).await {
+                Ok(Some(chunk)) => (chunk, 0),
+                Ok(None) => return (Ok(0), buf),
+                Err(error) => return (Err(error), buf),
+            },
+        };
+        let start = buf.bytes_init();
+        let n = (buf.bytes_total() - start).min(chunk.len() - used);
+        let from = chunk[used..used + n].as_ptr();
+        let to = buf.stable_mut_ptr().wrapping_add(start);
+        // SAFETY: `n` bytes fit in the buffer's spare capacity after `start`; the source is
+        // `chunk`'s own bytes, a different buffer.
+        unsafe { std::ptr::copy_nonoverlapping(from, to, n) };
+        // SAFETY: the copy initialised `n` bytes after `start`.
+        unsafe { buf.set_init(start + n) };
+        if used + n < chunk.len() {
+            self.pooled_rest = Some((chunk, used + n));
+        }
+        (Ok(n), buf)
+    }
+
+    /// `read_pooled` on the ring.
+    #[cfg(target_os = "linux")]
+    async fn pooled_ring(
+        &mut self,
+        pooled: &crate::pooled::Pooled,
+    ) -> io::Result<Option<weir_bufpool::Buf>> {
+        let Io::Uring { fd, stash, .. } = &self.io else {
+            return Err(io::Error::other("not a ring stream"));
+        };
+        if let Some((buf, used)) = self.pooled_rest.take() {
+            return Ok(Some(rest_of(&pooled.pool, buf, used).await));
+        }
+        // Bytes of a dropped owned read come first.
+        while !stash.is_settled() {
+            crate::runtime::yield_now().await;
+        }
+        if !stash.is_empty() {
+            let mut buf = pooled.pool.get().await;
+            let n = stash.take_into(buf.as_full_mut());
+            buf.set_len(n).map_err(io::Error::from)?;
+            return Ok(Some(buf));
+        }
+        let Some(group) = &pooled.ring else {
+            return Err(io::Error::other("the ring has no provided buffers"));
+        };
+        loop {
+            pooled.top_up();
+            let receive = self.pooled_recv.get_or_insert_with(|| group.recv_multi(fd));
+            match receive.next().await {
+                Some(Ok(weir_ring::Received::Data(provided))) => {
+                    let (id, len) = provided.into_id();
+                    // SAFETY: the kernel filled buffer `id` (its CQE was reaped) and it left
+                    // the pool through `into_raw` when it went into the ring.
+                    let buf = unsafe { pooled.pool.from_raw(id, len) }.map_err(io::Error::from)?;
+                    pooled.top_up();
+                    return Ok(Some(buf));
+                }
+                Some(Ok(weir_ring::Received::Eof)) => {
+                    self.pooled_recv = None;
+                    return Ok(None);
+                }
+                Some(Err(error)) if error.raw_os_error() == Some(libc::ENOBUFS) => {
+                    // The pool ran dry; the data waits in the socket. Wait for a free buffer
+                    // (it goes to the ring at the top of the loop) and receive again.
+                    self.pooled_recv = None;
+                    drop(pooled.pool.get().await);
+                }
+                Some(Err(error)) => {
+                    self.pooled_recv = None;
+                    return Err(error);
+                }
+                // The kernel ended the multishot receive: arm a new one.
+                None => self.pooled_recv = None,
+            }
         }
     }
 
@@ -777,6 +911,26 @@ macro_rules! stream_methods {
             self.inner.read(buf).await
         }
 
+        /// Reads into a buffer from the runtime's pool ([`Builder::buffer_pool`]); `Ok(None)`
+        /// at the end of the stream.
+        ///
+        /// On io_uring this is a multishot receive over a provided buffer ring the pool feeds:
+        /// an idle connection holds no buffer, and one submission serves many reads. On the
+        /// reactor the read waits for data, then takes a buffer. When the pool is empty the read
+        /// waits for a buffer; it never fails for lack of one and never loses bytes. Owned reads
+        /// may be mixed in; they take from the same receive, in order.
+        ///
+        /// Cancel safety: dropping the future loses no bytes.
+        ///
+        /// [`Builder::buffer_pool`]: crate::Builder::buffer_pool
+        ///
+        /// # Errors
+        ///
+        /// The read failed (`ConnectionReset`...), or the pool could not be set up.
+        pub async fn read_pooled(&mut self) -> io::Result<Option<weir_bufpool::Buf>> {
+            self.inner.read_pooled().await
+        }
+
         /// Reads with a deadline: `None` if nothing arrives within `limit` (no byte lost).
         pub async fn read_timeout<B: IoBufMut>(
             &mut self,
@@ -920,4 +1074,21 @@ fn copy_out(src: &[u8], dst: &mut [std::mem::MaybeUninit<u8>]) -> usize {
         slot.write(byte);
     }
     n
+}
+
+/// The unread part of a pooled buffer an owned read took `used` bytes of, as a buffer of its own.
+#[cfg(target_os = "linux")]
+async fn rest_of(
+    pool: &weir_bufpool::Pool,
+    buf: weir_bufpool::Buf,
+    used: usize,
+) -> weir_bufpool::Buf {
+    if used == 0 {
+        return buf;
+    }
+    let mut rest = pool.get().await;
+    let n = buf.len() - used;
+    rest.as_full_mut()[..n].copy_from_slice(&buf[used..]);
+    let _ = rest.set_len(n);
+    rest
 }

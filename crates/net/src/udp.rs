@@ -185,6 +185,34 @@ impl UdpSocket {
         }
     }
 
+    /// Receives one datagram into a buffer from the runtime's pool (truncated to the pool's
+    /// buffer size), with its sender. The socket's readiness is awaited first, so a waiting
+    /// receive holds no buffer; an empty pool makes it wait, never fail.
+    ///
+    /// Cancel safety: as [`recv_from`](UdpSocket::recv_from).
+    ///
+    /// # Errors
+    ///
+    /// The receive failed, or the pool could not be set up.
+    pub async fn recv_pooled(&self) -> io::Result<(weir_bufpool::Buf, SocketAddr)> {
+        match &self.io {
+            Io::Poll(registration) => {
+                std::future::poll_fn(|cx| {
+                    registration.poll_ready(weir_reactor::Direction::Read, cx)
+                })
+                .await;
+            }
+            #[cfg(target_os = "linux")]
+            Io::Uring { ring, fd } => {
+                ring.poll_add(fd, libc::POLLIN as u32).await?;
+            }
+        }
+        let pool = runtime::current().pooled()?.pool.clone();
+        let buf = pool.get().await;
+        let (received, buf) = self.recv_from(buf).await;
+        received.map(|(_, from)| (buf, from))
+    }
+
     /// Sends to the connected peer.
     pub async fn send<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
         match self.sock().peer_addr().map(|a| a.as_socket()) {

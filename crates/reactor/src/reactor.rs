@@ -89,7 +89,7 @@ struct Sources {
 
 struct TurnState {
     events: Vec<SysEvent>,
-    ready: Vec<(Arc<ScheduledIo>, bool, bool)>,
+    ready: Vec<(Arc<ScheduledIo>, SysEvent)>,
     wakers: Vec<Waker>,
 }
 
@@ -199,14 +199,13 @@ impl Reactor {
             let sources = lock(&inner.sources);
             for event in &turn.events {
                 if let Some(Some(scheduled)) = sources.slots.get(event.key) {
-                    turn.ready
-                        .push((scheduled.clone(), event.readable, event.writable));
+                    turn.ready.push((scheduled.clone(), *event));
                 }
             }
         }
         let mut woken = 0;
-        for (scheduled, readable, writable) in turn.ready.drain(..) {
-            woken += scheduled.set_readiness(readable, writable);
+        for (scheduled, event) in turn.ready.drain(..) {
+            woken += scheduled.set_readiness(event.readable, event.writable, event.read_closed);
         }
         {
             let mut timers = lock(&inner.timers);

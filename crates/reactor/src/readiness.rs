@@ -3,8 +3,13 @@
 //! # State word
 //!
 //! ```text
-//!  usize:  [ tick : usize::BITS - 2 ][ writable : 1 ][ readable : 1 ]
+//!  usize:  [ tick : usize::BITS - 3 ][ read closed : 1 ][ writable : 1 ][ readable : 1 ]
 //! ```
+//!
+//! `read closed` is sticky: once the peer's end of stream (or a hang-up or error) was reported,
+//! the read direction stays ready, so a read that drained the data that came with the end of
+//! stream (a short read clears readiness) cannot make the next read wait for an event that
+//! already happened.
 //!
 //! The reactor thread *sets* readiness (OR-ing bits and bumping the tick) when the poller reports
 //! an event, then wakes the waker of each direction that became ready. A task *polls* a
@@ -21,10 +26,11 @@ use std::task::{Context, Poll, Waker};
 
 use crate::sync::{AtomicUsize, Mutex, Ordering, lock};
 
-const READABLE: usize = 0b01;
-const WRITABLE: usize = 0b10;
-const READY_MASK: usize = READABLE | WRITABLE;
-const TICK_SHIFT: u32 = 2;
+const READABLE: usize = 0b001;
+const WRITABLE: usize = 0b010;
+const READ_CLOSED: usize = 0b100;
+const READY_MASK: usize = READABLE | WRITABLE | READ_CLOSED;
+const TICK_SHIFT: u32 = 3;
 
 /// A direction of readiness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,8 +70,11 @@ pub(crate) struct ScheduledIo {
 impl ScheduledIo {
     /// Records readiness from the poller and wakes the directions that became ready. Returns
     /// how many wakers were woken.
-    pub(crate) fn set_readiness(&self, readable: bool, writable: bool) -> usize {
-        let bits = (if readable { READABLE } else { 0 }) | (if writable { WRITABLE } else { 0 });
+    pub(crate) fn set_readiness(&self, readable: bool, writable: bool, read_closed: bool) -> usize {
+        let readable = readable || read_closed;
+        let bits = (if readable { READABLE } else { 0 })
+            | (if writable { WRITABLE } else { 0 })
+            | (if read_closed { READ_CLOSED } else { 0 });
         if bits == 0 {
             return 0;
         }
@@ -120,12 +129,18 @@ impl ScheduledIo {
         })
     }
 
-    /// Forgets the readiness `event` reported, unless a newer event arrived since.
+    /// Forgets the readiness `event` reported, unless a newer event arrived since (or the read
+    /// direction is closed: that stays ready).
     pub(crate) fn clear_readiness(&self, event: ReadyEvent) {
         let _ = self
             .state
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
-                (current >> TICK_SHIFT == event.tick).then_some(current & !event.ready)
+                let keep = if current & READ_CLOSED != 0 {
+                    READABLE
+                } else {
+                    0
+                };
+                (current >> TICK_SHIFT == event.tick).then_some(current & !(event.ready & !keep))
             });
     }
 
@@ -150,11 +165,11 @@ mod tests {
     #[test]
     fn clear_keeps_a_newer_event() {
         let io = ScheduledIo::default();
-        io.set_readiness(true, false);
+        io.set_readiness(true, false, false);
         let Poll::Ready(seen) = io.poll_ready(Direction::Read, &mut noop()) else {
             panic!("readable was set");
         };
-        io.set_readiness(true, false); // arrives while the task was reading
+        io.set_readiness(true, false, false); // arrives while the task was reading
         io.clear_readiness(seen);
         assert!(io.poll_ready(Direction::Read, &mut noop()).is_ready());
     }
@@ -162,7 +177,7 @@ mod tests {
     #[test]
     fn clear_forgets_consumed_readiness() {
         let io = ScheduledIo::default();
-        io.set_readiness(true, true);
+        io.set_readiness(true, true, false);
         let Poll::Ready(seen) = io.poll_ready(Direction::Read, &mut noop()) else {
             panic!("readable was set");
         };
@@ -172,5 +187,20 @@ mod tests {
             io.poll_ready(Direction::Write, &mut noop()).is_ready(),
             "other direction kept"
         );
+    }
+
+    #[test]
+    fn a_closed_read_direction_stays_ready() {
+        let io = ScheduledIo::default();
+        // The last data and the peer's end of stream in one event.
+        io.set_readiness(true, false, true);
+        let Poll::Ready(seen) = io.poll_ready(Direction::Read, &mut noop()) else {
+            panic!("readable was set");
+        };
+        // A short read drained the data and clears what it saw...
+        io.clear_readiness(seen);
+        // ...but the end of stream is still there to be read.
+        assert!(io.poll_ready(Direction::Read, &mut noop()).is_ready());
+        assert!(io.poll_ready(Direction::Write, &mut noop()).is_pending());
     }
 }

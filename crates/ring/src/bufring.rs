@@ -48,6 +48,11 @@ pub unsafe trait BufferSource: Send + Sync + 'static {
     fn buffer_len(&self) -> u32;
     /// The address of buffer `id`.
     fn buffer_ptr(&self, id: u16) -> NonNull<u8>;
+    /// Buffer `id` was still in the ring when it was unregistered: the kernel is done with it
+    /// and it is the source's again (a pool takes it back). The default does nothing.
+    fn reclaim(&self, id: u16) {
+        let _ = id;
+    }
 }
 
 /// A registered provided-buffer ring (one buffer group). Clones share it.
@@ -62,10 +67,19 @@ struct Inner {
     entries: u16,
     memory: NonNull<BufRingEntry>,
     layout: Layout,
-    /// Weir's tail (entries written); published to the kernel after each write.
-    tail: Mutex<u16>,
+    /// Weir's tail (entries written; published to the kernel after each write), and which ids
+    /// are in the ring.
+    tail: Mutex<Tail>,
     source: Box<dyn BufferSource>,
     recycled: AtomicU64,
+    /// Buffers put in with `provide`, and taken out for good with `into_id`.
+    provided: AtomicU64,
+    taken_out: AtomicU64,
+}
+
+struct Tail {
+    value: u16,
+    in_ring: Vec<bool>,
 }
 
 // SAFETY: `memory` is shared with the kernel and only written under `tail`'s lock; everything
@@ -83,13 +97,34 @@ impl BufRing {
     /// the registration (no `IORING_REGISTER_PBUF_RING` before Linux 5.19).
     pub fn register(ring: &Ring, group: u16, source: impl BufferSource) -> io::Result<BufRing> {
         let count = source.buffer_count();
-        if count == 0 || count > 1 << 15 {
+        let group = BufRing::register_empty(ring, group, source, count)?;
+        for id in 0..count {
+            group.inner.push(id);
+        }
+        Ok(group)
+    }
+
+    /// Registers an empty ring with room for `room` buffers (rounded up to a power of two):
+    /// the caller [`provide`](BufRing::provide)s the ids it owns, and takes buffers out for good
+    /// with [`ProvidedBuf::into_id`] — for sources that lend buffers, like a pool.
+    ///
+    /// # Errors
+    ///
+    /// `room` is 0 or above 32,768; the allocation failed; or the kernel refused the
+    /// registration (no `IORING_REGISTER_PBUF_RING` before Linux 5.19).
+    pub fn register_empty(
+        ring: &Ring,
+        group: u16,
+        source: impl BufferSource,
+        room: u16,
+    ) -> io::Result<BufRing> {
+        if room == 0 || room > 1 << 15 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "a provided buffer ring holds 1 to 32768 buffers",
             ));
         }
-        let entries = count.next_power_of_two();
+        let entries = room.next_power_of_two();
         let layout = Layout::from_size_align(
             usize::from(entries) * std::mem::size_of::<BufRingEntry>(),
             4096,
@@ -113,16 +148,46 @@ impl BufRing {
             entries,
             memory,
             layout,
-            tail: Mutex::new(0),
+            tail: Mutex::new(Tail {
+                value: 0,
+                in_ring: vec![false; usize::from(source.buffer_count())],
+            }),
             source: Box::new(source),
             recycled: AtomicU64::new(0),
+            provided: AtomicU64::new(0),
+            taken_out: AtomicU64::new(0),
         };
-        for id in 0..count {
-            inner.push(id);
-        }
         Ok(BufRing {
             inner: Arc::new(inner),
         })
+    }
+
+    /// Puts buffer `id` in the ring for the kernel to fill.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for an id the source does not have; `StorageFull` if the ring already
+    /// holds as many buffers as it has room for (the id stays with the caller).
+    ///
+    /// # Safety
+    ///
+    /// The caller owns buffer `id` and gives it up until a CQE reports it (or the ring is
+    /// dropped): nothing else reads or writes it meanwhile, and it is not in the ring already.
+    pub unsafe fn provide(&self, id: u16) -> io::Result<()> {
+        if id >= self.inner.source.buffer_count() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no such buffer in this source",
+            ));
+        }
+        let in_ring = self.inner.provided.load(Ordering::Relaxed)
+            - self.inner.taken_out.load(Ordering::Relaxed);
+        if in_ring >= u64::from(self.inner.entries) {
+            return Err(io::ErrorKind::StorageFull.into());
+        }
+        self.inner.provided.fetch_add(1, Ordering::Relaxed);
+        self.inner.push(id);
+        Ok(())
     }
 
     /// The buffer group id to name in receive ops.
@@ -140,6 +205,9 @@ impl BufRing {
         let id = cqueue::buffer_select(cqe.flags)?;
         if id >= self.inner.source.buffer_count() {
             return None;
+        }
+        if let Some(present) = lock(&self.inner.tail).in_ring.get_mut(usize::from(id)) {
+            *present = false;
         }
         let len = usize::try_from(cqe.result.max(0)).unwrap_or(0);
         let len = len.min(self.inner.source.buffer_len() as usize);
@@ -183,7 +251,10 @@ impl Inner {
     /// Puts buffer `id` back at the tail and publishes it.
     fn push(&self, id: u16) {
         let mut tail = lock(&self.tail);
-        let index = usize::from(*tail & (self.entries - 1));
+        if let Some(present) = tail.in_ring.get_mut(usize::from(id)) {
+            *present = true;
+        }
+        let index = usize::from(tail.value & (self.entries - 1));
         // SAFETY: `index < entries`, so the offset is inside the allocation.
         let slot = unsafe { self.memory.as_ptr().add(index) };
         // SAFETY: the kernel only reads entries between its head and the published tail, and
@@ -192,13 +263,13 @@ impl Inner {
         entry.set_addr(self.source.buffer_ptr(id).as_ptr() as u64);
         entry.set_len(self.source.buffer_len());
         entry.set_bid(id);
-        *tail = tail.wrapping_add(1);
+        tail.value = tail.value.wrapping_add(1);
         // SAFETY: byte offset 14 is inside the first entry, where the ring's `u16` tail lives.
         let tail_ptr = unsafe { self.memory.as_ptr().cast::<u8>().add(14) }.cast::<AtomicU16>();
         // SAFETY: the tail is a suitably aligned `u16` the kernel reads concurrently, hence an
         // atomic; the release store also publishes the entry written above.
         let shared_tail = unsafe { &*tail_ptr };
-        shared_tail.store(*tail, Ordering::Release);
+        shared_tail.store(tail.value, Ordering::Release);
     }
 }
 
@@ -210,6 +281,13 @@ impl Drop for Inner {
         if self.ring.unregister_buf_ring(self.group).is_ok() {
             // SAFETY: allocated in `register` with `layout`; the kernel let go of it above.
             unsafe { alloc::dealloc(self.memory.as_ptr().cast(), self.layout) };
+            // The kernel can no longer pick these: they go back to their source.
+            let tail = lock(&self.tail);
+            for (id, _) in tail.in_ring.iter().enumerate().filter(|(_, p)| **p) {
+                if let Ok(id) = u16::try_from(id) {
+                    self.source.reclaim(id);
+                }
+            }
         }
     }
 }
@@ -235,6 +313,18 @@ impl ProvidedBuf {
     /// The buffer id in its group.
     pub fn id(&self) -> u16 {
         self.id
+    }
+
+    /// Takes the buffer out of the ring for good: returns its id and the received length, and
+    /// does not give it back to the kernel. The caller owns the buffer from now on (for a ring
+    /// fed with [`BufRing::provide`]).
+    pub fn into_id(self) -> (u16, usize) {
+        let this = std::mem::ManuallyDrop::new(self);
+        this.ring.inner.taken_out.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `this` is never used or dropped again, so moving its ring handle out is the
+        // only read of that field; dropping the handle keeps the count of clones right.
+        drop(unsafe { std::ptr::read(&this.ring) });
+        (this.id, this.len)
     }
 }
 

@@ -4,6 +4,7 @@
 mod cancel;
 mod examples;
 mod fallback;
+mod pooled;
 mod server;
 mod sigterm;
 mod support;

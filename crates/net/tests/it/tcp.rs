@@ -316,3 +316,29 @@ async fn futures_select_accept(listeners: &[TcpListener; 2]) -> std::net::Socket
     })
     .await
 }
+
+#[test]
+fn end_of_stream_that_arrived_with_the_last_data_is_seen() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let mut client = TcpStream::connect(addr).await.expect("connect");
+            let (mut server, _) = listener.accept().await.expect("accept");
+            client.write_all(vec![7u8; 100]).await.0.expect("write");
+            client.shutdown(Shutdown::Write).expect("half-close");
+            // Let the data and the FIN both land before the first read: one readiness event.
+            weir_net::time::sleep(Duration::from_millis(20)).await;
+            let (n, _) = server.read(Vec::with_capacity(64 * 1024)).await;
+            assert_eq!(n.expect("data"), 100, "{backend:?}");
+            // A short read drained the data; the end of stream must still be reported.
+            let eof = weir_net::time::timeout(
+                Duration::from_secs(5),
+                server.read(Vec::with_capacity(64)),
+            )
+            .await;
+            let (n, _) = eof.unwrap_or_else(|_| panic!("{backend:?}: the end of stream was lost"));
+            assert_eq!(n.expect("eof"), 0, "{backend:?}");
+        });
+    });
+}

@@ -28,6 +28,7 @@ pub(crate) struct Selector {
 const READ_FLAGS: u32 =
     (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
 const WRITE_FLAGS: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+const CLOSED_FLAGS: u32 = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
 
 impl Selector {
     pub(crate) fn new() -> io::Result<Self> {
@@ -134,6 +135,7 @@ impl Selector {
                 key,
                 readable: event.events & READ_FLAGS != 0,
                 writable: event.events & WRITE_FLAGS != 0,
+                read_closed: event.events & CLOSED_FLAGS != 0,
             });
         }
         Ok(())

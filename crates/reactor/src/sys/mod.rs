@@ -25,6 +25,8 @@ pub(crate) struct SysEvent {
     pub(crate) key: usize,
     pub(crate) readable: bool,
     pub(crate) writable: bool,
+    /// The peer ended its stream, or the source hung up or failed: reads will not block again.
+    pub(crate) read_closed: bool,
 }
 
 /// Most events one wait returns.

@@ -83,6 +83,8 @@ impl Selector {
             key: event.key,
             readable: event.readable,
             writable: event.writable,
+            // `polling` re-arms one-shot interest, so readiness is never cleared early there.
+            read_closed: false,
         }));
         Ok(())
     }

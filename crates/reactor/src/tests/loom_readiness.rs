@@ -15,7 +15,7 @@ fn readiness_set_races_waker_registration() {
         let setter = {
             let io = io.clone();
             thread::spawn(move || {
-                io.set_readiness(true, false);
+                io.set_readiness(true, false, false);
             })
         };
         // Deadlocks (loom reports it) if the event slipped between the check and the parking.
@@ -28,12 +28,12 @@ fn readiness_set_races_waker_registration() {
 fn clear_after_eagain_never_erases_a_racing_event() {
     loom::model(|| {
         let io = Arc::new(ScheduledIo::default());
-        io.set_readiness(true, false);
+        io.set_readiness(true, false, false);
         let seen = block_on(poll_fn(|cx| io.poll_ready(Direction::Read, cx)));
         let setter = {
             let io = io.clone();
             thread::spawn(move || {
-                io.set_readiness(true, false);
+                io.set_readiness(true, false, false);
             })
         };
         // The task's syscall returned EAGAIN: it clears what it saw, racing a new event.
@@ -51,7 +51,7 @@ fn directions_are_independent_under_races() {
         let writer_ready = {
             let io = io.clone();
             thread::spawn(move || {
-                io.set_readiness(false, true);
+                io.set_readiness(false, true, false);
             })
         };
         block_on(poll_fn(|cx| io.poll_ready(Direction::Write, cx)));
