@@ -31,6 +31,7 @@ const MICRO: &[(&str, &str)] = &[
 const SERVERS: &[&str] = &["weir-uring", "weir-poll", "tokio-ct", "tokio-mt", "epoll"];
 const BASELINE: &str = "tokio-ct";
 
+#[derive(Clone, Copy)]
 struct Scenario {
     name: &'static str,
     what: &'static str,
@@ -38,6 +39,34 @@ struct Scenario {
     bytes: usize,
     warmup: u64,
     requests: u64,
+    /// How the load generator drives the server.
+    mode: Mode,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `conns` connections, one request outstanding on each (closed loop).
+    Echo,
+    /// A new connection per request: connect, one echo, close (B7).
+    Churn,
+    /// One connection streaming `bytes`-sized writes while the echo is read back (B5).
+    Bulk,
+}
+
+impl Mode {
+    fn env(self) -> Option<&'static str> {
+        match self {
+            Mode::Echo => None,
+            Mode::Churn => Some("churn"),
+            Mode::Bulk => Some("bulk"),
+        }
+    }
+
+    /// Servers that cannot run this mode, and why.
+    fn skips(self, server: &str) -> bool {
+        // The raw epoll floor accepts all its connections before serving any.
+        self == Mode::Churn && server == "epoll"
+    }
 }
 
 const QUICK: &[Scenario] = &[
@@ -48,6 +77,7 @@ const QUICK: &[Scenario] = &[
         bytes: 1024,
         warmup: 2_000,
         requests: 20_000,
+        mode: Mode::Echo,
     },
     Scenario {
         name: "B2",
@@ -56,6 +86,29 @@ const QUICK: &[Scenario] = &[
         bytes: 1024,
         warmup: 5_000,
         requests: 50_000,
+        mode: Mode::Echo,
+    },
+];
+
+/// Connection churn and a bulk stream, in quick mode too.
+const QUICK_EXTRA: &[Scenario] = &[
+    Scenario {
+        name: "B5",
+        what: "bulk stream of 64 KiB writes, 1 connection (req = one 64 KiB chunk echoed)",
+        conns: 1,
+        bytes: 64 * 1024,
+        warmup: 500,
+        requests: 4_000,
+        mode: Mode::Bulk,
+    },
+    Scenario {
+        name: "B7",
+        what: "connection churn: connect, one 64 B echo, close (req = one connection)",
+        conns: 1,
+        bytes: 64,
+        warmup: 200,
+        requests: 2_000,
+        mode: Mode::Churn,
     },
 ];
 
@@ -67,6 +120,7 @@ const FULL_EXTRA: &[Scenario] = &[
         bytes: 64,
         warmup: 5_000,
         requests: 50_000,
+        mode: Mode::Echo,
     },
     Scenario {
         name: "B3-16K",
@@ -75,6 +129,7 @@ const FULL_EXTRA: &[Scenario] = &[
         bytes: 16 * 1024,
         warmup: 2_000,
         requests: 20_000,
+        mode: Mode::Echo,
     },
     Scenario {
         name: "B3-64K",
@@ -83,6 +138,7 @@ const FULL_EXTRA: &[Scenario] = &[
         bytes: 64 * 1024,
         warmup: 1_000,
         requests: 10_000,
+        mode: Mode::Echo,
     },
 ];
 
@@ -112,7 +168,7 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
     cmd::run(cargo().args(["build", "--release", "--package", "weir-benches", "--bins"]))?;
     let bin = cmd::root().join("target/release");
     let rounds = if full { 10 } else { 5 };
-    let mut scenarios: Vec<&Scenario> = QUICK.iter().collect();
+    let mut scenarios: Vec<&Scenario> = QUICK.iter().chain(QUICK_EXTRA).collect();
     if full {
         scenarios.extend(FULL_EXTRA.iter());
     }
@@ -123,6 +179,9 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
             // Rotate the order so no server always runs first (warm caches, thermal state).
             for offset in 0..SERVERS.len() {
                 let server = SERVERS[(round + offset) % SERVERS.len()];
+                if scenario.mode.skips(server) {
+                    continue;
+                }
                 let sample = run_once(&bin, server, scenario)
                     .with_context(|| format!("{} on {server}", scenario.name))?;
                 results
@@ -153,8 +212,8 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
     };
     write_outputs(&scenarios, &results, &counted_json, &report)?;
     println!(
-        "\nNot measured yet: B4 (fixed offered load), B5 (bulk stream), B6 (UDP), B7 (churn), \
-         and monoio as a baseline."
+        "\nNot measured yet: B4 (fixed offered load), B6 (UDP), and monoio as a baseline; the raw \
+         epoll floor sits out B7 (it accepts every connection before serving any)."
     );
     if micro {
         run_micro(full)?;
@@ -270,6 +329,7 @@ fn idle_memory(bin: &std::path::Path) -> Result<String> {
         bytes: 0,
         warmup: 0,
         requests: 0,
+        mode: Mode::Echo,
     };
     let mut out = format!(
         "\nB8 - {} (server resident memory per connection, one run each)\n{:<11} {:>14} {:>18}\n",
@@ -367,8 +427,13 @@ fn run_server(
         }
         None => Command::new(&server_bin),
     };
+    // A churning server sees a new connection per request, and exits after the last.
+    let server_conns = match scenario.mode {
+        Mode::Churn => scenario.warmup + scenario.requests,
+        _ => scenario.conns as u64,
+    };
     let mut child = command
-        .args([server, &scenario.conns.to_string(), &alloc_file])
+        .args([server, &server_conns.to_string(), &alloc_file])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -378,6 +443,9 @@ fn run_server(
     let mut load = Command::new(bin.join("bench-load"));
     if callgrind.is_some() {
         load.env("WEIR_BENCH_CALLGRIND", "1");
+    }
+    if let Some(mode) = scenario.mode.env() {
+        load.env("WEIR_BENCH_MODE", mode);
     }
     let output = load
         .args([
@@ -521,6 +589,17 @@ fn report(
                 med(|s| s.p999_us),
                 if client_bound > 0 { format!("  (client-bound in {client_bound} rounds)") } else { String::new() },
             ));
+        }
+        if scenario.mode == Mode::Bulk {
+            out.push_str("  as bandwidth (echoed bytes, each way):");
+            for server in SERVERS {
+                if let Some(list) = samples.get(server) {
+                    let rate = median(&mut list.iter().map(|s| s.throughput).collect::<Vec<_>>());
+                    let gbits = rate * scenario.bytes as f64 * 8.0 / 1e9;
+                    out.push_str(&format!(" {server} {gbits:.1} Gbit/s;"));
+                }
+            }
+            out.push('\n');
         }
     }
     out

@@ -40,6 +40,11 @@ fn main() {
         idle(port, conns, server_pid);
         return;
     }
+    match std::env::var("WEIR_BENCH_MODE").as_deref() {
+        Ok("churn") => return measure(churn(port, size), warmup, requests, server_pid, alloc_file),
+        Ok("bulk") => return measure(bulk(port, size), warmup, requests, server_pid, alloc_file),
+        _ => {}
+    }
     let message = vec![0x5au8; size];
     let mut buf = vec![0u8; size.max(65_536)];
     let mut connections: Vec<Conn> = (0..conns)
@@ -73,7 +78,7 @@ fn main() {
     }
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
 
-    let mut run = |total: u64, latencies: &mut Vec<u32>| {
+    let run = |total: u64, latencies: &mut Vec<u32>| {
         let mut done = 0u64;
         let mut in_flight = 0u64;
         for conn in connections.iter_mut() {
@@ -114,6 +119,18 @@ fn main() {
         }
     };
 
+    measure(run, warmup, requests, server_pid, alloc_file);
+}
+
+/// Warms up, then counts exactly `requests` requests of `run` (server CPU, allocations,
+/// syscalls or callgrind instructions, latencies) and prints the figures line.
+fn measure(
+    mut run: impl FnMut(u64, &mut Vec<u32>),
+    warmup: u64,
+    requests: u64,
+    server_pid: u32,
+    alloc_file: &str,
+) {
     let mut warm = Vec::new();
     run(warmup, &mut warm);
 
@@ -169,7 +186,6 @@ fn main() {
             .and_then(|l| l.split(',').next())
             .and_then(|v| v.trim().parse::<f64>().ok())
     });
-    drop(connections);
     // Client CPU (this thread): was the client the bottleneck?
     let client_cpu = thread_cpu_ns();
     latencies.sort_unstable();
@@ -184,6 +200,56 @@ fn main() {
         pct(0.99),
         pct(0.999),
     );
+}
+
+/// B7: `size`-byte echo on a fresh connection each time — connect, write, read the echo, close.
+fn churn(port: u16, size: usize) -> impl FnMut(u64, &mut Vec<u32>) {
+    let message = vec![0x5au8; size];
+    let mut echo = vec![0u8; size];
+    move |total, latencies| {
+        for _ in 0..total {
+            let started = Instant::now();
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            stream.set_nodelay(true).expect("nodelay");
+            stream.write_all(&message).expect("write");
+            stream.read_exact(&mut echo).expect("echo");
+            drop(stream);
+            latencies.push(started.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
+        }
+    }
+}
+
+/// B5: one connection streaming `size`-byte writes from a second thread while this one reads
+/// the echo; a request is one chunk echoed, its latency the time since the previous one.
+fn bulk(port: u16, size: usize) -> impl FnMut(u64, &mut Vec<u32>) {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let mut buf = vec![0u8; 256 * 1024];
+    move |total, latencies| {
+        let mut writer = stream.try_clone().expect("clone");
+        let chunk = vec![0x5au8; size];
+        let feeder = std::thread::spawn(move || {
+            pin_to(0);
+            for _ in 0..total {
+                writer.write_all(&chunk).expect("bulk write");
+            }
+        });
+        let expected = total as usize * size;
+        let mut received = 0;
+        let mut last = Instant::now();
+        let mut reader = &stream;
+        while received < expected {
+            let n = reader.read(&mut buf).expect("bulk read");
+            assert!(n > 0, "the server closed the bulk stream");
+            let before = received / size;
+            received += n;
+            for _ in before..received / size {
+                latencies.push(last.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
+                last = Instant::now();
+            }
+        }
+        feeder.join().expect("feeder");
+    }
 }
 
 fn send(conn: &mut Conn, message: &[u8]) {
