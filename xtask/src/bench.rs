@@ -51,6 +51,8 @@ enum Mode {
     Churn,
     /// One connection streaming `bytes`-sized writes while the echo is read back (B5).
     Bulk,
+    /// `conns` UDP flows, one datagram outstanding on each (B6).
+    Udp,
 }
 
 impl Mode {
@@ -59,6 +61,7 @@ impl Mode {
             Mode::Echo => None,
             Mode::Churn => Some("churn"),
             Mode::Bulk => Some("bulk"),
+            Mode::Udp => Some("udp"),
         }
     }
 
@@ -100,6 +103,24 @@ const QUICK_EXTRA: &[Scenario] = &[
         warmup: 500,
         requests: 4_000,
         mode: Mode::Bulk,
+    },
+    Scenario {
+        name: "B6-64B",
+        what: "UDP echo, 10 flows, 64 B datagrams",
+        conns: 10,
+        bytes: 64,
+        warmup: 2_000,
+        requests: 20_000,
+        mode: Mode::Udp,
+    },
+    Scenario {
+        name: "B6-1200B",
+        what: "UDP echo, 10 flows, 1200 B datagrams",
+        conns: 10,
+        bytes: 1200,
+        warmup: 2_000,
+        requests: 20_000,
+        mode: Mode::Udp,
     },
     Scenario {
         name: "B7",
@@ -212,7 +233,7 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
     };
     write_outputs(&scenarios, &results, &counted_json, &report)?;
     println!(
-        "\nNot measured yet: B4 (fixed offered load), B6 (UDP), and monoio as a baseline; the raw \
+        "\nNot measured yet: B4 (fixed offered load) and monoio as a baseline; the raw \
          epoll floor sits out B7 (it accepts every connection before serving any)."
     );
     if micro {
@@ -432,6 +453,9 @@ fn run_server(
         Mode::Churn => scenario.warmup + scenario.requests,
         _ => scenario.conns as u64,
     };
+    if let Some(mode) = scenario.mode.env() {
+        command.env("WEIR_BENCH_MODE", mode);
+    }
     let mut child = command
         .args([server, &server_conns.to_string(), &alloc_file])
         .stdout(Stdio::piped())

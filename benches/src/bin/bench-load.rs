@@ -43,6 +43,14 @@ fn main() {
     match std::env::var("WEIR_BENCH_MODE").as_deref() {
         Ok("churn") => return measure(churn(port, size), warmup, requests, server_pid, alloc_file),
         Ok("bulk") => return measure(bulk(port, size), warmup, requests, server_pid, alloc_file),
+        Ok("udp") => {
+            let flows = udp(port, conns, size);
+            measure(flows, warmup, requests, server_pid, alloc_file);
+            // An empty datagram stops the server.
+            let stop = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let _ = stop.send_to(&[], ("127.0.0.1", port));
+            return;
+        }
         _ => {}
     }
     let message = vec![0x5au8; size];
@@ -215,6 +223,74 @@ fn churn(port: u16, size: usize) -> impl FnMut(u64, &mut Vec<u32>) {
             stream.read_exact(&mut echo).expect("echo");
             drop(stream);
             latencies.push(started.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
+        }
+    }
+}
+
+/// B6: `flows` UDP sockets, each with one `size`-byte datagram outstanding (closed loop). A
+/// datagram lost on loopback (never seen here, but UDP allows it) is resent after 200 ms.
+fn udp(port: u16, flows: usize, size: usize) -> impl FnMut(u64, &mut Vec<u32>) {
+    let sockets: Vec<std::net::UdpSocket> = (0..flows)
+        .map(|_| {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            socket.connect(("127.0.0.1", port)).expect("connect");
+            socket.set_nonblocking(true).expect("nonblocking");
+            socket
+        })
+        .collect();
+    // SAFETY: plain epoll setup on descriptors we own; each `event` lives across its call.
+    let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    for (key, socket) in sockets.iter().enumerate() {
+        let mut event = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+            u64: key as u64,
+        };
+        // SAFETY: as above.
+        unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, socket.as_raw_fd(), &mut event) };
+    }
+    let message = vec![0x5au8; size];
+    let mut buf = vec![0u8; 65_536];
+    let mut sent_at = vec![Instant::now(); flows];
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+    move |total, latencies| {
+        let mut done = 0u64;
+        let mut in_flight = 0u64;
+        for (key, socket) in sockets.iter().enumerate() {
+            if in_flight < total {
+                socket.send(&message).expect("send");
+                sent_at[key] = Instant::now();
+                in_flight += 1;
+            }
+        }
+        while done < total {
+            // SAFETY: `events` has room for its length.
+            let n =
+                unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), events.len() as i32, 200) };
+            if n == 0 {
+                // Nothing for 200 ms: resend every outstanding datagram.
+                for (key, socket) in sockets.iter().enumerate() {
+                    let _ = socket.send(&message);
+                    sent_at[key] = Instant::now();
+                }
+                continue;
+            }
+            for event in events.iter().take(n.max(0) as usize) {
+                let key = event.u64 as usize;
+                let socket = &sockets[key];
+                while let Ok(got) = socket.recv(&mut buf) {
+                    if got != size || done >= total {
+                        continue;
+                    }
+                    latencies
+                        .push(sent_at[key].elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
+                    done += 1;
+                    if in_flight < total {
+                        socket.send(&message).expect("send");
+                        sent_at[key] = Instant::now();
+                        in_flight += 1;
+                    }
+                }
+            }
         }
     }
 }

@@ -3,6 +3,9 @@
 //!
 //! `bench-server <mode> <conns> <alloc-file>`; prints its port on the first line of stdout.
 //! Modes: `weir-uring`, `weir-poll`, `tokio-ct`, `tokio-mt`, `epoll`.
+//!
+//! With `WEIR_BENCH_MODE=udp` the same modes echo UDP datagrams instead (B6): each datagram goes
+//! back to its sender; an empty datagram stops the server.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -26,6 +29,10 @@ fn main() {
     let conns: usize = conns.parse().unwrap_or(1);
     if mode != "tokio-mt" {
         pin_to(1);
+    }
+    if std::env::var("WEIR_BENCH_MODE").as_deref() == Ok("udp") {
+        udp_main(mode, alloc_file);
+        return;
     }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     println!("{}", listener.local_addr().expect("addr").port());
@@ -203,4 +210,103 @@ fn write_all_nonblocking(
         }
     }
     Ok(())
+}
+
+/// B6: a UDP echo server per mode; an empty datagram stops it.
+fn udp_main(mode: &str, alloc_file: &str) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind loopback");
+    println!("{}", socket.local_addr().expect("addr").port());
+    std::io::stdout().flush().expect("stdout");
+    publish_allocations(alloc_file).expect("allocation counter");
+    match mode {
+        "weir-uring" => udp_weir(socket, weir_net::Backend::Uring),
+        "weir-poll" => udp_weir(socket, weir_net::Backend::Poll),
+        "tokio-ct" | "tokio-mt" => udp_tokio(socket, mode == "tokio-mt"),
+        "epoll" => udp_epoll(socket),
+        other => {
+            eprintln!("unknown mode {other}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn udp_weir(socket: std::net::UdpSocket, backend: weir_net::Backend) {
+    let rt = weir_net::Runtime::builder()
+        .backend(backend)
+        .build()
+        .expect("weir runtime");
+    rt.block_on(async move {
+        let addr = socket.local_addr().expect("addr");
+        drop(socket);
+        let socket = weir_net::UdpSocket::bind(addr).expect("rebind");
+        let mut buf = Vec::with_capacity(BUFFER);
+        loop {
+            buf.clear();
+            let (received, back) = socket.recv_from(buf).await;
+            let Ok((n, from)) = received else { return };
+            if n == 0 {
+                return;
+            }
+            let (_, back) = socket.send_to(back, from).await;
+            buf = back;
+        }
+    });
+}
+
+fn udp_tokio(socket: std::net::UdpSocket, multi: bool) {
+    socket.set_nonblocking(true).expect("nonblocking");
+    let runtime = if multi {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_io()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+    }
+    .expect("tokio runtime");
+    runtime.block_on(async move {
+        let socket = tokio::net::UdpSocket::from_std(socket).expect("socket");
+        let mut buf = vec![0u8; BUFFER];
+        loop {
+            let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            if n == 0 {
+                return;
+            }
+            let _ = socket.send_to(&buf[..n], from).await;
+        }
+    });
+}
+
+/// The floor: edge-triggered epoll, `recvfrom` until `EAGAIN`, `sendto` each datagram back.
+fn udp_epoll(socket: std::net::UdpSocket) {
+    use std::os::fd::AsRawFd;
+    socket.set_nonblocking(true).expect("nonblocking");
+    // SAFETY: plain epoll calls on a descriptor we own; `event` lives across the call.
+    let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    let mut event = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+        u64: 0,
+    };
+    // SAFETY: as above.
+    unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, socket.as_raw_fd(), &mut event) };
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 8];
+    let mut buf = vec![0u8; BUFFER];
+    loop {
+        // SAFETY: `events` has room for its length.
+        unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), events.len() as i32, -1) };
+        loop {
+            match socket.recv_from(&mut buf) {
+                Ok((0, _)) => return,
+                Ok((n, from)) => {
+                    let _ = socket.send_to(&buf[..n], from);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => return,
+            }
+        }
+    }
 }
