@@ -31,6 +31,9 @@ const MICRO: &[(&str, &str)] = &[
 const SERVERS: &[&str] = &["weir-uring", "weir-poll", "tokio-ct", "tokio-mt", "epoll"];
 const BASELINE: &str = "tokio-ct";
 
+/// tokio `current_thread`'s median B2 throughput, which sets B4's offered rates.
+static TOKIO_MAX: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+
 #[derive(Clone, Copy)]
 struct Scenario {
     name: &'static str,
@@ -43,7 +46,7 @@ struct Scenario {
     mode: Mode,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq)]
 enum Mode {
     /// `conns` connections, one request outstanding on each (closed loop).
     Echo,
@@ -53,6 +56,8 @@ enum Mode {
     Bulk,
     /// `conns` UDP flows, one datagram outstanding on each (B6).
     Udp,
+    /// An open loop at this share of tokio `current_thread`'s B2 throughput (B4).
+    Open(f64),
 }
 
 impl Mode {
@@ -62,6 +67,7 @@ impl Mode {
             Mode::Churn => Some("churn"),
             Mode::Bulk => Some("bulk"),
             Mode::Udp => Some("udp"),
+            Mode::Open(_) => Some("open"),
         }
     }
 
@@ -93,8 +99,27 @@ const QUICK: &[Scenario] = &[
     },
 ];
 
-/// Connection churn and a bulk stream, in quick mode too.
+/// Connection churn, a bulk stream, UDP and fixed offered load, in quick mode too. B4 comes
+/// after B2, whose tokio `current_thread` throughput sets its rate.
 const QUICK_EXTRA: &[Scenario] = &[
+    Scenario {
+        name: "B4-50%",
+        what: "fixed offered load at 50% of tokio-ct's B2 throughput, 50 connections, 1 KiB",
+        conns: 50,
+        bytes: 1024,
+        warmup: 5_000,
+        requests: 40_000,
+        mode: Mode::Open(0.5),
+    },
+    Scenario {
+        name: "B4-80%",
+        what: "fixed offered load at 80% of tokio-ct's B2 throughput, 50 connections, 1 KiB",
+        conns: 50,
+        bytes: 1024,
+        warmup: 5_000,
+        requests: 60_000,
+        mode: Mode::Open(0.8),
+    },
     Scenario {
         name: "B5",
         what: "bulk stream of 64 KiB writes, 1 connection (req = one 64 KiB chunk echoed)",
@@ -213,6 +238,13 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
                     .push(sample);
             }
         }
+        if scenario.name == "B2" {
+            if let Some(samples) = results.get("B2").and_then(|r| r.get(BASELINE)) {
+                let _ = TOKIO_MAX.set(median(
+                    &mut samples.iter().map(|s| s.throughput).collect::<Vec<_>>(),
+                ));
+            }
+        }
         eprintln!(
             "bench: {} done after {:.0} s",
             scenario.name,
@@ -233,7 +265,7 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
     };
     write_outputs(&scenarios, &results, &counted_json, &report)?;
     println!(
-        "\nNot measured yet: B4 (fixed offered load) and monoio as a baseline; the raw \
+        "\nNot measured yet: monoio as a baseline; the raw \
          epoll floor sits out B7 (it accepts every connection before serving any)."
     );
     if micro {
@@ -417,7 +449,10 @@ fn run_once(bin: &std::path::Path, server: &str, scenario: &Scenario) -> Result<
         p50_us: num("p50_ns") / 1e3,
         p99_us: num("p99_ns") / 1e3,
         p999_us: num("p999_ns") / 1e3,
-        client_bound: num("client_cpu_ns") / num("elapsed_ns") > 0.9,
+        // The open loop spins by design; elsewhere a busy client means it, not the server, set
+        // the pace.
+        client_bound: !matches!(scenario.mode, Mode::Open(_))
+            && num("client_cpu_ns") / num("elapsed_ns") > 0.9,
     })
 }
 
@@ -470,6 +505,13 @@ fn run_server(
     }
     if let Some(mode) = scenario.mode.env() {
         load.env("WEIR_BENCH_MODE", mode);
+    }
+    if let Mode::Open(share) = scenario.mode {
+        let max = TOKIO_MAX
+            .get()
+            .copied()
+            .context("B4 needs B2's tokio-ct throughput")?;
+        load.env("WEIR_BENCH_RATE", format!("{:.0}", max * share));
     }
     let output = load
         .args([

@@ -43,6 +43,15 @@ fn main() {
     match std::env::var("WEIR_BENCH_MODE").as_deref() {
         Ok("churn") => return measure(churn(port, size), warmup, requests, server_pid, alloc_file),
         Ok("bulk") => return measure(bulk(port, size), warmup, requests, server_pid, alloc_file),
+        Ok("open") => {
+            let rate: f64 = std::env::var("WEIR_BENCH_RATE")
+                .ok()
+                .and_then(|r| r.parse().ok())
+                .filter(|r: &f64| *r > 0.0)
+                .expect("WEIR_BENCH_RATE (requests per second) for the open loop");
+            let load = open_loop(port, conns, size, rate);
+            return measure(load, warmup, requests, server_pid, alloc_file);
+        }
         Ok("udp") => {
             let flows = udp(port, conns, size);
             measure(flows, warmup, requests, server_pid, alloc_file);
@@ -223,6 +232,71 @@ fn churn(port: u16, size: usize) -> impl FnMut(u64, &mut Vec<u32>) {
             stream.read_exact(&mut echo).expect("echo");
             drop(stream);
             latencies.push(started.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
+        }
+    }
+}
+
+/// B4: an open loop — requests are due at a fixed rate whatever the server does, spread over
+/// `conns` connections (pipelined: the echo keeps their order). Latency counts from when a
+/// request was *due*, not when it was sent, so a stalled server is charged for the requests
+/// that queued behind it (no coordinated omission). The client spins; it has its own core.
+fn open_loop(port: u16, conns: usize, size: usize, rate: f64) -> impl FnMut(u64, &mut Vec<u32>) {
+    let mut streams: Vec<TcpStream> = (0..conns)
+        .map(|_| {
+            let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            stream.set_nodelay(true).expect("nodelay");
+            stream.set_nonblocking(true).expect("nonblocking");
+            stream
+        })
+        .collect();
+    let message = vec![0x5au8; size];
+    let mut buf = vec![0u8; 65_536];
+    let interval = std::time::Duration::from_secs_f64(1.0 / rate);
+    move |total, latencies| {
+        let mut due: Vec<std::collections::VecDeque<Instant>> =
+            vec![std::collections::VecDeque::new(); streams.len()];
+        let mut received = vec![0usize; streams.len()];
+        let start = Instant::now();
+        let (mut issued, mut done) = (0u64, 0u64);
+        while done < total {
+            let now = Instant::now();
+            while issued < total && start + interval.mul_f64(issued as f64) <= now {
+                let at = start + interval.mul_f64(issued as f64);
+                let key = issued as usize % streams.len();
+                let mut rest = &message[..];
+                while !rest.is_empty() {
+                    match streams[key].write(rest) {
+                        Ok(n) => rest = &rest[n..],
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::hint::spin_loop()
+                        }
+                        Err(e) => panic!("write: {e}"),
+                    }
+                }
+                due[key].push_back(at);
+                issued += 1;
+            }
+            for (key, stream) in streams.iter_mut().enumerate() {
+                if due[key].is_empty() {
+                    continue;
+                }
+                match stream.read(&mut buf) {
+                    Ok(0) => panic!("the server closed a connection"),
+                    Ok(n) => {
+                        received[key] += n;
+                        while received[key] >= size {
+                            received[key] -= size;
+                            if let Some(at) = due[key].pop_front() {
+                                latencies
+                                    .push(at.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
+                                done += 1;
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("read: {e}"),
+                }
+            }
         }
     }
 }
