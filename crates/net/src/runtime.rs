@@ -857,8 +857,18 @@ impl Drop for Runtime {
         let tasks = std::mem::take(&mut *self.core.tasks.borrow_mut());
         drop(tasks);
         #[cfg(target_os = "linux")]
-        if let Driver::Uring { wake_read, .. } = &self.core.driver {
+        if let Driver::Uring { wake_read, ring, .. } = &self.core.driver {
             wake_read.borrow_mut().take();
+            // The dropped tasks' ops were cancelled; reap their final completions now, so the
+            // data they parked (a multishot receive holds the provided ring, which holds the
+            // ring) is released instead of keeping the ring alive in a cycle. Bounded: what
+            // the kernel still holds after a second stays with the ring's own teardown.
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while ring.in_flight() > 0 && Instant::now() < deadline {
+                if ring.turn(Some(Duration::from_millis(10))).is_err() {
+                    break;
+                }
+            }
         }
     }
 }
