@@ -107,8 +107,8 @@ const QUICK_EXTRA: &[Scenario] = &[
         what: "fixed offered load at 50% of tokio-ct's B2 throughput, 50 connections, 1 KiB",
         conns: 50,
         bytes: 1024,
-        warmup: 5_000,
-        requests: 40_000,
+        warmup: 2_000,
+        requests: 20_000,
         mode: Mode::Open(0.5),
     },
     Scenario {
@@ -116,8 +116,8 @@ const QUICK_EXTRA: &[Scenario] = &[
         what: "fixed offered load at 80% of tokio-ct's B2 throughput, 50 connections, 1 KiB",
         conns: 50,
         bytes: 1024,
-        warmup: 5_000,
-        requests: 60_000,
+        warmup: 2_000,
+        requests: 30_000,
         mode: Mode::Open(0.8),
     },
     Scenario {
@@ -134,8 +134,8 @@ const QUICK_EXTRA: &[Scenario] = &[
         what: "UDP echo, 10 flows, 64 B datagrams",
         conns: 10,
         bytes: 64,
-        warmup: 2_000,
-        requests: 20_000,
+        warmup: 1_000,
+        requests: 10_000,
         mode: Mode::Udp,
     },
     Scenario {
@@ -143,8 +143,8 @@ const QUICK_EXTRA: &[Scenario] = &[
         what: "UDP echo, 10 flows, 1200 B datagrams",
         conns: 10,
         bytes: 1200,
-        warmup: 2_000,
-        requests: 20_000,
+        warmup: 1_000,
+        requests: 10_000,
         mode: Mode::Udp,
     },
     Scenario {

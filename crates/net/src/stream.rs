@@ -295,7 +295,9 @@ impl Stream {
             Io::Uring { .. } if self.pooled_recv.is_some() || self.pooled_rest.is_some() => {
                 // Pooled reads armed a multishot receive: owned reads take from it too, so
                 // bytes stay in order.
-                self.read_through_pool(buf).await
+                // Boxed: only streams with pooled reads pay for this path's state in their
+                // read futures (B8 measures every byte of an idle connection).
+                Box::pin(self.read_through_pool(buf)).await
             }
             #[cfg(target_os = "linux")]
             Io::Uring { ring, fd, stash } => {
