@@ -14,6 +14,110 @@ pub unsafe trait IoBuf: Send + 'static {
     fn stable_ptr(&self) -> *const u8;
     /// How many bytes hold data.
     fn bytes_init(&self) -> usize;
+
+    /// A range of the bytes holding data, to send just those; [`Slice::into_inner`] gives the
+    /// buffer back. The range is clamped to the initialised bytes (never a panic).
+    ///
+    /// With this trait in scope, `bytes.slice(..)` on a `bytes::Bytes` by value names this
+    /// method (a `Slice<Bytes>`), not `Bytes::slice`; call `Bytes::slice(&bytes, ..)` for that.
+    ///
+    /// ```
+    /// use weir_net::IoBuf;
+    ///
+    /// let middle = b"hello world".to_vec().slice(6..);
+    /// assert_eq!(middle.bytes_init(), 5);
+    /// assert_eq!(middle.into_inner().len(), 11);
+    /// ```
+    fn slice(self, range: impl std::ops::RangeBounds<usize>) -> Slice<Self>
+    where
+        Self: Sized,
+    {
+        let (begin, end) = bounds(&range, self.bytes_init());
+        Slice {
+            buf: self,
+            begin,
+            end,
+        }
+    }
+}
+
+/// `range` resolved and clamped to `0..limit`, with `begin <= end`.
+fn bounds(range: &impl std::ops::RangeBounds<usize>, limit: usize) -> (usize, usize) {
+    use std::ops::Bound;
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => limit,
+    }
+    .min(limit);
+    let begin = match range.start_bound() {
+        Bound::Included(&b) => b,
+        Bound::Excluded(&b) => b.saturating_add(1),
+        Bound::Unbounded => 0,
+    }
+    .min(end);
+    (begin, end)
+}
+
+/// A range of an owned buffer (from [`IoBuf::slice`] or [`IoBufMut::slice_mut`]): operations
+/// send from or receive into just that range, and give the slice back.
+#[derive(Debug)]
+pub struct Slice<B> {
+    buf: B,
+    begin: usize,
+    end: usize,
+}
+
+impl<B> Slice<B> {
+    /// The whole buffer back.
+    pub fn into_inner(self) -> B {
+        self.buf
+    }
+
+    /// The whole buffer.
+    pub fn get_ref(&self) -> &B {
+        &self.buf
+    }
+
+    /// Where the range starts in the buffer.
+    pub fn begin(&self) -> usize {
+        self.begin
+    }
+
+    /// Where the range ends in the buffer.
+    pub fn end(&self) -> usize {
+        self.end
+    }
+}
+
+// SAFETY: the range is inside the buffer (clamped at construction), so the pointer and length
+// describe part of the memory `B` guarantees.
+unsafe impl<B: IoBuf> IoBuf for Slice<B> {
+    fn stable_ptr(&self) -> *const u8 {
+        self.buf.stable_ptr().wrapping_add(self.begin)
+    }
+    fn bytes_init(&self) -> usize {
+        self.buf
+            .bytes_init()
+            .min(self.end)
+            .saturating_sub(self.begin)
+    }
+}
+
+// SAFETY: as above, for `end - begin` writable bytes; `begin` never exceeds the initialised
+// length (see `slice_mut`), so recording `n` bytes after it leaves no uninitialised gap.
+unsafe impl<B: IoBufMut> IoBufMut for Slice<B> {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.buf.stable_mut_ptr().wrapping_add(self.begin)
+    }
+    fn bytes_total(&self) -> usize {
+        self.end - self.begin
+    }
+    unsafe fn set_init(&mut self, n: usize) {
+        // SAFETY: the caller initialised `n` bytes from `begin`, and the bytes before `begin`
+        // were initialised already.
+        unsafe { self.buf.set_init(self.begin + n.min(self.end - self.begin)) };
+    }
 }
 
 /// A buffer an operation may receive into.
@@ -32,6 +136,32 @@ pub unsafe trait IoBufMut: IoBuf {
     ///
     /// The first `n` bytes must be initialised.
     unsafe fn set_init(&mut self, n: usize);
+
+    /// A range of the capacity to receive into, for example after a header already in the
+    /// buffer; [`Slice::into_inner`] gives the buffer back. The range is clamped to the capacity,
+    /// and its start to the bytes already holding data (a receive may not leave a gap of
+    /// uninitialised bytes before it) — never a panic.
+    ///
+    /// ```
+    /// use weir_net::{IoBuf, IoBufMut};
+    ///
+    /// let mut header = Vec::with_capacity(64);
+    /// header.extend_from_slice(b"len:");
+    /// let body = header.slice_mut(4..);
+    /// assert_eq!((body.begin(), body.bytes_total(), body.bytes_init()), (4, 60, 0));
+    /// ```
+    fn slice_mut(self, range: impl std::ops::RangeBounds<usize>) -> Slice<Self>
+    where
+        Self: Sized,
+    {
+        let (begin, end) = bounds(&range, self.bytes_total());
+        let begin = begin.min(self.bytes_init());
+        Slice {
+            buf: self,
+            begin,
+            end,
+        }
+    }
 }
 
 /// The result of an owned-buffer operation: the outcome and the buffer, always given back.

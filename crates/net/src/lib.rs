@@ -79,7 +79,7 @@ mod udp;
 mod unix;
 
 pub use backend::{Backend, BackendReport, backend_report};
-pub use buf::{BufResult, IoBuf, IoBufMut};
+pub use buf::{BufResult, IoBuf, IoBufMut, Slice};
 pub use error::Error;
 pub use runtime::{
     Builder, Handle, JoinError, JoinHandle, RemoteJoinHandle, Runtime, Workers, buffer_pool, spawn,

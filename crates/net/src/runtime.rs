@@ -857,7 +857,10 @@ impl Drop for Runtime {
         let tasks = std::mem::take(&mut *self.core.tasks.borrow_mut());
         drop(tasks);
         #[cfg(target_os = "linux")]
-        if let Driver::Uring { wake_read, ring, .. } = &self.core.driver {
+        if let Driver::Uring {
+            wake_read, ring, ..
+        } = &self.core.driver
+        {
             wake_read.borrow_mut().take();
             // The dropped tasks' ops were cancelled; reap their final completions now, so the
             // data they parked (a multishot receive holds the provided ring, which holds the

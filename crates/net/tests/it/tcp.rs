@@ -342,3 +342,41 @@ fn end_of_stream_that_arrived_with_the_last_data_is_seen() {
         });
     });
 }
+
+#[test]
+fn slices_of_owned_buffers_send_and_receive_their_range() {
+    use weir_net::{IoBuf, IoBufMut};
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let mut client = TcpStream::connect(addr).await.expect("connect");
+            let (mut server, _) = listener.accept().await.expect("accept");
+            // Send a middle range; the buffer comes back whole.
+            let (sent, back) = client.write_all(b"0123456789".to_vec().slice(2..5)).await;
+            sent.expect("write slice");
+            assert_eq!(back.into_inner(), b"0123456789");
+            // A range past the end is clamped, never a panic: this one is empty.
+            let (start, end) = (8, 3);
+            let (empty, _) = client.write(b"abc".to_vec().slice(start..end)).await;
+            assert_eq!(empty.expect("empty write"), 0, "{backend:?}");
+            // Receive after a header already in the buffer.
+            let mut header = Vec::with_capacity(16);
+            header.extend_from_slice(b"got:");
+            let (n, back) = server.read(header.slice_mut(4..)).await;
+            assert_eq!(n.expect("read"), 3, "{backend:?}");
+            assert_eq!(back.into_inner(), b"got:234", "{backend:?}");
+            // Vectored, from ranges of `bytes::Bytes` (with `IoBuf` in scope, `slice` by value
+            // is the owned-buffer range, not `Bytes::slice`).
+            let parts = vec![
+                bytes::Bytes::from_static(b"--ab--").slice(2..4),
+                bytes::Bytes::from_static(b"cd").slice(..),
+            ];
+            let (n, _) = client.writev(parts).await;
+            assert_eq!(n.expect("writev"), 4, "{backend:?}");
+            let (result, got) = server.read_exact(Vec::new(), 4).await;
+            result.expect("read");
+            assert_eq!(got, b"abcd");
+        });
+    });
+}
