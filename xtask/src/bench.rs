@@ -28,7 +28,14 @@ const MICRO: &[(&str, &str)] = &[
     ("weir-ring", "ops"),
 ];
 
-const SERVERS: &[&str] = &["weir-uring", "weir-poll", "tokio-ct", "tokio-mt", "epoll"];
+const SERVERS: &[&str] = &[
+    "weir-uring",
+    "weir-poll",
+    "tokio-ct",
+    "tokio-mt",
+    "monoio",
+    "epoll",
+];
 const BASELINE: &str = "tokio-ct";
 
 /// tokio `current_thread`'s median B2 throughput, which sets B4's offered rates.
@@ -264,10 +271,7 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
         Err(why) => json!({ "not_measured": why }),
     };
     write_outputs(&scenarios, &results, &counted_json, &report)?;
-    println!(
-        "\nNot measured yet: monoio as a baseline; the raw \
-         epoll floor sits out B7 (it accepts every connection before serving any)."
-    );
+    println!("\nThe raw epoll floor sits out B7 (it accepts every connection before serving any).");
     if micro {
         run_micro(full)?;
     }
@@ -737,7 +741,9 @@ fn write_outputs(
 
 /// Bars of the throughput and CPU ratios vs tokio per scenario, and the p50/p99/p99.9 latencies.
 fn svg(scenarios: &[&Scenario], results: &BTreeMap<&str, BTreeMap<&str, Vec<Sample>>>) -> String {
-    let colors = ["#1f77b4", "#2ca02c", "#7f7f7f", "#bcbd22", "#d62728"];
+    let colors = [
+        "#1f77b4", "#2ca02c", "#7f7f7f", "#bcbd22", "#9467bd", "#d62728",
+    ];
     let width = 960.0;
     let row_height = 180.0;
     let height = 80.0 + row_height * scenarios.len() as f64 * 2.0;
@@ -749,7 +755,7 @@ fn svg(scenarios: &[&Scenario], results: &BTreeMap<&str, BTreeMap<&str, Vec<Samp
     for (i, label) in SERVERS.iter().enumerate() {
         out.push_str(&format!(
             "<rect x='{}' y='44' width='12' height='12' fill='{}'/><text x='{}' y='55'>{label}</text>\n",
-            20 + i * 150, colors[i], 36 + i * 150
+            20 + i * 150, colors[i % colors.len()], 36 + i * 150
         ));
     }
     let mut y = 80.0;
@@ -790,7 +796,7 @@ fn svg(scenarios: &[&Scenario], results: &BTreeMap<&str, BTreeMap<&str, Vec<Samp
                 out.push_str(&format!(
                     "<text x='20' y='{}'>{server}</text><rect x='{base_x}' y='{bar_y}' width='{w:.1}' height='18' fill='{}'/>\
                      <line x1='{:.1}' y1='{}' x2='{:.1}' y2='{}' stroke='black'/><text x='{:.1}' y='{}'>{m:.2}</text>\n",
-                    bar_y + 13.0, colors[i],
+                    bar_y + 13.0, colors[i % colors.len()],
                     base_x + lo * scale, bar_y + 9.0, base_x + hi * scale, bar_y + 9.0,
                     base_x + w + 6.0, bar_y + 13.0
                 ));

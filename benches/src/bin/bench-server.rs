@@ -2,7 +2,7 @@
 //! any message), write it all back, `TCP_NODELAY`. Exits after `--conns` connections closed.
 //!
 //! `bench-server <mode> <conns> <alloc-file>`; prints its port on the first line of stdout.
-//! Modes: `weir-uring`, `weir-poll`, `tokio-ct`, `tokio-mt`, `epoll`.
+//! Modes: `weir-uring`, `weir-poll`, `tokio-ct`, `tokio-mt`, `monoio` (io_uring), `epoll`.
 //!
 //! With `WEIR_BENCH_MODE=udp` the same modes echo UDP datagrams instead (B6): each datagram goes
 //! back to its sender; an empty datagram stops the server.
@@ -44,6 +44,7 @@ fn main() {
         "tokio-ct" => tokio_server(listener, conns, false),
         "tokio-mt" => tokio_server(listener, conns, true),
         "epoll" => epoll(listener, conns),
+        "monoio" => monoio_server(listener, conns),
         other => {
             eprintln!("unknown mode {other}");
             std::process::exit(2);
@@ -223,6 +224,7 @@ fn udp_main(mode: &str, alloc_file: &str) {
         "weir-poll" => udp_weir(socket, weir_net::Backend::Poll),
         "tokio-ct" | "tokio-mt" => udp_tokio(socket, mode == "tokio-mt"),
         "epoll" => udp_epoll(socket),
+        "monoio" => udp_monoio(socket),
         other => {
             eprintln!("unknown mode {other}");
             std::process::exit(2);
@@ -309,4 +311,60 @@ fn udp_epoll(socket: std::net::UdpSocket) {
             }
         }
     }
+}
+
+fn monoio_runtime() -> monoio::Runtime<monoio::IoUringDriver> {
+    monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .build()
+        .expect("monoio runtime")
+}
+
+fn monoio_server(listener: TcpListener, conns: usize) {
+    use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+    monoio_runtime().block_on(async move {
+        let listener = monoio::net::TcpListener::from_std(listener).expect("listener");
+        let mut tasks = Vec::new();
+        for _ in 0..conns {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            stream.set_nodelay(true).expect("nodelay");
+            tasks.push(monoio::spawn(async move {
+                let mut buf = Vec::with_capacity(BUFFER);
+                loop {
+                    buf.clear();
+                    let (n, back) = stream.read(buf).await;
+                    buf = back;
+                    match n {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {
+                            let (r, back) = stream.write_all(buf).await;
+                            buf = back;
+                            if r.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await;
+        }
+    });
+}
+
+fn udp_monoio(socket: std::net::UdpSocket) {
+    monoio_runtime().block_on(async move {
+        let socket = monoio::net::udp::UdpSocket::from_std(socket).expect("socket");
+        let mut buf = Vec::with_capacity(BUFFER);
+        loop {
+            buf.clear();
+            let (received, back) = socket.recv_from(buf).await;
+            let Ok((n, from)) = received else { return };
+            if n == 0 {
+                return;
+            }
+            let (_, back) = socket.send_to(back, from).await;
+            buf = back;
+        }
+    });
 }
