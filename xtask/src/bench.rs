@@ -91,8 +91,8 @@ const QUICK: &[Scenario] = &[
         what: "ping-pong, 1 connection, 1 KiB",
         conns: 1,
         bytes: 1024,
-        warmup: 2_000,
-        requests: 20_000,
+        warmup: 1_000,
+        requests: 12_000,
         mode: Mode::Echo,
     },
     Scenario {

@@ -181,7 +181,7 @@ fn measure(
         .flatten();
     if perf.is_some() {
         // perf needs a moment to attach before the counted phase starts.
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        std::thread::sleep(std::time::Duration::from_millis(150));
     }
     let mut latencies = Vec::with_capacity(requests as usize);
     let start = Instant::now();
