@@ -290,8 +290,8 @@ fn instructions(
         .filter(|s| s.name == "B1" || s.name == "B2")
     {
         let short = Scenario {
-            warmup: 500,
-            requests: 2_000,
+            warmup: 300,
+            requests: 1_000,
             ..**scenario
         };
         for server in SERVERS {
