@@ -1,7 +1,7 @@
 //! The typed operations. Each boxes what the kernel will touch, and gives buffers back with
 //! the result: `(io::Result<usize>, B)`.
 
-use crate::sync::unmodelled::Arc;
+use crate::sync::unmodelled::{Arc, AtomicUsize, Ordering};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -27,30 +27,37 @@ pub type SharedFd = Arc<OwnedFd>;
 /// [`is_settled`]: Stash::is_settled
 #[derive(Debug, Clone, Default)]
 pub struct Stash {
-    state: Arc<crate::sync::unmodelled::Mutex<StashState>>,
+    state: Arc<StashState>,
 }
 
+/// The counts a read checks on every call are atomics; the bytes themselves, rare, sit under a
+/// lock.
 #[derive(Debug, Default)]
 struct StashState {
-    bytes: std::collections::VecDeque<u8>,
-    outstanding: usize,
+    /// Receives of this stash still in the kernel.
+    outstanding: AtomicUsize,
+    /// Bytes kept (the length of `bytes`, readable without the lock).
+    kept: AtomicUsize,
+    bytes: crate::sync::unmodelled::Mutex<std::collections::VecDeque<u8>>,
 }
 
 impl Stash {
-    fn state(&self) -> crate::sync::unmodelled::MutexGuard<'_, StashState> {
+    fn bytes(&self) -> crate::sync::unmodelled::MutexGuard<'_, std::collections::VecDeque<u8>> {
         self.state
+            .bytes
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// `true` when no receive of this stash is still in the kernel.
     pub fn is_settled(&self) -> bool {
-        self.state().outstanding == 0
+        // Acquire: pairs with `finished`, so bytes a finished receive kept are visible.
+        self.state.outstanding.load(Ordering::Acquire) == 0
     }
 
     /// Kept bytes waiting to be read.
     pub fn len(&self) -> usize {
-        self.state().bytes.len()
+        self.state.kept.load(Ordering::Acquire)
     }
 
     /// `true` if no byte is kept.
@@ -60,22 +67,32 @@ impl Stash {
 
     /// Moves up to `out.len()` kept bytes into `out`, oldest first; returns how many.
     pub fn take_into(&self, out: &mut [u8]) -> usize {
-        let mut state = self.state();
-        let n = out.len().min(state.bytes.len());
-        for (slot, byte) in out.iter_mut().zip(state.bytes.drain(..n)) {
+        let mut bytes = self.bytes();
+        let n = out.len().min(bytes.len());
+        for (slot, byte) in out.iter_mut().zip(bytes.drain(..n)) {
             *slot = byte;
         }
+        self.state.kept.store(bytes.len(), Ordering::Release);
         n
     }
 
     fn started(&self) {
-        self.state().outstanding += 1;
+        self.state.outstanding.fetch_add(1, Ordering::Relaxed);
     }
 
     fn finished(&self, late_bytes: &[u8]) {
-        let mut state = self.state();
-        state.outstanding = state.outstanding.saturating_sub(1);
-        state.bytes.extend(late_bytes);
+        if !late_bytes.is_empty() {
+            let mut bytes = self.bytes();
+            bytes.extend(late_bytes);
+            self.state.kept.store(bytes.len(), Ordering::Release);
+        }
+        // Release: the kept bytes are published before the receive counts as settled.
+        let _ = self
+            .state
+            .outstanding
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
     }
 }
 
