@@ -37,6 +37,8 @@ fn read_response(reader: &mut std::io::BufReader<TcpStream>) -> (String, String)
 
 #[test]
 fn hyper_hello_answers_http_requests() {
+    // Child processes mean pipes and sockets here: keep out of the descriptor-counting tests.
+    let _serial = crate::support::serial();
     if !cfg!(feature = "hyper") {
         eprintln!(
             "SKIPPED hyper_hello_answers_http_requests: weir-net was built without the `hyper` \
@@ -84,6 +86,8 @@ fn hyper_hello_answers_http_requests() {
 
 #[test]
 fn udp_echo_returns_every_datagram() {
+    // Child processes mean pipes and sockets here: keep out of the descriptor-counting tests.
+    let _serial = crate::support::serial();
     for backend in backends() {
         let (child, mut stdout, addr) =
             start_example("udp_echo", &["--backend", flag(backend), "--count", "3"]);
@@ -108,6 +112,8 @@ fn udp_echo_returns_every_datagram() {
 
 #[test]
 fn file_server_sends_files_and_refuses_bad_names() {
+    // Child processes mean pipes and sockets here: keep out of the descriptor-counting tests.
+    let _serial = crate::support::serial();
     let dir = std::env::temp_dir().join(format!("weir-file-server-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let big: Vec<u8> = (0..3 * 1024 * 1024 + 17).map(pattern).collect();

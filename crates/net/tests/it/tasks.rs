@@ -108,6 +108,8 @@ fn interval_ticks_without_drift() {
 
 #[test]
 fn handles_spawn_from_other_threads_and_wake_a_blocked_runtime() {
+    // Runtimes open descriptors: keep out of the descriptor-counting tests.
+    let _serial = crate::support::serial();
     for backend in crate::support::backends() {
         let rt = weir_net::Runtime::builder()
             .backend(backend)
@@ -154,6 +156,8 @@ fn handles_spawn_from_other_threads_and_wake_a_blocked_runtime() {
 
 #[test]
 fn a_job_for_a_dropped_runtime_resolves_as_cancelled() {
+    // Runtimes open descriptors: keep out of the descriptor-counting tests.
+    let _serial = crate::support::serial();
     let rt = weir_net::Runtime::new().expect("runtime");
     let handle = rt.handle();
     let queued = handle.spawn(|| async { 1 });
@@ -166,6 +170,8 @@ fn a_job_for_a_dropped_runtime_resolves_as_cancelled() {
 
 #[test]
 fn workers_run_tasks_on_their_own_threads_and_stop_on_shutdown() {
+    // Runtimes open descriptors: keep out of the descriptor-counting tests.
+    let _serial = crate::support::serial();
     let workers = weir_net::Runtime::builder()
         .build_workers(2)
         .expect("workers");
