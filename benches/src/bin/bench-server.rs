@@ -91,10 +91,9 @@ fn weir(listener: TcpListener, conns: usize, backend: weir_net::Backend) {
     });
 }
 
-fn tokio_server(listener: TcpListener, conns: usize, multi: bool) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    listener.set_nonblocking(true).expect("nonblocking");
-    let runtime = if multi {
+/// tokio `current_thread`, or `multi_thread` with two workers.
+fn tokio_runtime(multi: bool) -> tokio::runtime::Runtime {
+    if multi {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_io()
@@ -104,7 +103,13 @@ fn tokio_server(listener: TcpListener, conns: usize, multi: bool) {
             .enable_io()
             .build()
     }
-    .expect("tokio runtime");
+    .expect("tokio runtime")
+}
+
+fn tokio_server(listener: TcpListener, conns: usize, multi: bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    listener.set_nonblocking(true).expect("nonblocking");
+    let runtime = tokio_runtime(multi);
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
         let closed = std::sync::Arc::new(AtomicUsize::new(0));
@@ -257,17 +262,7 @@ fn udp_weir(socket: std::net::UdpSocket, backend: weir_net::Backend) {
 
 fn udp_tokio(socket: std::net::UdpSocket, multi: bool) {
     socket.set_nonblocking(true).expect("nonblocking");
-    let runtime = if multi {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_io()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-    }
-    .expect("tokio runtime");
+    let runtime = tokio_runtime(multi);
     runtime.block_on(async move {
         let socket = tokio::net::UdpSocket::from_std(socket).expect("socket");
         let mut buf = vec![0u8; BUFFER];

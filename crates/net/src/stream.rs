@@ -609,26 +609,18 @@ impl Stream {
         cx: &mut std::task::Context<'_>,
         dst: &mut [std::mem::MaybeUninit<u8>],
     ) -> std::task::Poll<io::Result<usize>> {
+        #[cfg(target_os = "linux")]
         use std::task::Poll;
         match &self.io {
-            Io::Poll(registration) => loop {
-                let event =
-                    std::task::ready!(registration.poll_ready(weir_reactor::Direction::Read, cx));
-                // SAFETY: read(2) into `dst`, which we borrow mutably; the kernel only writes.
-                let n = unsafe {
-                    libc::read(
-                        registration.get_ref().as_raw_fd(),
-                        dst.as_mut_ptr().cast(),
-                        dst.len(),
-                    )
-                };
-                match byte_count(n) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        registration.clear_readiness(event);
-                    }
-                    result => return Poll::Ready(result),
-                }
-            },
+            Io::Poll(registration) => {
+                registration.poll_io(weir_reactor::Direction::Read, cx, |fd| {
+                    // SAFETY: read(2) into `dst`, which we borrow mutably; the kernel only
+                    // writes.
+                    let n =
+                        unsafe { libc::read(fd.as_raw_fd(), dst.as_mut_ptr().cast(), dst.len()) };
+                    byte_count(n)
+                })
+            }
             #[cfg(target_os = "linux")]
             Io::Uring { ring, fd, stash } => {
                 let polled = self.polled.get_or_insert_default();
@@ -682,27 +674,23 @@ impl Stream {
         cx: &mut std::task::Context<'_>,
         src: &[u8],
     ) -> std::task::Poll<io::Result<usize>> {
+        #[cfg(target_os = "linux")]
         use std::task::Poll;
         match &self.io {
-            Io::Poll(registration) => loop {
-                let event =
-                    std::task::ready!(registration.poll_ready(weir_reactor::Direction::Write, cx));
-                // SAFETY: send(2) from `src`, which we borrow.
-                let n = unsafe {
-                    libc::send(
-                        registration.get_ref().as_raw_fd(),
-                        src.as_ptr().cast(),
-                        src.len(),
-                        libc::MSG_NOSIGNAL,
-                    )
-                };
-                match byte_count(n) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        registration.clear_readiness(event);
-                    }
-                    result => return Poll::Ready(result),
-                }
-            },
+            Io::Poll(registration) => {
+                registration.poll_io(weir_reactor::Direction::Write, cx, |fd| {
+                    // SAFETY: send(2) from `src`, which we borrow.
+                    let n = unsafe {
+                        libc::send(
+                            fd.as_raw_fd(),
+                            src.as_ptr().cast(),
+                            src.len(),
+                            libc::MSG_NOSIGNAL,
+                        )
+                    };
+                    byte_count(n)
+                })
+            }
             #[cfg(target_os = "linux")]
             Io::Uring { ring, fd, .. } => {
                 let polled = self.polled.get_or_insert_default();

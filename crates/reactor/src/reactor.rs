@@ -352,13 +352,25 @@ impl<T: AsFd> Registration<T> {
         direction: Direction,
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<R> {
+        std::future::poll_fn(|cx| self.poll_io(direction, cx, &mut op)).await
+    }
+
+    /// The polling form of [`io`](Registration::io), for `poll_*` methods of I/O traits: runs
+    /// `op` while the source is ready, clearing the readiness on `EAGAIN`, and parks `cx`'s waker
+    /// once it is not.
+    pub fn poll_io<R>(
+        &self,
+        direction: Direction,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
         loop {
-            let event = std::future::poll_fn(|cx| self.poll_ready(direction, cx)).await;
+            let event = std::task::ready!(self.poll_ready(direction, cx));
             match op(self.get_ref()) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     self.clear_readiness(event)
                 }
-                result => return result,
+                result => return Poll::Ready(result),
             }
         }
     }

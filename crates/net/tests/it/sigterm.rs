@@ -5,7 +5,7 @@ use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::support::{backends, flag, start_example};
+use crate::support::{backends, flag, start_example, terminate};
 
 /// The scenario: 200 slow in-flight requests (held 0-500 ms each) and 100 idle
 /// keep-alive connections, then a real SIGTERM.
@@ -121,7 +121,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 fn out_of_descriptors_the_server_backs_off_without_spinning_and_recovers() {
     for backend in backends() {
         let name = flag(backend);
-        let (mut child, mut stdout, addr) = start_example(
+        let (child, mut stdout, addr) = start_example(
             "echo_server",
             &["--backend", name, "--max-fds", "4", "--deadline-ms", "1000"],
         );
@@ -173,12 +173,8 @@ fn out_of_descriptors_the_server_backs_off_without_spinning_and_recovers() {
             .expect("accepted again once descriptors are free");
         drop(late);
         println!("{name}: recovered; stopping the server");
-        // SAFETY: kill(2) with SIGTERM to our own child process.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let status = child.wait().expect("exit");
-        let mut rest = String::new();
-        stdout.read_to_string(&mut rest).expect("report");
-        assert!(status.success(), "{name}: {status}");
+        // SIGTERM, then the report; `terminate` asserts a successful exit.
+        let rest = terminate(child, stdout);
         assert!(
             rest.contains("EMFILE"),
             "{name}: no EMFILE in the report: {rest}"
