@@ -770,6 +770,10 @@ mod tests {
             Config::new(16, 1).align(3).build(),
             Err(Error::InvalidConfig(_))
         ));
+        assert!(matches!(
+            Config::new(16, 128).thread_cache(65).build(),
+            Err(Error::InvalidConfig(_))
+        ));
     }
 
     #[test]

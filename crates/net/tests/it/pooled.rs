@@ -208,3 +208,24 @@ fn udp_recv_pooled_round_trips() {
         });
     });
 }
+
+#[test]
+fn a_growing_pool_is_refused_with_a_clear_error() {
+    // Buffers registered with the kernel up front cannot grow: the first pooled read says so.
+    with_pool(Config::new(1024, 4).max_buffers(8), |backend, rt| {
+        rt.block_on(async {
+            let (_client, mut server) = pair().await;
+            let error = server.read_pooled().await.expect_err("a growing pool");
+            assert_eq!(
+                error.kind(),
+                std::io::ErrorKind::InvalidInput,
+                "{backend:?}"
+            );
+            let error = weir_net::buffer_pool().expect_err("a growing pool");
+            assert!(
+                error.to_string().contains("must not grow"),
+                "{backend:?}: {error}"
+            );
+        });
+    });
+}
