@@ -29,8 +29,9 @@ use io_uring::types::BufRingEntry;
 use io_uring::{cqueue, opcode, types};
 
 use crate::lifecycle::Cqe;
+use crate::op::MultiOp;
 use crate::ops::SharedFd;
-use crate::ring::{MultiOp, Ring};
+use crate::ring::Ring;
 use crate::sync::{Mutex, lock};
 
 /// Memory the kernel may fill with received data.

@@ -16,6 +16,10 @@ pub enum Error {
         #[source]
         source: Option<io::Error>,
     },
+    /// The ring was configured with a value the kernel cannot accept (a queue size of zero or
+    /// beyond the kernel's maximum...); the text says which.
+    #[error("invalid io_uring configuration: {0}")]
+    InvalidConfig(String),
     /// The kernel lacks an opcode or feature Weir needs.
     #[error("io_uring lacks {0}, which Weir needs")]
     Missing(&'static str),
@@ -32,6 +36,7 @@ impl From<Error> for io::Error {
                 source: Some(ref s),
                 ..
             } => io::Error::new(s.kind(), error),
+            Error::InvalidConfig(_) => io::Error::new(io::ErrorKind::InvalidInput, error),
             other => io::Error::new(io::ErrorKind::Unsupported, other),
         }
     }

@@ -3,25 +3,31 @@
 //!
 //! # How it works
 //!
-//! * [`Ring`] wraps one io_uring instance. [`Builder`] asks for `SUBMIT_ALL`, `COOP_TASKRUN`,
-//!   `SINGLE_ISSUER` and `DEFER_TASKRUN` and falls back to fewer flags on older kernels,
-//!   recording what it got ([`SetupReport`]); [`ProbeReport`] lists the opcodes the kernel has.
-//!   Setup failures come back as [`Error::Unavailable`] with a reason a log line can carry, so
-//!   `weir-net` can fall back to the reactor and say why.
+//! * [`Ring`] wraps one io_uring instance. [`Builder`] asks for the [`SetupFlag`]s
+//!   `SUBMIT_ALL`, `COOP_TASKRUN`, `TASKRUN_FLAG`, `SINGLE_ISSUER` and `DEFER_TASKRUN` and falls
+//!   back to fewer on older kernels, recording what it got ([`SetupReport`]); [`ProbeReport`]
+//!   lists the [`Opcode`]s the kernel has. Setup failures come back as [`Error::Unavailable`]
+//!   with a reason a log line can carry, so `weir-net` can fall back to the reactor and say why.
 //! * Ops ([`Ring::read`], [`Ring::recv`], [`Ring::accept_multi`]...) box their data, build the
 //!   SQE from the box, park the box in the [`OpTable`] and push the SQE. Nothing is submitted
 //!   until [`Ring::turn`]: one `io_uring_enter` submits the batch and waits, then every CQE is
 //!   reaped and the right tasks woken.
+//! * The thread that builds a ring owns it and turns it. Ops may be started, polled and dropped
+//!   on any thread: from elsewhere their SQEs and cancels are queued for the owner, which a
+//!   [`Notifier`] (an eventfd the ring keeps a read armed on) wakes.
 //! * Dropping an op's future parks its data in the table and queues an async cancel; the data
 //!   is released only after the op's final CQE, and a result nobody will read (an accepted
 //!   descriptor, a provided buffer) is cleaned up. The op lifecycle ([`OpTable`]) contains no
 //!   syscalls, so loom, Miri and proptest check it against scripted completions.
-//! * Buffers are owned: a read takes the buffer and gives it back with the result
-//!   (`(io::Result<usize>, B)`), so no borrow can outlive a dropped future.
+//! * Buffers are owned ([`IoBuf`], [`IoBufMut`], [`Slice`]): an op takes the buffer and gives it
+//!   back with the result ([`BufResult`]), so no borrow can outlive a dropped future.
 //!
-//! Linux only; the op lifecycle compiles everywhere (it is plain data).
+//! # Features
+//!
+//! * `bufpool`: the buffer traits for `weir_bufpool::Buf`.
+//!
+//! Linux only; the op lifecycle and the buffer traits compile everywhere (they are plain data).
 
-#[cfg(target_os = "linux")]
 mod buf;
 #[cfg(target_os = "linux")]
 mod bufring;
@@ -31,24 +37,33 @@ pub mod lifecycle;
 #[cfg(target_os = "linux")]
 mod memcheck;
 #[cfg(target_os = "linux")]
+mod notify;
+#[cfg(target_os = "linux")]
+mod op;
+#[cfg(target_os = "linux")]
 mod ops;
 #[cfg(target_os = "linux")]
 mod ring;
+#[cfg(target_os = "linux")]
+mod setup;
 mod sync;
 
 #[cfg(all(test, weir_loom))]
 mod tests;
 
-#[cfg(target_os = "linux")]
-pub use buf::{IoBuf, IoBufMut};
+pub use buf::{BufResult, IoBuf, IoBufMut, Slice};
 #[cfg(target_os = "linux")]
 pub use bufring::{BufRing, BufferSource, ProvidedBuf, Received, RecvStream};
 #[cfg(target_os = "linux")]
 pub use error::Error;
 pub use lifecycle::{Cqe, OpId, OpTable};
 #[cfg(target_os = "linux")]
-pub use ops::{
-    AcceptData, AcceptStream, BufResult, Datagram, MsgData, SharedFd, Stash, WritevData,
-};
+pub use notify::Notifier;
 #[cfg(target_os = "linux")]
-pub use ring::{Builder, Counters, Linked, MultiOp, Op, ProbeReport, Ring, SetupReport};
+pub use op::{Linked, MultiOp, Op};
+#[cfg(target_os = "linux")]
+pub use ops::{AcceptData, AcceptStream, Datagram, MsgData, RawAddr, SharedFd, VectoredData};
+#[cfg(target_os = "linux")]
+pub use ring::{Counters, Ring};
+#[cfg(target_os = "linux")]
+pub use setup::{Builder, MAX_ENTRIES, Opcode, ProbeReport, SetupFlag, SetupReport};

@@ -1,7 +1,12 @@
 //! The typed operations. Each boxes what the kernel will touch, and gives buffers back with
-//! the result: `(io::Result<usize>, B)`.
+//! the result: `(io::Result<usize>, B)`. Receives append to a buffer's initialised bytes (they
+//! fill its spare capacity); sends send its initialised bytes.
+//!
+//! Sockets handed to these ops should be blocking (no `O_NONBLOCK`): io_uring never blocks the
+//! submitting thread either way, but an op it runs in its worker pool honours the flag and
+//! completes with `EAGAIN` instead of waiting. The accept ops make blocking sockets.
 
-use crate::sync::unmodelled::{Arc, AtomicUsize, Ordering};
+use crate::sync::unmodelled::Arc;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -9,114 +14,121 @@ use std::time::Duration;
 
 use io_uring::{opcode, types};
 
-use crate::buf::{IoBuf, IoBufMut};
+use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::lifecycle::Cqe;
-use crate::ring::{MultiOp, Op, Ring, discard_fd};
+use crate::op::{Linked, MultiOp, Op};
+use crate::ring::{Ring, discard_fd, discard_nothing};
 
 /// A descriptor shared by the ops that use it: it stays open until the last op holding it has
 /// seen its final CQE, so the kernel never acts on a closed or reused number.
 pub type SharedFd = Arc<OwnedFd>;
 
-/// Bytes that dropped receives had already taken from a socket, kept for the next read, and
-/// how many of those receives the kernel has not finished yet.
-///
-/// A reader must not start a new receive while one is outstanding: the old one's bytes would
-/// land in the stash *after* the new one's, out of order. Wait for [`is_settled`], then drain
-/// the stash, then receive.
-///
-/// [`is_settled`]: Stash::is_settled
-#[derive(Debug, Clone, Default)]
-pub struct Stash {
-    state: Arc<StashState>,
+/// A socket address in the kernel's form (`sockaddr_storage` and its length), for message ops
+/// on any address family.
+#[derive(Clone, Copy)]
+pub struct RawAddr {
+    storage: libc::sockaddr_storage,
+    len: libc::socklen_t,
 }
 
-/// The counts a read checks on every call are atomics; the bytes themselves, rare, sit under a
-/// lock.
-#[derive(Debug, Default)]
-struct StashState {
-    /// Receives of this stash still in the kernel.
-    outstanding: AtomicUsize,
-    /// Bytes kept (the length of `bytes`, readable without the lock).
-    kept: AtomicUsize,
-    bytes: crate::sync::unmodelled::Mutex<std::collections::VecDeque<u8>>,
-}
-
-impl Stash {
-    fn bytes(&self) -> crate::sync::unmodelled::MutexGuard<'_, std::collections::VecDeque<u8>> {
-        self.state
-            .bytes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// `true` when no receive of this stash is still in the kernel.
-    pub fn is_settled(&self) -> bool {
-        // Acquire: pairs with `finished`, so bytes a finished receive kept are visible.
-        self.state.outstanding.load(Ordering::Acquire) == 0
-    }
-
-    /// Kept bytes waiting to be read.
-    pub fn len(&self) -> usize {
-        self.state.kept.load(Ordering::Acquire)
-    }
-
-    /// `true` if no byte is kept.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Moves up to `out.len()` kept bytes into `out`, oldest first; returns how many.
-    pub fn take_into(&self, out: &mut [u8]) -> usize {
-        let mut bytes = self.bytes();
-        let n = out.len().min(bytes.len());
-        for (slot, byte) in out.iter_mut().zip(bytes.drain(..n)) {
-            *slot = byte;
+impl RawAddr {
+    /// Room for any address, for the kernel to fill.
+    pub fn empty() -> RawAddr {
+        RawAddr {
+            // SAFETY: all-zero is a valid `sockaddr_storage`.
+            storage: unsafe { std::mem::zeroed() },
+            len: std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
         }
-        self.state.kept.store(bytes.len(), Ordering::Release);
-        n
     }
 
-    fn started(&self) {
-        self.state.outstanding.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn finished(&self, late_bytes: &[u8]) {
-        if !late_bytes.is_empty() {
-            let mut bytes = self.bytes();
-            bytes.extend(late_bytes);
-            self.state.kept.store(bytes.len(), Ordering::Release);
+    /// An address given as its storage and length (`len` is clamped to the storage).
+    pub fn from_parts(storage: libc::sockaddr_storage, len: libc::socklen_t) -> RawAddr {
+        let max = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        RawAddr {
+            storage,
+            len: len.min(max),
         }
-        // Release: the kept bytes are published before the receive counts as settled.
-        let _ = self
-            .state
-            .outstanding
-            .fetch_update(Ordering::Release, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(1))
-            });
+    }
+
+    /// The storage and the length of the address in it.
+    pub fn into_parts(self) -> (libc::sockaddr_storage, libc::socklen_t) {
+        (self.storage, self.len)
+    }
+
+    /// An IP address in the kernel's form.
+    pub fn from_std(addr: SocketAddr) -> RawAddr {
+        let mut raw = RawAddr::empty();
+        let len = match addr {
+            SocketAddr::V4(v4) => {
+                // SAFETY: `sockaddr_storage` is larger than and aligned for `sockaddr_in`.
+                let sin = unsafe { &mut *(&raw mut raw.storage).cast::<libc::sockaddr_in>() };
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = v4.port().to_be();
+                sin.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
+                std::mem::size_of::<libc::sockaddr_in>()
+            }
+            SocketAddr::V6(v6) => {
+                // SAFETY: `sockaddr_storage` is larger than and aligned for `sockaddr_in6`.
+                let sin6 = unsafe { &mut *(&raw mut raw.storage).cast::<libc::sockaddr_in6>() };
+                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sin6.sin6_port = v6.port().to_be();
+                sin6.sin6_addr.s6_addr = v6.ip().octets();
+                sin6.sin6_flowinfo = v6.flowinfo();
+                sin6.sin6_scope_id = v6.scope_id();
+                std::mem::size_of::<libc::sockaddr_in6>()
+            }
+        };
+        raw.len = len as libc::socklen_t;
+        raw
+    }
+
+    /// The address as an IP address, if it is one.
+    pub fn to_std(&self) -> Option<SocketAddr> {
+        let len = self.len as usize;
+        match i32::from(self.storage.ss_family) {
+            libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+                // SAFETY: the family says the storage holds a `sockaddr_in`, which it can contain.
+                let addr = unsafe { &*(&raw const self.storage).cast::<libc::sockaddr_in>() };
+                Some(SocketAddr::from((
+                    u32::from_be(addr.sin_addr.s_addr).to_be_bytes(),
+                    u16::from_be(addr.sin_port),
+                )))
+            }
+            libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+                // SAFETY: the family says the storage holds a `sockaddr_in6`, which it can
+                // contain.
+                let addr = unsafe { &*(&raw const self.storage).cast::<libc::sockaddr_in6>() };
+                Some(SocketAddr::from((
+                    addr.sin6_addr.s6_addr,
+                    u16::from_be(addr.sin6_port),
+                )))
+            }
+            _ => None,
+        }
     }
 }
 
-/// A receive whose future is gone completed: keep its bytes, if any, and mark it finished.
-fn stash_late_bytes<B: IoBufMut>(data: &mut (dyn std::any::Any + Send), cqe: Cqe) {
-    let Some((_, buf, stash)) = data.downcast_mut::<(SharedFd, B, Stash)>() else {
-        return;
-    };
-    let n = usize::try_from(cqe.result)
-        .unwrap_or(0)
-        .min(buf.bytes_total());
-    crate::memcheck::mark_initialised(buf.stable_mut_ptr(), n);
-    // SAFETY: the kernel wrote the first `n` bytes of the buffer (its CQE says so) and is done
-    // with it; the buffer is still owned by the parked op data.
-    let received = unsafe { std::slice::from_raw_parts(buf.stable_mut_ptr(), n) };
-    stash.finished(received);
+impl std::fmt::Debug for RawAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawAddr")
+            .field("family", &self.storage.ss_family)
+            .field("len", &self.len)
+            .field("ip", &self.to_std())
+            .finish()
+    }
 }
 
-/// What [`Ring::recv_from`] reports: bytes received, the sender, and whether the datagram was
-/// truncated to fit the buffer.
-pub type Datagram = (usize, Option<SocketAddr>, bool);
-
-/// A buffer op's output: the result and the buffer, always given back.
-pub type BufResult<T, B> = (io::Result<T>, B);
+/// What a message receive reports: bytes received, the sender, and whether the datagram was
+/// longer than the buffer and cut to fit (`MSG_TRUNC`).
+#[derive(Debug, Clone, Copy)]
+pub struct Datagram {
+    /// Bytes received into the buffer.
+    pub len: usize,
+    /// The sender.
+    pub from: RawAddr,
+    /// `true` if the datagram was longer than the buffer's spare capacity and was cut.
+    pub truncated: bool,
+}
 
 fn result(cqe: Cqe) -> io::Result<u32> {
     if cqe.result < 0 {
@@ -126,66 +138,40 @@ fn result(cqe: Cqe) -> io::Result<u32> {
     }
 }
 
-/// Completes a receive-like op: marks the `n` bytes the kernel wrote as initialised and gives the
-/// buffer back with the result.
+/// Where a receive writes: the buffer's spare capacity, as the SQE wants it.
+fn spare<B: IoBufMut>(buf: &mut B) -> (*mut u8, u32) {
+    let spare = buf.spare_mut();
+    (
+        spare.as_mut_ptr().cast(),
+        u32::try_from(spare.len()).unwrap_or(u32::MAX),
+    )
+}
+
+/// What a send reads: the buffer's initialised bytes, as the SQE wants them.
+fn init<B: IoBuf>(buf: &B) -> (*const u8, u32) {
+    (
+        buf.stable_ptr(),
+        u32::try_from(buf.bytes_init()).unwrap_or(u32::MAX),
+    )
+}
+
+/// Completes a receive-like op: records the `n` bytes the kernel appended and gives the buffer
+/// back with the result.
 fn filled<B: IoBufMut>(mut buf: B, cqe: Cqe) -> BufResult<usize, B> {
     let res = result(cqe).map(|n| n as usize);
     if let Ok(n) = res {
-        crate::memcheck::mark_initialised(buf.stable_mut_ptr(), n);
-        // SAFETY: the kernel initialised the first `n` bytes (its CQE says so).
-        unsafe { buf.set_init(n) };
+        appended(&mut buf, n);
     }
     (res, buf)
 }
 
-fn sockaddr_to_std(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
-    match i32::from(storage.ss_family) {
-        libc::AF_INET if len as usize >= std::mem::size_of::<libc::sockaddr_in>() => {
-            // SAFETY: the family says the storage holds a `sockaddr_in`, which it can contain.
-            let addr: &libc::sockaddr_in =
-                unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
-            Some(SocketAddr::from((
-                u32::from_be(addr.sin_addr.s_addr).to_be_bytes(),
-                u16::from_be(addr.sin_port),
-            )))
-        }
-        libc::AF_INET6 if len as usize >= std::mem::size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: the family says the storage holds a `sockaddr_in6`, which it can contain.
-            let addr: &libc::sockaddr_in6 =
-                unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
-            Some(SocketAddr::from((
-                addr.sin6_addr.s6_addr,
-                u16::from_be(addr.sin6_port),
-            )))
-        }
-        _ => None,
-    }
-}
-
-fn std_to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: all-zero is a valid `sockaddr_storage`.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(v4) => {
-            // SAFETY: `sockaddr_storage` is larger than and aligned for `sockaddr_in`.
-            let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = v4.port().to_be();
-            sin.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(v6) => {
-            // SAFETY: `sockaddr_storage` is larger than and aligned for `sockaddr_in6`.
-            let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = v6.port().to_be();
-            sin6.sin6_addr.s6_addr = v6.ip().octets();
-            sin6.sin6_flowinfo = v6.flowinfo();
-            sin6.sin6_scope_id = v6.scope_id();
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
+/// Records that the kernel wrote `n` bytes into `buf`'s spare capacity.
+fn appended<B: IoBufMut>(buf: &mut B, n: usize) {
+    let spare = buf.spare_mut();
+    let n = n.min(spare.len());
+    crate::memcheck::mark_initialised(spare.as_ptr().cast(), n);
+    // SAFETY: the kernel initialised the first `n` spare bytes (its CQE says so).
+    unsafe { buf.advance_init(n) };
 }
 
 fn raw(shared: &SharedFd) -> types::Fd {
@@ -196,8 +182,7 @@ fn raw(shared: &SharedFd) -> types::Fd {
 #[derive(Debug)]
 pub struct AcceptData {
     fd: SharedFd,
-    storage: libc::sockaddr_storage,
-    len: libc::socklen_t,
+    addr: RawAddr,
 }
 
 impl Ring {
@@ -206,7 +191,7 @@ impl Ring {
         self.submit(
             (),
             |_| opcode::Nop::new().build(),
-            Ring::discard_default(),
+            discard_nothing,
             |(), cqe| result(cqe).map(drop),
         )
     }
@@ -219,7 +204,7 @@ impl Ring {
         self.submit(
             ts,
             |ts| opcode::Timeout::new(ts as *const types::Timespec).build(),
-            Ring::discard_default(),
+            discard_nothing,
             |_, cqe| match result(cqe) {
                 Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(()),
                 other => other.map(drop),
@@ -227,19 +212,19 @@ impl Ring {
         )
     }
 
-    /// Reads into `buf` at `offset` (`u64::MAX`: the file position / a stream).
+    /// Reads into `buf`'s spare capacity at `offset` (`u64::MAX`: the file position / a
+    /// stream).
     pub fn read<B: IoBufMut>(
         &self,
         fd: &SharedFd,
         mut buf: B,
         offset: u64,
     ) -> Op<(SharedFd, B), BufResult<usize, B>> {
-        let len = u32::try_from(buf.bytes_total()).unwrap_or(u32::MAX);
-        let ptr = buf.stable_mut_ptr();
+        let (ptr, len) = spare(&mut buf);
         self.submit(
             (fd.clone(), buf),
             move |(fd_, _)| opcode::Read::new(raw(fd_), ptr, len).offset(offset).build(),
-            Ring::discard_default(),
+            discard_nothing,
             |(_, buf), cqe| filled(buf, cqe),
         )
     }
@@ -251,8 +236,7 @@ impl Ring {
         buf: B,
         offset: u64,
     ) -> Op<(SharedFd, B), BufResult<usize, B>> {
-        let len = u32::try_from(buf.bytes_init()).unwrap_or(u32::MAX);
-        let ptr = buf.stable_ptr();
+        let (ptr, len) = init(&buf);
         self.submit(
             (fd.clone(), buf),
             move |(fd_, _)| {
@@ -260,54 +244,29 @@ impl Ring {
                     .offset(offset)
                     .build()
             },
-            Ring::discard_default(),
+            discard_nothing,
             |(_, buf), cqe| (result(cqe).map(|n| n as usize), buf),
         )
     }
 
-    /// Receives into `buf` (a socket).
+    /// Receives into `buf`'s spare capacity (a socket).
     pub fn recv<B: IoBufMut>(
         &self,
         fd: &SharedFd,
         mut buf: B,
     ) -> Op<(SharedFd, B), BufResult<usize, B>> {
-        let len = u32::try_from(buf.bytes_total()).unwrap_or(u32::MAX);
-        let ptr = buf.stable_mut_ptr();
+        let (ptr, len) = spare(&mut buf);
         self.submit(
             (fd.clone(), buf),
             move |(fd_, _)| opcode::Recv::new(raw(fd_), ptr, len).build(),
-            Ring::discard_default(),
+            discard_nothing,
             |(_, buf), cqe| filled(buf, cqe),
-        )
-    }
-
-    /// Receives into `buf` like [`recv`](Ring::recv), but if the future is dropped after the
-    /// kernel already received bytes, those bytes are appended to `stash` instead of being lost:
-    /// the caller's next read takes them from there first.
-    pub fn recv_or_stash<B: IoBufMut>(
-        &self,
-        fd: &SharedFd,
-        mut buf: B,
-        stash: &Stash,
-    ) -> Op<(SharedFd, B, Stash), BufResult<usize, B>> {
-        let len = u32::try_from(buf.bytes_total()).unwrap_or(u32::MAX);
-        let ptr = buf.stable_mut_ptr();
-        stash.started();
-        self.submit(
-            (fd.clone(), buf, stash.clone()),
-            move |(fd_, _, _)| opcode::Recv::new(raw(fd_), ptr, len).build(),
-            stash_late_bytes::<B>,
-            |(_, buf, stash), cqe| {
-                stash.finished(&[]);
-                filled(buf, cqe)
-            },
         )
     }
 
     /// Sends `buf`'s initialised bytes (a socket); never raises `SIGPIPE`.
     pub fn send<B: IoBuf>(&self, fd: &SharedFd, buf: B) -> Op<(SharedFd, B), BufResult<usize, B>> {
-        let len = u32::try_from(buf.bytes_init()).unwrap_or(u32::MAX);
-        let ptr = buf.stable_ptr();
+        let (ptr, len) = init(&buf);
         self.submit(
             (fd.clone(), buf),
             move |(fd_, _)| {
@@ -315,37 +274,37 @@ impl Ring {
                     .flags(libc::MSG_NOSIGNAL)
                     .build()
             },
-            Ring::discard_default(),
+            discard_nothing,
             |(_, buf), cqe| (result(cqe).map(|n| n as usize), buf),
         )
     }
 
-    /// Accepts one connection (close-on-exec, non-blocking).
+    /// Accepts one connection (close-on-exec, blocking: see the module docs), with the peer's
+    /// address.
     ///
     /// Cancel safety: a connection accepted after the future was dropped is closed, never leaked.
-    pub fn accept(
-        &self,
-        listener: &SharedFd,
-    ) -> Op<AcceptData, io::Result<(OwnedFd, Option<SocketAddr>)>> {
+    pub fn accept(&self, listener: &SharedFd) -> Op<AcceptData, io::Result<(OwnedFd, RawAddr)>> {
         let data = AcceptData {
             fd: listener.clone(),
-            // SAFETY: all-zero is a valid `sockaddr_storage`.
-            storage: unsafe { std::mem::zeroed() },
-            len: std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+            addr: RawAddr::empty(),
         };
         self.submit(
             data,
             |d| {
-                opcode::Accept::new(raw(&d.fd), (&raw mut d.storage).cast(), &raw mut d.len)
-                    .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
-                    .build()
+                opcode::Accept::new(
+                    raw(&d.fd),
+                    (&raw mut d.addr.storage).cast(),
+                    &raw mut d.addr.len,
+                )
+                .flags(libc::SOCK_CLOEXEC)
+                .build()
             },
             discard_fd,
             |d, cqe| {
                 let accepted = result(cqe)?;
                 // SAFETY: a successful accept returns a new descriptor that we now own.
                 let stream = unsafe { OwnedFd::from_raw_fd(accepted as RawFd) };
-                Ok((stream, sockaddr_to_std(&d.storage, d.len)))
+                Ok((stream, d.addr))
             },
         )
     }
@@ -359,7 +318,7 @@ impl Ring {
                 listener.clone(),
                 |l| {
                     opcode::AcceptMulti::new(raw(l))
-                        .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
+                        .flags(libc::SOCK_CLOEXEC)
                         .build()
                 },
                 discard_fd,
@@ -367,24 +326,18 @@ impl Ring {
         }
     }
 
-    /// Connects `socket` to `addr`.
+    /// Connects `socket` to `addr` (any address family).
     pub fn connect(
         &self,
         socket: &SharedFd,
-        addr: SocketAddr,
-    ) -> Op<(SharedFd, libc::sockaddr_storage, libc::socklen_t), io::Result<()>> {
-        let (storage, len) = std_to_sockaddr(addr);
+        addr: RawAddr,
+    ) -> Op<(SharedFd, RawAddr), io::Result<()>> {
         self.submit(
-            (socket.clone(), storage, len),
-            |(s, storage, len)| {
-                opcode::Connect::new(
-                    raw(s),
-                    (storage as *const libc::sockaddr_storage).cast(),
-                    *len,
-                )
-                .build()
+            (socket.clone(), addr),
+            |(s, addr)| {
+                opcode::Connect::new(raw(s), (&raw const addr.storage).cast(), addr.len).build()
             },
-            Ring::discard_default(),
+            discard_nothing,
             |_, cqe| result(cqe).map(drop),
         )
     }
@@ -395,7 +348,7 @@ impl Ring {
         self.submit(
             (),
             move |()| opcode::Close::new(types::Fd(raw)).build(),
-            Ring::discard_default(),
+            discard_nothing,
             |(), cqe| result(cqe).map(drop),
         )
     }
@@ -405,7 +358,7 @@ impl Ring {
         self.submit(
             socket.clone(),
             move |s| opcode::PollAdd::new(raw(s), events).build(),
-            Ring::discard_default(),
+            discard_nothing,
             |_, cqe| result(cqe),
         )
     }
@@ -415,7 +368,7 @@ impl Ring {
         self.submit(
             socket.clone(),
             move |s| opcode::Shutdown::new(raw(s), how).build(),
-            Ring::discard_default(),
+            discard_nothing,
             |_, cqe| result(cqe).map(drop),
         )
     }
@@ -446,10 +399,10 @@ impl AcceptStream {
     }
 }
 
-/// What a vectored write parks: the descriptor, the buffers and the iovec array pointing into
-/// them.
+/// What a vectored read or write parks: the descriptor, the buffers and the iovec array
+/// pointing into them.
 #[derive(Debug)]
-pub struct WritevData<B> {
+pub struct VectoredData<B> {
     fd: SharedFd,
     bufs: Vec<B>,
     iovecs: Vec<libc::iovec>,
@@ -457,16 +410,16 @@ pub struct WritevData<B> {
 
 // SAFETY: the iovecs point into `bufs`, which the data owns and which are `Send`; the raw
 // pointers are never used to alias across threads.
-unsafe impl<B: Send> Send for WritevData<B> {}
+unsafe impl<B: Send> Send for VectoredData<B> {}
 
-/// What a message send/receive parks: descriptor, buffer, its iovec, the address and the
+/// What a message send or receive parks: descriptor, buffer, its iovec, the address and the
 /// `msghdr` pointing at all of them.
 #[derive(Debug)]
 pub struct MsgData<B> {
     fd: SharedFd,
     buf: B,
     iovec: libc::iovec,
-    addr: libc::sockaddr_storage,
+    addr: RawAddr,
     msghdr: libc::msghdr,
 }
 
@@ -480,13 +433,13 @@ impl Ring {
         &self,
         fd: &SharedFd,
         bufs: Vec<B>,
-    ) -> Op<WritevData<B>, BufResult<usize, Vec<B>>> {
-        let data = WritevData {
+    ) -> Op<VectoredData<B>, BufResult<usize, Vec<B>>> {
+        let data = VectoredData {
             fd: fd.clone(),
             iovecs: bufs
                 .iter()
                 .map(|b| libc::iovec {
-                    iov_base: b.stable_ptr() as *mut libc::c_void,
+                    iov_base: b.stable_ptr().cast_mut().cast(),
                     iov_len: b.bytes_init(),
                 })
                 .collect(),
@@ -499,7 +452,7 @@ impl Ring {
                     .offset(u64::MAX)
                     .build()
             },
-            Ring::discard_default(),
+            discard_nothing,
             |d, cqe| (result(cqe).map(|n| n as usize), d.bufs),
         )
     }
@@ -510,16 +463,19 @@ impl Ring {
         &self,
         fd: &SharedFd,
         mut bufs: Vec<B>,
-    ) -> Op<WritevData<B>, BufResult<usize, Vec<B>>> {
+    ) -> Op<VectoredData<B>, BufResult<usize, Vec<B>>> {
         let iovecs = bufs
             .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.stable_mut_ptr().wrapping_add(b.bytes_init()).cast(),
-                iov_len: b.bytes_total() - b.bytes_init(),
+            .map(|b| {
+                let (ptr, len) = spare(b);
+                libc::iovec {
+                    iov_base: ptr.cast(),
+                    iov_len: len as usize,
+                }
             })
             .collect();
         self.submit(
-            WritevData {
+            VectoredData {
                 fd: fd.clone(),
                 bufs,
                 iovecs,
@@ -529,17 +485,14 @@ impl Ring {
                     .offset(u64::MAX)
                     .build()
             },
-            Ring::discard_default(),
+            discard_nothing,
             |mut d, cqe| {
                 let res = result(cqe).map(|n| n as usize);
                 if let Ok(total) = res {
                     let mut left = total;
                     for (buf, iov) in d.bufs.iter_mut().zip(&d.iovecs) {
                         let n = left.min(iov.iov_len);
-                        crate::memcheck::mark_initialised(iov.iov_base.cast(), n);
-                        let init = buf.bytes_init() + n;
-                        // SAFETY: the kernel filled `n` bytes after the old length.
-                        unsafe { buf.set_init(init) };
+                        appended(buf, n);
                         left -= n;
                     }
                 }
@@ -556,13 +509,41 @@ impl Ring {
         fd: &SharedFd,
         buf: B,
     ) -> Op<(SharedFd, B), BufResult<usize, B>> {
-        let len = u32::try_from(buf.bytes_init()).unwrap_or(u32::MAX);
-        let ptr = buf.stable_ptr();
+        let (ptr, len) = init(&buf);
         self.submit(
             (fd.clone(), buf),
             move |(fd_, _)| opcode::SendZc::new(raw(fd_), ptr, len).build(),
-            Ring::discard_default(),
+            discard_nothing,
             |(_, buf), cqe| (result(cqe).map(|n| n as usize), buf),
+        )
+    }
+
+    /// Sends `buf`'s initialised bytes as one message (`sendmsg(2)`), to `to` or, for a connected
+    /// socket, to its peer; never raises `SIGPIPE`.
+    pub fn send_msg<B: IoBuf>(
+        &self,
+        fd: &SharedFd,
+        buf: B,
+        to: Option<RawAddr>,
+    ) -> Op<MsgData<B>, BufResult<usize, B>> {
+        let (ptr, len) = init(&buf);
+        let named = to.is_some();
+        let data = msg_data(
+            fd,
+            buf,
+            (ptr.cast_mut(), len),
+            to.unwrap_or_else(RawAddr::empty),
+        );
+        self.submit(
+            data,
+            move |d| {
+                fix_msghdr(d, named);
+                opcode::SendMsg::new(raw(&d.fd), &raw const d.msghdr)
+                    .flags(libc::MSG_NOSIGNAL as u32)
+                    .build()
+            },
+            discard_nothing,
+            |d, cqe| (result(cqe).map(|n| n as usize), d.buf),
         )
     }
 
@@ -573,47 +554,36 @@ impl Ring {
         buf: B,
         addr: SocketAddr,
     ) -> Op<MsgData<B>, BufResult<usize, B>> {
-        let (storage, addr_len) = std_to_sockaddr(addr);
-        let iov = (buf.stable_ptr() as *mut u8, buf.bytes_init());
-        let data = msg_data(fd, buf, iov, storage, addr_len);
-        self.submit(
-            data,
-            |d| {
-                fix_msghdr(d);
-                opcode::SendMsg::new(raw(&d.fd), &raw const d.msghdr).build()
-            },
-            Ring::discard_default(),
-            |d, cqe| (result(cqe).map(|n| n as usize), d.buf),
-        )
+        self.send_msg(fd, buf, Some(RawAddr::from_std(addr)))
     }
 
-    /// Receives one datagram into `buf` (`recvmsg(2)`): its length, the sender's address, and
-    /// whether it was longer than the buffer and truncated (`MSG_TRUNC`).
-    pub fn recv_from<B: IoBufMut>(
+    /// Receives one message into `buf`'s spare capacity (`recvmsg(2)`): its length, the
+    /// sender's address, and whether it was longer than the space and truncated (`MSG_TRUNC`).
+    pub fn recv_msg<B: IoBufMut>(
         &self,
         fd: &SharedFd,
         mut buf: B,
     ) -> Op<MsgData<B>, BufResult<Datagram, B>> {
-        // SAFETY: all-zero is a valid `sockaddr_storage`.
-        let storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        let iov = (buf.stable_mut_ptr(), buf.bytes_total());
-        let data = msg_data(fd, buf, iov, storage, len);
+        let iov = spare(&mut buf);
+        let data = msg_data(fd, buf, iov, RawAddr::empty());
         self.submit(
             data,
             |d| {
-                fix_msghdr(d);
+                fix_msghdr(d, true);
                 opcode::RecvMsg::new(raw(&d.fd), &raw mut d.msghdr).build()
             },
-            Ring::discard_default(),
+            discard_nothing,
             |mut d, cqe| {
                 let res = result(cqe).map(|n| {
-                    let n = n as usize;
-                    crate::memcheck::mark_initialised(d.buf.stable_mut_ptr(), n);
-                    // SAFETY: the kernel initialised `n` bytes of the buffer.
-                    unsafe { d.buf.set_init(n) };
+                    let len = n as usize;
+                    appended(&mut d.buf, len);
+                    let from = RawAddr::from_parts(d.addr.storage, d.msghdr.msg_namelen);
                     let truncated = d.msghdr.msg_flags & libc::MSG_TRUNC != 0;
-                    (n, sockaddr_to_std(&d.addr, d.msghdr.msg_namelen), truncated)
+                    Datagram {
+                        len,
+                        from,
+                        truncated,
+                    }
                 });
                 (res, d.buf)
             },
@@ -633,13 +603,13 @@ impl Ring {
         self.submit(
             (from.clone(), to.clone()),
             move |(f, t)| opcode::Splice::new(raw(f), from_offset, raw(t), to_offset, len).build(),
-            Ring::discard_default(),
+            discard_nothing,
             |_, cqe| result(cqe).map(|n| n as usize),
         )
     }
 
-    /// Receives into `buf`, cancelled by the kernel (`ECANCELED`) if nothing arrives within
-    /// `limit`: a receive and a linked timeout in one submission.
+    /// Receives into `buf`'s spare capacity, cancelled by the kernel (`ECANCELED`) if nothing
+    /// arrives within `limit`: a receive and a linked timeout in one submission.
     #[allow(
         clippy::type_complexity,
         reason = "the op's data and its output, spelled out"
@@ -649,46 +619,40 @@ impl Ring {
         fd: &SharedFd,
         mut buf: B,
         limit: Duration,
-    ) -> Op<crate::ring::Linked<(SharedFd, B), BufResult<usize, B>>, BufResult<usize, B>> {
-        let len = u32::try_from(buf.bytes_total()).unwrap_or(u32::MAX);
-        let ptr = buf.stable_mut_ptr();
+    ) -> Op<Linked<(SharedFd, B), BufResult<usize, B>>, BufResult<usize, B>> {
+        let (ptr, len) = spare(&mut buf);
         self.submit_linked_timeout(
             (fd.clone(), buf),
             limit,
             move |(fd_, _)| opcode::Recv::new(raw(fd_), ptr, len).build(),
-            Ring::discard_default(),
+            discard_nothing,
             |(_, buf), cqe| filled(buf, cqe),
         )
     }
 }
 
-fn msg_data<B: IoBuf>(
-    fd: &SharedFd,
-    buf: B,
-    iov: (*mut u8, usize),
-    addr: libc::sockaddr_storage,
-    addr_len: libc::socklen_t,
-) -> MsgData<B> {
-    // SAFETY: all-zero is a valid `msghdr` (null pointers, zero lengths); `fix_msghdr` fills it
-    // once the data is boxed at its final address.
-    let mut msghdr: libc::msghdr = unsafe { std::mem::zeroed() };
-    msghdr.msg_namelen = addr_len;
+fn msg_data<B: IoBuf>(fd: &SharedFd, buf: B, iov: (*mut u8, u32), addr: RawAddr) -> MsgData<B> {
     MsgData {
         fd: fd.clone(),
         buf,
         iovec: libc::iovec {
             iov_base: iov.0.cast(),
-            iov_len: iov.1,
+            iov_len: iov.1 as usize,
         },
         addr,
-        msghdr,
+        // SAFETY: all-zero is a valid `msghdr` (null pointers, zero lengths); `fix_msghdr` fills
+        // it once the data is boxed at its final address.
+        msghdr: unsafe { std::mem::zeroed() },
     }
 }
 
-/// Points the boxed `msghdr` at the boxed address and iovec (the iovec already points into the
-/// buffer's heap memory, which did not move when the data was boxed).
-fn fix_msghdr<B>(d: &mut MsgData<B>) {
-    d.msghdr.msg_name = (&raw mut d.addr).cast();
+/// Points the boxed `msghdr` at the boxed address (if `named`) and iovec (the iovec already
+/// points into the buffer's heap memory, which did not move when the data was boxed).
+fn fix_msghdr<B>(d: &mut MsgData<B>, named: bool) {
+    if named {
+        d.msghdr.msg_name = (&raw mut d.addr.storage).cast();
+        d.msghdr.msg_namelen = d.addr.len;
+    }
     d.msghdr.msg_iov = &raw mut d.iovec;
     d.msghdr.msg_iovlen = 1;
 }

@@ -17,6 +17,6 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// always `std`. (The op table above is what the models check.)
 #[cfg(target_os = "linux")]
 pub(crate) mod unmodelled {
-    pub(crate) use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
-    pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
+    pub(crate) use std::sync::Arc;
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 }

@@ -6,3 +6,4 @@ mod more_ops;
 mod provided;
 mod real_kernel;
 mod support;
+mod threads;

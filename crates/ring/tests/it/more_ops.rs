@@ -56,7 +56,7 @@ fn readv_fills_buffers_in_order() {
 fn send_zc_returns_the_buffer_after_the_notification() {
     let _serial = serial();
     let ring = ring();
-    if !ring.probe().supported.contains(&"SEND_ZC") {
+    if !ring.probe().supports(weir_ring::Opcode::SendZc) {
         println!("SKIPPED send_zc: this kernel lacks IORING_OP_SEND_ZC");
         return;
     }
@@ -91,16 +91,19 @@ fn datagrams_with_addresses_and_truncation() {
     let b = Arc::new(OwnedFd::from(b));
     let (sent, _) = block_on(&ring, ring.send_to(&a, b"datagram".to_vec(), b_addr));
     assert_eq!(sent.expect("send_to"), 8);
-    let (got, buf) = block_on(&ring, ring.recv_from(&b, Vec::with_capacity(64)));
-    let (n, from, truncated) = got.expect("recv_from");
-    assert_eq!((n, from, truncated), (8, Some(a_addr), false));
+    let (got, buf) = block_on(&ring, ring.recv_msg(&b, Vec::with_capacity(64)));
+    let got = got.expect("recv_msg");
+    assert_eq!(
+        (got.len, got.from.to_std(), got.truncated),
+        (8, Some(a_addr), false)
+    );
     assert_eq!(buf, b"datagram");
     // A datagram longer than the buffer is cut, and says so.
     let (sent, _) = block_on(&ring, ring.send_to(&a, vec![7u8; 100], b_addr));
     assert_eq!(sent.expect("send_to"), 100);
-    let (got, buf) = block_on(&ring, ring.recv_from(&b, Vec::with_capacity(10)));
-    let (n, _, truncated) = got.expect("recv_from");
-    assert_eq!((n, truncated, buf.len()), (10, true, 10));
+    let (got, buf) = block_on(&ring, ring.recv_msg(&b, Vec::with_capacity(10)));
+    let got = got.expect("recv_msg");
+    assert_eq!((got.len, got.truncated, buf.len()), (10, true, 10));
 }
 
 #[test]
@@ -133,14 +136,14 @@ fn linked_timeout_cancels_a_quiet_receive_and_spares_a_busy_one() {
     let a = Arc::new(OwnedFd::from(a));
     let (quiet, _) = block_on(
         &ring,
-        ring.recv_timeout(&a, vec![0u8; 16], Duration::from_millis(20)),
+        ring.recv_timeout(&a, Vec::with_capacity(16), Duration::from_millis(20)),
     );
     let error = quiet.expect_err("nothing arrives");
     assert_eq!(error.raw_os_error(), Some(libc::ECANCELED));
     b.write_all(b"in time").expect("write");
     let (busy, buf) = block_on(
         &ring,
-        ring.recv_timeout(&a, vec![0u8; 16], Duration::from_secs(5)),
+        ring.recv_timeout(&a, Vec::with_capacity(16), Duration::from_secs(5)),
     );
     let n = busy.expect("recv");
     assert_eq!(&buf[..n], b"in time");

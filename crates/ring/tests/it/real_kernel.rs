@@ -31,8 +31,8 @@ fn setup_reports_flags_and_probe() {
     let ring = ring(8);
     let setup = ring.setup();
     assert!(setup.sq_entries >= 8);
-    assert!(setup.flags.contains(&"SUBMIT_ALL") || setup.flags.is_empty());
-    assert!(ring.probe().supported.contains(&"NOP"));
+    assert!(setup.flags.contains(&weir_ring::SetupFlag::SubmitAll) || setup.flags.is_empty());
+    assert!(ring.probe().supports(weir_ring::Opcode::Nop));
     println!(
         "ring setup: {setup:?}; missing opcodes: {:?}",
         ring.probe().missing
@@ -75,9 +75,9 @@ fn echo_over_loopback_gives_buffers_back() {
     client.write_all(b"hello ring").expect("write");
     block_on(&ring, async {
         let (stream, peer) = ring.accept(&listener).await.expect("accept");
-        assert!(peer.is_some_and(|p| p.ip().is_loopback()));
+        assert!(peer.to_std().is_some_and(|p| p.ip().is_loopback()));
         let stream = shared(stream);
-        let (n, mut buf) = ring.recv(&stream, vec![0u8; 64]).await;
+        let (n, mut buf) = ring.recv(&stream, Vec::with_capacity(64)).await;
         let n = n.expect("recv");
         assert_eq!(n, 10);
         buf.truncate(n);
@@ -162,7 +162,7 @@ fn storm_of_dropped_ops_leaks_nothing() {
         let mut ops: Vec<Pin<Box<dyn Future<Output = ()>>>> = Vec::new();
         for n in 0..1_000 {
             let op: Pin<Box<dyn Future<Output = ()>>> = match n % 4 {
-                0 => Box::pin(async { drop(ring.recv(&a, vec![0u8; 64]).await) }),
+                0 => Box::pin(async { drop(ring.recv(&a, Vec::with_capacity(64)).await) }),
                 1 => Box::pin(async { drop(ring.timeout(Duration::from_secs(30)).await) }),
                 2 => Box::pin(async { drop(ring.accept(&listener).await) }),
                 _ => Box::pin(async { drop(ring.nop().await) }),
@@ -201,7 +201,7 @@ fn teardown_with_pending_accept_recv_and_timeout_is_bounded() {
         let a = shared(a);
         let noop = &mut Context::from_waker(Waker::noop());
         let mut accept = Box::pin(ring.accept(&listener));
-        let mut recv = Box::pin(ring.recv(&a, vec![0u8; 16]));
+        let mut recv = Box::pin(ring.recv(&a, Vec::with_capacity(16)));
         let mut timeout = Box::pin(ring.timeout(Duration::from_secs(60)));
         let _ = accept.as_mut().poll(noop);
         let _ = recv.as_mut().poll(noop);

@@ -1,0 +1,152 @@
+//! Ops started, polled and dropped on threads other than the ring's owner, the notifier, and
+//! cancelling an op while still waiting for what it did.
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use weir_ring::Ring;
+
+use crate::support::{block_on, serial, settle};
+
+/// Turns `ring` (on its owner) until `done` reports, failing after 10 s: a watchdog, so a
+/// submission that never reaches the kernel fails the test instead of hanging it.
+fn turn_until<T>(ring: &Ring, done: &mpsc::Receiver<T>) -> T {
+    for _ in 0..1_000 {
+        if let Ok(value) = done.try_recv() {
+            return value;
+        }
+        // Blocks until a completion or a notification: the other thread's submission must wake
+        // this turn (the timeout only bounds the test).
+        ring.turn(Some(Duration::from_millis(10))).expect("turn");
+    }
+    panic!("the other thread's op never completed");
+}
+
+#[test]
+fn an_op_started_on_another_thread_reaches_the_owner_and_completes() {
+    let _serial = serial();
+    let ring = Ring::builder().entries(8).build().expect("ring");
+    let (a, mut b) = UnixStream::pair().expect("socketpair");
+    let a = Arc::new(OwnedFd::from(a));
+    b.write_all(b"across").expect("write");
+    let (tx, rx) = mpsc::channel();
+    let worker = {
+        let ring = ring.clone();
+        std::thread::spawn(move || {
+            assert!(!ring.is_owner());
+            // A minimal executor on this thread: poll, park, poll again when woken.
+            let thread = std::thread::current();
+            let waker = std::task::Waker::from(Arc::new(Unpark(thread)));
+            let mut cx = std::task::Context::from_waker(&waker);
+            let mut recv = Box::pin(ring.recv(&a, Vec::with_capacity(16)));
+            loop {
+                if let std::task::Poll::Ready((n, buf)) = recv.as_mut().poll(&mut cx) {
+                    tx.send((n.expect("recv"), buf)).expect("report");
+                    return;
+                }
+                std::thread::park_timeout(Duration::from_millis(100));
+            }
+        })
+    };
+    let (n, buf) = turn_until(&ring, &rx);
+    worker.join().expect("worker");
+    assert_eq!((n, &buf[..]), (6, &b"across"[..]));
+    let counters = ring.counters();
+    assert!(counters.remote_sqes >= 1, "{counters:?}");
+    assert_eq!(ring.in_flight(), 0);
+    let notifier = ring.notifier();
+    assert!(format!("{notifier:?}").contains("delivered"));
+    drop(b);
+}
+
+#[test]
+fn turning_from_another_thread_is_refused() {
+    let ring = Ring::builder().entries(4).build().expect("ring");
+    let other = ring.clone();
+    let error = std::thread::spawn(move || other.turn(Some(Duration::ZERO)).unwrap_err())
+        .join()
+        .expect("thread");
+    assert!(
+        error.to_string().contains("only the thread that built"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_notification_ends_a_blocking_turn() {
+    let _serial = serial();
+    let ring = Ring::builder().entries(4).build().expect("ring");
+    let notifier = ring.notifier();
+    let started = std::time::Instant::now();
+    let poker = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        notifier.notify();
+    });
+    // Without the notification this turn would wait its whole minute.
+    ring.turn(Some(Duration::from_secs(60))).expect("turn");
+    poker.join().expect("poker");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the notification was lost"
+    );
+    assert_eq!(
+        ring.in_flight(),
+        0,
+        "the wake-up read is not an op of the caller's"
+    );
+}
+
+#[test]
+fn a_dropped_op_on_another_thread_is_cancelled_by_the_owner() {
+    let _serial = serial();
+    let ring = Ring::builder().entries(8).build().expect("ring");
+    let (a, _b) = UnixStream::pair().expect("socketpair");
+    let a = Arc::new(OwnedFd::from(a));
+    // Submitted and pushed on the owner, then dropped elsewhere: its cancel must reach the
+    // owner's next turn.
+    let recv = ring.recv(&a, Vec::with_capacity(16));
+    ring.turn(Some(Duration::ZERO)).expect("turn");
+    std::thread::spawn(move || drop(recv)).join().expect("drop");
+    settle(&ring);
+    assert!(ring.counters().cancels >= 1);
+}
+
+#[test]
+fn cancel_keeps_waiting_and_returns_what_the_op_did() {
+    let _serial = serial();
+    let ring = Ring::builder().entries(8).build().expect("ring");
+    let (a, mut b) = UnixStream::pair().expect("socketpair");
+    let a = Arc::new(OwnedFd::from(a));
+    // Nothing arrives: the cancel ends the receive with ECANCELED and the buffer comes back.
+    let mut recv = ring.recv(&a, Vec::with_capacity(16));
+    ring.turn(Some(Duration::ZERO)).expect("turn");
+    recv.cancel();
+    let (result, buf) = block_on(&ring, recv);
+    assert_eq!(result.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    assert_eq!(buf.capacity(), 16);
+    // Data that arrived before the cancel is returned, not lost.
+    let mut recv = ring.recv(&a, Vec::with_capacity(16));
+    b.write_all(b"kept").expect("write");
+    block_on(&ring, async {
+        // Let the kernel complete the receive first.
+        let _ = ring.nop().await;
+    });
+    recv.cancel();
+    let (result, buf) = block_on(&ring, recv);
+    assert_eq!((result.expect("data won"), &buf[..]), (4, &b"kept"[..]));
+    let mut rest = [0u8; 1];
+    b.set_nonblocking(true).expect("nonblocking");
+    assert!(b.read(&mut rest).is_err(), "nothing else was sent");
+}
+
+struct Unpark(std::thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
