@@ -63,23 +63,25 @@ macro_rules! log {
 }
 pub(crate) use log;
 
-mod backend;
 mod buf;
 mod compat;
 mod coop;
+mod driver;
 mod error;
+mod io;
 mod pooled;
 mod runqueue;
 mod runtime;
 pub mod server;
 mod stream;
+mod sys;
 mod tcp;
 pub mod time;
 mod udp;
 mod unix;
 
-pub use backend::{Backend, BackendReport, backend_report};
 pub use buf::{BufResult, IoBuf, IoBufMut, Slice};
+pub use driver::{Backend, BackendReport, backend_report};
 pub use error::Error;
 pub use runtime::{
     Builder, Handle, JoinError, JoinHandle, RemoteJoinHandle, Runtime, Workers, buffer_pool, spawn,
@@ -88,5 +90,5 @@ pub use runtime::{
 pub use tcp::{TcpListener, TcpSocket, TcpStream};
 #[cfg(all(test, weir_loom))]
 mod tests;
-pub use udp::UdpSocket;
+pub use udp::{RecvMeta, UdpSocket};
 pub use unix::{UnixDatagram, UnixListener, UnixStream};

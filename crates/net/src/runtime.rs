@@ -25,10 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use weir_reactor::{Reactor, Timers};
-
 use crate::Error;
-use crate::backend::{self, Backend, BackendReport};
+use crate::driver::backend::{self, Backend, BackendReport};
+use crate::driver::{Driver, Socket, Timers, Unparker};
 use crate::runqueue::{Ready, RunQueue, Unpark};
 
 /// The index the main (`block_on`) future uses in the run queue.
@@ -85,14 +84,12 @@ impl Builder {
     /// [`Error::BadBackendVariable`]; or the driver's setup failed.
     pub fn build(self) -> Result<Runtime, Error> {
         let report = backend::choose(self.backend)?;
-        let driver = match report.backend {
-            #[cfg(target_os = "linux")]
-            Backend::Uring => Driver::uring(self.ring_entries)?,
-            _ => Driver::Poll(Reactor::new()?),
-        };
-        let unpark = driver.unparker()?;
+        let driver = Driver::new(report.backend, self.ring_entries)?;
+        let unpark = driver.unparker();
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Runtime {
             core: Rc::new(Core {
+                id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 driver,
                 timers: RefCell::new(Timers::new()),
                 tasks: RefCell::new(Vec::new()),
@@ -127,11 +124,13 @@ pub struct Runtime {
 }
 
 pub(crate) struct Core {
+    /// Unique among the process's runtimes (a timer names the runtime whose heap holds it).
+    pub(crate) id: u64,
     pub(crate) driver: Driver,
     pub(crate) timers: RefCell<Timers<Option<Waker>>>,
     tasks: RefCell<Vec<Slot>>,
     free: RefCell<Vec<usize>>,
-    queue: Arc<Queue>,
+    pub(crate) queue: Arc<Queue>,
     /// What a tick runs, swapped with the queue's so that ticking allocates nothing.
     scratch: RefCell<Ready>,
     report: BackendReport,
@@ -143,15 +142,7 @@ pub(crate) struct Core {
 impl Core {
     /// The runtime's buffer pool state, created on first use.
     pub(crate) fn pooled(&self) -> io::Result<&crate::pooled::Pooled> {
-        crate::pooled::Pooled::get(
-            &self.pooled,
-            &self.pool_config,
-            #[cfg(target_os = "linux")]
-            match &self.driver {
-                Driver::Uring { ring, .. } => Some(ring),
-                Driver::Poll(_) => None,
-            },
-        )
+        crate::pooled::Pooled::get(&self.pooled, &self.pool_config, &self.driver)
     }
 }
 
@@ -165,32 +156,11 @@ enum Slot {
     Aborted,
 }
 
-/// How a wake reaches a blocked driver.
-enum Unparker {
-    Reactor(weir_reactor::Notifier),
-    #[cfg(target_os = "linux")]
-    EventFd(Arc<std::os::fd::OwnedFd>),
-}
-
-type Queue = RunQueue<Unparker>;
+pub(crate) type Queue = RunQueue<Unparker>;
 
 impl Unpark for Unparker {
     fn unpark(&self) {
-        match self {
-            Unparker::Reactor(notifier) => drop(notifier.notify()),
-            #[cfg(target_os = "linux")]
-            Unparker::EventFd(fd) => {
-                let one = 1u64;
-                // SAFETY: write(2) of 8 bytes from `one` to an eventfd we own.
-                unsafe {
-                    libc::write(
-                        std::os::fd::AsRawFd::as_raw_fd(&**fd),
-                        (&raw const one).cast(),
-                        8,
-                    )
-                };
-            }
-        }
+        Unparker::unpark(self);
     }
 }
 
@@ -206,80 +176,6 @@ impl Wake for TaskWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.queue.push(self.index);
-    }
-}
-
-/// The I/O driver of a runtime.
-pub(crate) enum Driver {
-    /// The readiness reactor.
-    Poll(Reactor),
-    /// io_uring, with an eventfd read kept armed so that other threads can wake a blocked turn.
-    #[cfg(target_os = "linux")]
-    Uring {
-        ring: weir_ring::Ring,
-        wake_fd: weir_ring::SharedFd,
-        wake_read: RefCell<Option<Pin<Box<WakeRead>>>>,
-    },
-}
-
-#[cfg(target_os = "linux")]
-type WakeRead = weir_ring::Op<(weir_ring::SharedFd, Vec<u8>), weir_ring::BufResult<usize, Vec<u8>>>;
-
-impl Driver {
-    #[cfg(target_os = "linux")]
-    fn uring(entries: u32) -> Result<Driver, Error> {
-        use std::os::fd::FromRawFd;
-        let ring = weir_ring::Ring::builder()
-            .entries(entries)
-            .build()
-            .map_err(|e| Error::UringUnavailable(e.to_string()))?;
-        // SAFETY: eventfd(2) with valid flags; the result is checked before use.
-        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error().into());
-        }
-        // SAFETY: a new descriptor that nothing else owns.
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
-        Ok(Driver::Uring {
-            ring,
-            wake_fd: Arc::new(fd),
-            wake_read: RefCell::new(None),
-        })
-    }
-
-    fn unparker(&self) -> io::Result<Unparker> {
-        Ok(match self {
-            Driver::Poll(reactor) => Unparker::Reactor(reactor.notifier()),
-            #[cfg(target_os = "linux")]
-            Driver::Uring { wake_fd, .. } => Unparker::EventFd(wake_fd.clone()),
-        })
-    }
-
-    fn turn(&self, timeout: Option<Duration>) -> io::Result<()> {
-        match self {
-            Driver::Poll(reactor) => reactor.turn(timeout).map(drop),
-            #[cfg(target_os = "linux")]
-            Driver::Uring {
-                ring,
-                wake_fd,
-                wake_read,
-            } => {
-                let mut armed = wake_read.borrow_mut();
-                if armed.is_none() && timeout != Some(Duration::ZERO) {
-                    *armed = Some(Box::pin(ring.read(wake_fd, vec![0u8; 8], u64::MAX)));
-                }
-                drop(armed);
-                ring.turn(timeout)?;
-                let mut armed = wake_read.borrow_mut();
-                if let Some(op) = armed.as_mut() {
-                    let noop = &mut Context::from_waker(Waker::noop());
-                    if op.as_mut().poll(noop).is_ready() {
-                        *armed = None; // consumed a wake-up; re-armed before the next block
-                    }
-                }
-                Ok(())
-            }
-        }
     }
 }
 
@@ -480,6 +376,23 @@ pub(crate) fn current() -> Rc<Core> {
 
 pub(crate) fn try_current() -> Option<Rc<Core>> {
     CONTEXT.with(|c| c.borrow().clone())
+}
+
+/// The error of a socket or pool operation outside any runtime.
+fn no_runtime() -> io::Error {
+    io::Error::other("weir: this needs a runtime on this thread (call it inside Runtime::block_on)")
+}
+
+/// `fd` as a socket of this thread's runtime.
+pub(crate) fn socket(fd: std::os::fd::OwnedFd) -> io::Result<Socket> {
+    try_current().ok_or_else(no_runtime)?.driver.socket(fd)
+}
+
+/// This thread's runtime pool and the driver's view of it, for pooled reads.
+pub(crate) fn pooled() -> io::Result<(weir_bufpool::Pool, crate::driver::Provided)> {
+    let core = try_current().ok_or_else(no_runtime)?;
+    let pooled = core.pooled()?;
+    Ok((pooled.pool.clone(), pooled.provided.clone()))
 }
 
 /// Spawns `fut` on this thread's runtime; it runs alongside the `block_on` future.
@@ -856,22 +769,7 @@ impl Drop for Runtime {
         // Drop the tasks (and the I/O they own) while the driver still exists.
         let tasks = std::mem::take(&mut *self.core.tasks.borrow_mut());
         drop(tasks);
-        #[cfg(target_os = "linux")]
-        if let Driver::Uring {
-            wake_read, ring, ..
-        } = &self.core.driver
-        {
-            wake_read.borrow_mut().take();
-            // The dropped tasks' ops were cancelled; reap their final completions now, so the
-            // data they parked (a multishot receive holds the provided ring, which holds the
-            // ring) is released instead of keeping the ring alive in a cycle. Bounded: what
-            // the kernel still holds after a second stays with the ring's own teardown.
-            let deadline = Instant::now() + Duration::from_secs(1);
-            while ring.in_flight() > 0 && Instant::now() < deadline {
-                if ring.turn(Some(Duration::from_millis(10))).is_err() {
-                    break;
-                }
-            }
-        }
+        // The dropped tasks' operations were cancelled; let the driver finish them.
+        self.core.driver.finish();
     }
 }

@@ -13,7 +13,8 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::coop;
-use crate::stream::{Io, Stream};
+use crate::driver::{self, Socket as DriverSocket};
+use crate::stream::Stream;
 
 fn resolve(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
     addr.to_socket_addrs()?
@@ -43,7 +44,7 @@ fn resolve(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
 /// });
 /// ```
 pub struct TcpListener {
-    io: Io,
+    socket: DriverSocket,
 }
 
 impl TcpListener {
@@ -71,7 +72,7 @@ impl TcpListener {
     /// Registering it with the reactor failed.
     pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
         Ok(TcpListener {
-            io: Io::new(listener.into())?,
+            socket: crate::runtime::socket(listener.into())?,
         })
     }
 
@@ -81,7 +82,7 @@ impl TcpListener {
     ///
     /// `getsockname(2)` failed.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        SockRef::from(&self.io.fd())
+        SockRef::from(&self.socket.fd())
             .local_addr()?
             .as_socket()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket"))
@@ -97,22 +98,11 @@ impl TcpListener {
     /// `accept4(2)` failed: `EMFILE`, `ECONNABORTED`... — the listener stays usable.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         coop::proceed().await;
-        let (fd, peer) = match &self.io {
-            Io::Poll(registration) => {
-                registration
-                    .io(weir_reactor::Direction::Read, |listener| {
-                        let (socket, addr) = SockRef::from(listener).accept()?;
-                        Ok((OwnedFd::from(socket), addr.as_socket()))
-                    })
-                    .await?
-            }
-            #[cfg(target_os = "linux")]
-            Io::Uring { ring, fd, .. } => ring.accept(fd).await?,
-        };
+        let (fd, peer) = self.socket.accept().await?;
         let stream = TcpStream::from_fd(fd)?;
-        let peer = match peer {
-            Some(peer) => peer,
-            None => stream.peer_addr()?,
+        let peer = match driver::ip_addr(&peer) {
+            Ok(peer) => peer,
+            Err(_) => stream.peer_addr()?,
         };
         Ok((stream, peer))
     }
@@ -166,21 +156,8 @@ impl TcpStream {
 
     /// Connects `socket` (configured, perhaps bound) to `addr`.
     async fn connect_socket(socket: Socket, addr: SocketAddr) -> io::Result<TcpStream> {
-        socket.set_nonblocking(true)?;
         let stream = TcpStream::from_fd(socket.into())?;
-        match &stream.inner.io {
-            Io::Poll(registration) => {
-                match SockRef::from(registration.get_ref()).connect(&addr.into()) {
-                    Ok(()) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
-                        stream.inner.io.finish_connect().await?;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            #[cfg(target_os = "linux")]
-            Io::Uring { ring, fd, .. } => ring.connect(fd, addr).await?,
-        }
+        stream.inner.socket().connect(&addr.into()).await?;
         Ok(stream)
     }
 
@@ -190,7 +167,7 @@ impl TcpStream {
     ///
     /// `getpeername(2)` failed.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        SockRef::from(&self.inner.io.fd())
+        SockRef::from(&self.inner.fd())
             .peer_addr()?
             .as_socket()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket"))
@@ -202,7 +179,7 @@ impl TcpStream {
     ///
     /// `getsockname(2)` failed.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        SockRef::from(&self.inner.io.fd())
+        SockRef::from(&self.inner.fd())
             .local_addr()?
             .as_socket()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket"))
@@ -214,7 +191,7 @@ impl TcpStream {
     ///
     /// `setsockopt(2)` failed.
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
-        SockRef::from(&self.inner.io.fd()).set_tcp_nodelay(on)
+        SockRef::from(&self.inner.fd()).set_tcp_nodelay(on)
     }
 
     /// Sets `SO_LINGER` (`Some(0)`: close with a reset).
@@ -223,13 +200,15 @@ impl TcpStream {
     ///
     /// `setsockopt(2)` failed.
     pub fn set_linger(&self, linger: Option<std::time::Duration>) -> io::Result<()> {
-        SockRef::from(&self.inner.io.fd()).set_linger(linger)
+        SockRef::from(&self.inner.fd()).set_linger(linger)
     }
 
     crate::stream::stream_methods!(TcpStream);
 }
 
 crate::compat::compat_impls!(TcpStream);
+crate::stream::fd_impls!(TcpStream, inner);
+crate::stream::fd_impls!(TcpListener, socket);
 
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -5,17 +5,24 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use weir_reactor::TimerKey;
-
+use crate::driver::TimerKey;
 use crate::runtime;
 
-/// Waits until `duration` has passed.
+/// `now + duration`, or a deadline so far off it never comes (for `Duration::MAX` and the like).
+pub(crate) fn deadline_after(duration: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(duration)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
+/// Waits until `duration` has passed (any duration: `Duration::MAX` waits forever).
 ///
 /// # Panics
 ///
 /// When first polled outside a Weir runtime.
 pub fn sleep(duration: Duration) -> Sleep {
-    sleep_until(Instant::now() + duration)
+    sleep_until(deadline_after(duration))
 }
 
 /// Waits until `deadline`.
@@ -26,16 +33,58 @@ pub fn sleep(duration: Duration) -> Sleep {
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
         deadline,
-        key: None,
+        registered: None,
     }
 }
 
 /// Future returned by [`sleep`] and [`sleep_until`]; dropping it cancels the timer.
+///
+/// A `Sleep` is registered with the timer heap of the runtime that first polls it. Polled on
+/// another runtime's thread later, it moves there (the first runtime is told to drop its entry);
+/// dropped on another thread, it tells its runtime to drop the entry. So a timer never touches
+/// another runtime's heap.
 #[derive(Debug)]
 #[must_use = "futures do nothing unless polled"]
 pub struct Sleep {
     deadline: Instant,
-    key: Option<TimerKey>,
+    registered: Option<Registered>,
+}
+
+/// Where a `Sleep`'s timer is: its key in the heap of the runtime `home`.
+struct Registered {
+    key: TimerKey,
+    home: u64,
+    /// The home runtime's queue, to remove the entry from another thread.
+    queue: std::sync::Arc<runtime::Queue>,
+}
+
+impl std::fmt::Debug for Registered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registered")
+            .field("key", &self.key)
+            .field("home", &self.home)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registered {
+    /// Removes the entry from its heap: directly on the home runtime's thread, through the home
+    /// runtime's queue from anywhere else.
+    fn remove(self, current: Option<&runtime::Core>) {
+        match current {
+            Some(core) if core.id == self.home => {
+                core.timers.borrow_mut().remove(self.key);
+            }
+            _ => {
+                let key = self.key;
+                self.queue.push_job(Box::new(move || {
+                    if let Some(core) = runtime::try_current() {
+                        core.timers.borrow_mut().remove(key);
+                    }
+                }));
+            }
+        }
+    }
 }
 
 impl Sleep {
@@ -51,17 +100,31 @@ impl Future for Sleep {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         let core = runtime::current();
-        let mut timers = core.timers.borrow_mut();
-        timers.poll_deadline(&mut this.key, this.deadline, cx)
+        if let Some(registered) = this.registered.take_if(|r| r.home != core.id) {
+            registered.remove(Some(&core));
+        }
+        let mut key = this.registered.as_ref().map(|r| r.key);
+        let polled = core
+            .timers
+            .borrow_mut()
+            .poll_deadline(&mut key, this.deadline, cx);
+        this.registered = match (key, this.registered.take()) {
+            (Some(key), Some(registered)) => Some(Registered { key, ..registered }),
+            (Some(key), None) => Some(Registered {
+                key,
+                home: core.id,
+                queue: core.queue.clone(),
+            }),
+            (None, _) => None,
+        };
+        polled
     }
 }
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        if let Some(key) = self.key.take() {
-            if let Some(core) = runtime::try_current() {
-                core.timers.borrow_mut().remove(key);
-            }
+        if let Some(registered) = self.registered.take() {
+            registered.remove(runtime::try_current().as_deref());
         }
     }
 }
@@ -89,10 +152,11 @@ pub async fn timeout<F: Future>(duration: Duration, fut: F) -> Result<F::Output,
     .await
 }
 
-/// Ticks every `period`, without drift (each deadline is the previous plus `period`).
+/// Ticks every `period`, without drift (each deadline is the previous plus `period`; a period
+/// too long to add waits forever).
 pub fn interval(period: Duration) -> Interval {
     Interval {
-        next: Instant::now() + period,
+        next: deadline_after(period),
         period,
     }
 }
@@ -109,7 +173,9 @@ impl Interval {
     pub async fn tick(&mut self) -> Instant {
         let at = self.next;
         sleep_until(at).await;
-        self.next = at + self.period;
+        self.next = at
+            .checked_add(self.period)
+            .unwrap_or_else(|| deadline_after(Duration::MAX));
         at
     }
 }

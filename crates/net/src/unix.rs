@@ -6,7 +6,6 @@
 
 use std::fmt;
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::Shutdown;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::SocketAddr;
@@ -16,7 +15,9 @@ use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::coop;
-use crate::stream::{Io, Stream};
+use crate::driver::Socket as DriverSocket;
+use crate::io::datagram::DatagramSocket;
+use crate::stream::Stream;
 
 /// A kernel-reported address as the standard library's type: a path, or unnamed (a client
 /// that never bound, a socket pair).
@@ -38,10 +39,6 @@ fn unix_addr(addr: SockAddr) -> io::Result<SocketAddr> {
         io::ErrorKind::InvalidData,
         "not a pathname or unnamed Unix address (abstract names are not supported)",
     ))
-}
-
-fn in_progress(error: &io::Error) -> bool {
-    matches!(error.raw_os_error(), Some(libc::EINPROGRESS | libc::EAGAIN))
 }
 
 /// A Unix-domain stream listener.
@@ -74,7 +71,7 @@ fn in_progress(error: &io::Error) -> bool {
 /// std::fs::remove_dir_all(&dir).expect("cleanup");
 /// ```
 pub struct UnixListener {
-    io: Io,
+    socket: DriverSocket,
 }
 
 impl UnixListener {
@@ -92,7 +89,7 @@ impl UnixListener {
         socket.bind(&SockAddr::unix(path)?)?;
         socket.listen(1024)?;
         Ok(UnixListener {
-            io: Io::new(socket.into())?,
+            socket: crate::runtime::socket(socket.into())?,
         })
     }
 
@@ -103,7 +100,7 @@ impl UnixListener {
     /// Registering it with the reactor failed.
     pub fn from_std(listener: std::os::unix::net::UnixListener) -> io::Result<UnixListener> {
         Ok(UnixListener {
-            io: Io::new(listener.into())?,
+            socket: crate::runtime::socket(listener.into())?,
         })
     }
 
@@ -113,7 +110,7 @@ impl UnixListener {
     ///
     /// `getsockname(2)` failed.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        unix_addr(SockRef::from(&self.io.fd()).local_addr()?)
+        unix_addr(SockRef::from(&self.socket.fd()).local_addr()?)
     }
 
     /// Accepts one connection.
@@ -126,18 +123,8 @@ impl UnixListener {
     /// `accept4(2)` failed: `EMFILE`, `ECONNABORTED`... — the listener stays usable.
     pub async fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
         coop::proceed().await;
-        let fd = match &self.io {
-            Io::Poll(registration) => {
-                registration
-                    .io(weir_reactor::Direction::Read, |listener| {
-                        Ok(OwnedFd::from(SockRef::from(listener).accept()?.0))
-                    })
-                    .await?
-            }
-            #[cfg(target_os = "linux")]
-            Io::Uring { ring, fd, .. } => ring.accept(fd).await?.0,
-        };
-        let peer = unix_addr(SockRef::from(&fd).peer_addr()?)?;
+        let (fd, peer) = self.socket.accept().await?;
+        let peer = unix_addr(peer)?;
         Ok((UnixStream::from_fd(fd)?, peer))
     }
 }
@@ -174,13 +161,8 @@ impl UnixStream {
     pub async fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
         let addr = SockAddr::unix(path)?;
         let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-        socket.set_nonblocking(true)?;
         let stream = UnixStream::from_fd(socket.into())?;
-        match SockRef::from(&stream.inner.io.fd()).connect(&addr) {
-            Ok(()) => {}
-            Err(e) if in_progress(&e) => stream.inner.io.finish_connect().await?,
-            Err(e) => return Err(e),
-        }
+        stream.inner.socket().connect(&addr).await?;
         Ok(stream)
     }
 
@@ -212,7 +194,7 @@ impl UnixStream {
     ///
     /// `getsockname(2)` failed.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        unix_addr(SockRef::from(&self.inner.io.fd()).local_addr()?)
+        unix_addr(SockRef::from(&self.inner.fd()).local_addr()?)
     }
 
     /// The peer's address.
@@ -221,13 +203,16 @@ impl UnixStream {
     ///
     /// `getpeername(2)` failed.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        unix_addr(SockRef::from(&self.inner.io.fd()).peer_addr()?)
+        unix_addr(SockRef::from(&self.inner.fd()).peer_addr()?)
     }
 
     crate::stream::stream_methods!(UnixStream);
 }
 
 crate::compat::compat_impls!(UnixStream);
+crate::stream::fd_impls!(UnixStream, inner);
+crate::stream::fd_impls!(UnixListener, socket);
+crate::stream::fd_impls!(UnixDatagram, io);
 
 impl fmt::Debug for UnixStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -253,14 +238,13 @@ impl fmt::Debug for UnixStream {
 /// });
 /// ```
 pub struct UnixDatagram {
-    io: Io,
+    io: DatagramSocket,
 }
 
 impl UnixDatagram {
     fn from_socket(socket: Socket) -> io::Result<UnixDatagram> {
-        socket.set_nonblocking(true)?;
         Ok(UnixDatagram {
-            io: Io::new(socket.into())?,
+            io: DatagramSocket::new(crate::runtime::socket(socket.into())?),
         })
     }
 
@@ -318,65 +302,41 @@ impl UnixDatagram {
     }
 
     /// Sends `buf`'s bytes as one datagram to `path`.
+    ///
+    /// Cancel safety: not cancel-safe: a dropped send may have sent the datagram.
     pub async fn send_to<B: IoBuf>(&self, buf: B, path: impl AsRef<Path>) -> BufResult<usize, B> {
         let addr = match SockAddr::unix(path) {
             Ok(addr) => addr,
             Err(e) => return (Err(e), buf),
         };
-        coop::proceed().await;
-        let result = self
-            .io
-            .ready_io(weir_reactor::Direction::Write, |fd| {
-                SockRef::from(&fd).send_to(initialised(&buf), &addr)
-            })
-            .await;
-        (result, buf)
+        self.io.send(buf, Some(&addr)).await
     }
 
     /// Sends `buf`'s bytes as one datagram to the connected peer.
+    ///
+    /// Cancel safety: not cancel-safe, as [`send_to`](UnixDatagram::send_to).
     pub async fn send<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        coop::proceed().await;
-        let result = self
-            .io
-            .ready_io(weir_reactor::Direction::Write, |fd| {
-                SockRef::from(&fd).send(initialised(&buf))
-            })
-            .await;
-        (result, buf)
+        self.io.send(buf, None).await
     }
 
     /// Receives one datagram into `buf`'s spare capacity; a longer datagram is truncated.
     /// Returns the length received and the sender.
-    pub async fn recv_from<B: IoBufMut>(&self, mut buf: B) -> BufResult<(usize, SocketAddr), B> {
-        coop::proceed().await;
-        let result = self
-            .io
-            .ready_io(weir_reactor::Direction::Read, |fd| {
-                SockRef::from(&fd).recv_from(spare(&mut buf))
-            })
-            .await
-            .and_then(|(n, from)| {
-                // SAFETY: the kernel initialised `n` bytes after the old length.
-                unsafe { buf.set_init(buf.bytes_init() + n) };
-                Ok((n, unix_addr(from)?))
-            });
-        (result, buf)
+    ///
+    /// Cancel safety: cancel-safe (no datagram is lost).
+    pub async fn recv_from<B: IoBufMut>(&self, buf: B) -> BufResult<(usize, SocketAddr), B> {
+        let (result, buf) = self.io.recv(buf).await;
+        (
+            result.and_then(|got| Ok((got.len, unix_addr(got.from)?))),
+            buf,
+        )
     }
 
     /// Receives one datagram from the connected peer into `buf`'s spare capacity.
-    pub async fn recv<B: IoBufMut>(&self, mut buf: B) -> BufResult<usize, B> {
-        coop::proceed().await;
-        let result = self
-            .io
-            .ready_io(weir_reactor::Direction::Read, |fd| {
-                SockRef::from(&fd).recv(spare(&mut buf))
-            })
-            .await;
-        if let Ok(n) = result {
-            // SAFETY: the kernel initialised `n` bytes after the old length.
-            unsafe { buf.set_init(buf.bytes_init() + n) };
-        }
-        (result, buf)
+    ///
+    /// Cancel safety: cancel-safe (no datagram is lost).
+    pub async fn recv<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+        let (result, buf) = self.io.recv(buf).await;
+        (result.map(|got| got.len), buf)
     }
 
     /// Shuts down one or both directions.
@@ -395,25 +355,4 @@ impl fmt::Debug for UnixDatagram {
             .field("local_addr", &self.local_addr().ok())
             .finish()
     }
-}
-
-/// The buffer's initialised bytes.
-fn initialised<B: IoBuf>(buf: &B) -> &[u8] {
-    // SAFETY: `IoBuf` guarantees `bytes_init` initialised bytes at `stable_ptr`, borrowed with
-    // `buf`.
-    unsafe { std::slice::from_raw_parts(buf.stable_ptr(), buf.bytes_init()) }
-}
-
-/// The buffer's spare capacity, for the kernel to fill.
-fn spare<B: IoBufMut>(buf: &mut B) -> &mut [MaybeUninit<u8>] {
-    let start = buf.bytes_init();
-    let len = buf.bytes_total() - start;
-    let at = buf
-        .stable_mut_ptr()
-        .wrapping_add(start)
-        .cast::<MaybeUninit<u8>>();
-    // SAFETY: `IoBufMut` guarantees `bytes_total` writable bytes at `stable_mut_ptr`, borrowed
-    // mutably with `buf`; `at` is `start <= bytes_total` bytes in; `MaybeUninit` asks nothing of
-    // their contents.
-    unsafe { std::slice::from_raw_parts_mut(at, len) }
 }

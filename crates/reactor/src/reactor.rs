@@ -387,8 +387,18 @@ impl<T: AsFd> Registration<T> {
         direction: Direction,
         mut op: impl FnMut(&T) -> io::Result<(R, bool)>,
     ) -> io::Result<R> {
+        std::future::poll_fn(|cx| self.poll_io_drained(direction, cx, &mut op)).await
+    }
+
+    /// The polling form of [`io_drained`](Registration::io_drained).
+    pub fn poll_io_drained<R>(
+        &self,
+        direction: Direction,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&T) -> io::Result<(R, bool)>,
+    ) -> Poll<io::Result<R>> {
         loop {
-            let event = std::future::poll_fn(|cx| self.poll_ready(direction, cx)).await;
+            let event = std::task::ready!(self.poll_ready(direction, cx));
             match op(self.get_ref()) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     self.clear_readiness(event)
@@ -397,9 +407,9 @@ impl<T: AsFd> Registration<T> {
                     if drained && !self.inner.selector.needs_rearm() {
                         self.clear_readiness(event);
                     }
-                    return Ok(result);
+                    return Poll::Ready(Ok(result));
                 }
-                Err(error) => return Err(error),
+                Err(error) => return Poll::Ready(Err(error)),
             }
         }
     }

@@ -29,8 +29,9 @@ pub type BufResult<T, B> = (std::io::Result<T>, B);
 ///
 /// `stable_ptr` must point to `bytes_init` initialised bytes that stay valid and unmoved for as
 /// long as the value lives, even when the value itself is moved (heap memory, not inline
-/// storage), and that nothing else writes while an operation owns the value.
-pub unsafe trait IoBuf: Send + 'static {
+/// storage), and that nothing else writes while an operation owns the value. Buffers move by
+/// value and are never pinned (`Unpin`).
+pub unsafe trait IoBuf: Send + Unpin + 'static {
     /// Start of the bytes.
     fn stable_ptr(&self) -> *const u8;
     /// How many bytes hold data (what a send sends).

@@ -1,9 +1,11 @@
 //! The `weir-net` suite; every socket test runs on both backends (or on the one `WEIR_BACKEND`
 //! forces).
 
+mod affinity;
 mod cancel;
 mod examples;
 mod fallback;
+mod mixed_io;
 mod pooled;
 mod server;
 mod sigterm;

@@ -81,11 +81,13 @@ fn ask(addr: std::net::SocketAddr, id: u64) -> std::io::Result<u64> {
 fn limit_of_50_with_500_clients_in_bursts() {
     let _serial = serial();
     for backend in backends() {
+        // Each request is held 20 ms: far longer than accepting 50 waiting connections takes,
+        // so the limit is reached however the threads are scheduled.
         let server = Arc::new(start(
             backend,
             50,
             Duration::from_secs(5),
-            Duration::from_millis(2),
+            Duration::from_millis(20),
         ));
         let addr = server.local_addr();
         let peak = Arc::new(AtomicU64::new(0));
@@ -99,10 +101,15 @@ fn limit_of_50_with_500_clients_in_bursts() {
             })
         };
         let served = Arc::new(AtomicU64::new(0));
-        // Ten bursts of 50 clients that all connect and send at once: 500 want in, 50 may.
+        // Ten bursts of 50 clients that all connect and send before any reads its reply: 460
+        // want in at once, 50 may. Each connection closes once answered, and each burst reads
+        // its replies in the order it connected (the order the server accepts in), so the
+        // answered ones always free their permits.
+        let all_sent = Arc::new(std::sync::Barrier::new(10));
         let clients: Vec<_> = (0..10u64)
             .map(|burst| {
                 let served = served.clone();
+                let all_sent = all_sent.clone();
                 std::thread::spawn(move || {
                     let mut open = Vec::new();
                     for n in 0..50u64 {
@@ -117,6 +124,7 @@ fn limit_of_50_with_500_clients_in_bursts() {
                         stream.write_all(&id.to_le_bytes()).expect("request");
                         open.push((id, stream));
                     }
+                    all_sent.wait();
                     for (id, mut stream) in open {
                         let mut reply = [0u8; 8];
                         match stream.read_exact(&mut reply) {

@@ -1,6 +1,6 @@
 //! UDP on both backends: round trips, truncation, connected sockets.
 
-use weir_net::UdpSocket;
+use weir_net::{UdpSocket, time};
 
 use crate::support::on_each_backend;
 
@@ -37,4 +37,212 @@ fn round_trips_truncation_and_connected_sockets() {
             assert_eq!(&buf[..n.expect("recv")], b"ping", "{backend:?}");
         });
     });
+}
+
+/// Polls `fut` once, runs `meanwhile`, and resolves when the task is next woken — by `fut`'s
+/// operation completing — without polling `fut` again, which it hands back unpolled.
+pub(crate) async fn poll_once_then_wait<F: std::future::Future + Unpin>(
+    mut fut: F,
+    meanwhile: impl FnOnce(),
+) -> F {
+    let mut meanwhile = Some(meanwhile);
+    std::future::poll_fn(|cx| match meanwhile.take() {
+        Some(run) => {
+            assert!(std::pin::Pin::new(&mut fut).poll(cx).is_pending());
+            run();
+            std::task::Poll::Pending
+        }
+        None => std::task::Poll::Ready(()),
+    })
+    .await;
+    fut
+}
+
+#[test]
+fn a_dropped_receive_loses_no_datagram() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let a = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let b = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let to = b.local_addr().expect("addr");
+            // The receive is in the kernel when the first datagram arrives; its future is dropped
+            // after the completion woke the task, before anyone took the datagram.
+            let receive = Box::pin(b.recv_from(Vec::with_capacity(64)));
+            let receive = poll_once_then_wait(receive, || {
+                a.send_to(b"first", to).expect("send");
+            })
+            .await;
+            drop(receive);
+            a.send_to(b"second", to).expect("send");
+            let (got, buf) = b.recv_from(Vec::with_capacity(64)).await;
+            got.expect("recv_from");
+            assert_eq!(
+                &buf[..],
+                b"first",
+                "{backend:?}: the dropped receive's datagram was lost"
+            );
+            let (got, buf) = b.recv_from(Vec::with_capacity(64)).await;
+            got.expect("recv_from");
+            assert_eq!(&buf[..], b"second", "{backend:?}");
+        });
+    });
+}
+
+#[test]
+fn a_receive_the_kernel_retries_in_its_workers_waits_instead_of_failing() {
+    // A receive whose poll fired but found no data (another reader took it) is handed to the
+    // kernel's worker pool; on a non-blocking socket it would complete with EAGAIN.
+    use std::os::fd::AsFd;
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let b = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let to = b.local_addr().expect("addr");
+            let thief = std::net::UdpSocket::from(b.as_fd().try_clone_to_owned().expect("dup"));
+            let receive = weir_net::spawn(async move {
+                let (got, buf) = b.recv_from(Vec::with_capacity(64)).await;
+                got.map(|_| buf)
+            });
+            // Let the receive reach the kernel and wait there.
+            weir_net::yield_now().await;
+            weir_net::yield_now().await;
+            peer.send_to(b"stolen", to).expect("send");
+            let mut space = [0u8; 64];
+            let (n, _) = thief.recv_from(&mut space).expect("the thief takes it");
+            assert_eq!(&space[..n], b"stolen");
+            // The woken receive retries, finds nothing, and goes to the kernel's workers.
+            time::sleep(std::time::Duration::from_millis(20)).await;
+            peer.send_to(b"kept", to).expect("send");
+            let got = receive.await.expect("task");
+            assert_eq!(
+                got.expect("the receive failed instead of waiting"),
+                b"kept",
+                "{backend:?}"
+            );
+        });
+    });
+}
+
+/// `O_NONBLOCK` on a descriptor.
+pub(crate) fn is_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_GETFL on a descriptor the caller keeps open; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    assert!(flags >= 0, "fcntl: {}", std::io::Error::last_os_error());
+    flags & libc::O_NONBLOCK != 0
+}
+
+#[test]
+fn sockets_are_blocking_on_the_ring_and_non_blocking_on_the_reactor() {
+    // io_uring ops the kernel runs in its worker pool honour O_NONBLOCK and fail with EAGAIN;
+    // the reactor needs it for its readiness loop.
+    use std::os::fd::AsFd;
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            assert_eq!(
+                is_nonblocking(socket.as_fd()),
+                backend == weir_net::Backend::Poll,
+                "{backend:?}"
+            );
+        });
+    });
+}
+
+#[test]
+fn recv_msg_says_when_a_datagram_was_cut_even_after_a_dropped_receive() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let a = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let b = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let to = b.local_addr().expect("addr");
+            a.send_to(&[7u8; 100], to).expect("send");
+            let (got, buf) = b.recv_msg(Vec::with_capacity(10)).await;
+            let got = got.expect("recv_msg");
+            assert_eq!(
+                (got.len, got.truncated, buf.len()),
+                (10, true, 10),
+                "{backend:?}"
+            );
+            a.send_to(&[8u8; 64], to).expect("send");
+            let (got, _) = b.recv_msg(Vec::with_capacity(64)).await;
+            assert!(
+                !got.expect("recv_msg").truncated,
+                "{backend:?}: a whole datagram"
+            );
+            // A datagram a dropped receive took (into its 64 bytes) and a smaller buffer now.
+            let receive = Box::pin(b.recv_from(Vec::with_capacity(64)));
+            let receive = poll_once_then_wait(receive, || {
+                a.send_to(&[9u8; 50], to).expect("send");
+            })
+            .await;
+            drop(receive);
+            let (got, buf) = b.recv_msg(Vec::with_capacity(20)).await;
+            let got = got.expect("recv_msg");
+            assert_eq!((got.len, got.truncated), (20, true), "{backend:?}");
+            assert_eq!(buf, [9u8; 20]);
+            assert_eq!(got.from, a.local_addr().expect("addr"));
+        });
+    });
+}
+
+#[test]
+fn connected_sends_make_no_per_datagram_address_lookup() {
+    // Re-runs this test in a child under strace, counting getpeername(2) calls; the child
+    // sends the datagrams.
+    const SENDS: usize = 200;
+    if std::env::var_os("WEIR_UDP_STRACE_CHILD").is_some() {
+        on_each_backend(|_, rt| {
+            rt.block_on(async {
+                let a = UdpSocket::bind("127.0.0.1:0").expect("bind");
+                let b = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+                a.connect(b.local_addr().expect("addr")).expect("connect");
+                for _ in 0..SENDS {
+                    a.send(b"x".to_vec()).await.0.expect("send");
+                }
+            });
+        });
+        println!("child sent {SENDS} datagrams per backend");
+        return;
+    }
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        println!(
+            "SKIPPED connected_sends_make_no_per_datagram_address_lookup: strace is not installed"
+        );
+        return;
+    }
+    let trace = std::env::temp_dir().join(format!("weir-udp-strace-{}", std::process::id()));
+    let exe = std::env::current_exe().expect("own path");
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=getpeername", "-o"])
+        .arg(&trace)
+        .arg(&exe)
+        .args([
+            "--exact",
+            "udp::connected_sends_make_no_per_datagram_address_lookup",
+            "--nocapture",
+        ])
+        .env("WEIR_UDP_STRACE_CHILD", "1")
+        .output()
+        .expect("strace");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "child failed: {stdout}");
+    assert!(
+        stdout.contains(&format!("child sent {SENDS} datagrams")),
+        "the child did not run the sends: {stdout}"
+    );
+    let calls = std::fs::read_to_string(&trace)
+        .expect("trace")
+        .lines()
+        .filter(|l| l.contains("getpeername("))
+        .count();
+    let _ = std::fs::remove_file(&trace);
+    assert_eq!(
+        calls, 0,
+        "getpeername ran {calls} times for {SENDS} sends per backend"
+    );
 }

@@ -58,42 +58,13 @@ pub fn backend_report() -> Option<BackendReport> {
 }
 
 /// Probes io_uring once per process: setup and the opcodes the sockets need.
-fn probe_uring() -> Result<(), String> {
+fn probe() -> Result<(), String> {
     PROBE
         .get_or_init(|| {
             if let Some(reason) = test_hook_blocks_uring() {
                 return Err(reason);
             }
-            #[cfg(target_os = "linux")]
-            {
-                let ring = weir_ring::Ring::builder()
-                    .entries(4)
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                let needed = [
-                    "RECV",
-                    "SEND",
-                    "ACCEPT",
-                    "CONNECT",
-                    "TIMEOUT",
-                    "ASYNC_CANCEL",
-                    "READ",
-                    "SHUTDOWN",
-                ];
-                let missing: Vec<_> = needed
-                    .iter()
-                    .filter(|op| !ring.probe().supported.contains(op))
-                    .collect();
-                if missing.is_empty() {
-                    Ok(())
-                } else {
-                    Err(format!("the kernel lacks io_uring opcodes {missing:?}"))
-                }
-            }
-            #[cfg(not(target_os = "linux"))]
-            {
-                Err("io_uring exists only on Linux".to_string())
-            }
+            super::probe_uring()
         })
         .clone()
 }
@@ -121,14 +92,14 @@ pub(crate) fn choose(requested: Backend) -> Result<BackendReport, Error> {
             backend: Backend::Poll,
             reason: format!("requested by {source}"),
         },
-        Backend::Uring => match probe_uring() {
+        Backend::Uring => match probe() {
             Ok(()) => BackendReport {
                 backend: Backend::Uring,
                 reason: format!("requested by {source}"),
             },
             Err(why) => return Err(Error::UringUnavailable(why)),
         },
-        Backend::Auto => match probe_uring() {
+        Backend::Auto => match probe() {
             Ok(()) => BackendReport {
                 backend: Backend::Uring,
                 reason: "io_uring probed and working".into(),

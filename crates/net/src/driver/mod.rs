@@ -1,0 +1,446 @@
+//! The one internal socket interface, with one implementation per backend: `uring.rs` over
+//! weir-ring, `poll.rs` over weir-reactor. Everything above this module — the socket types, the
+//! read and write state machines, the compatibility traits, the runtime — calls only what is
+//! here and never asks which backend it is on.
+//!
+//! # Invariants
+//!
+//! * The backend is chosen once per runtime ([`Driver::new`]); a [`Socket`] is made by a
+//!   driver and keeps it for life (its *home*). Each `match` on the backend is in this file, one
+//!   per operation (`dispatch!`), and no `cfg(target_os = "linux")` appears outside this module
+//!   and `sys.rs` (both checked by `cargo xtask tidy`).
+//! * Sockets are blocking on the ring (an op the kernel runs in its worker pool would otherwise
+//!   complete with `EAGAIN`) and non-blocking on the reactor (its readiness loop needs it).
+//! * Operations that may hold kernel state across polls are objects ([`Recv`], [`Send`],
+//!   [`Writev`], [`RecvMsg`], [`PooledRecv`]): `into_orphan` turns one the kernel still works on
+//!   into a boxed future that finishes it, so the state machines above can keep its bytes in
+//!   order instead of losing them (`None`: nothing is in the kernel). On the reactor no
+//!   operation is ever in the kernel between polls.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use socket2::{SockAddr, SockRef};
+use weir_bufpool::Buf;
+
+use crate::Error;
+use crate::buf::{BufResult, IoBuf, IoBufMut};
+
+pub(crate) mod backend;
+mod poll;
+#[cfg(target_os = "linux")]
+mod uring;
+
+pub use backend::{Backend, BackendReport, backend_report};
+/// The timer heap both backends share (it does no I/O).
+pub(crate) use weir_reactor::{TimerKey, Timers};
+
+/// Runs `$body` with `$name` bound to the backend's half of `$value` (`Poll(..)` or
+/// `Uring(..)`): the one `match` on the backend each operation has.
+macro_rules! dispatch {
+    ($value:expr, $enum:ident, $name:ident => $body:expr) => {
+        match $value {
+            $enum::Poll($name) => $body,
+            #[cfg(target_os = "linux")]
+            $enum::Uring($name) => $body,
+        }
+    };
+}
+
+/// Pairs an operation with its socket's backend half. Both come from one socket (the state
+/// machines keep an operation beside the socket that made it), so the halves always match; a
+/// mismatch would only leave the operation pending, never touch the wrong backend.
+macro_rules! paired {
+    ($op:expr, $enum:ident, $socket:expr, $opt:ident, $sock:ident => $body:expr) => {
+        match ($op, &$socket.0) {
+            ($enum::Poll($opt), SocketInner::Poll($sock)) => $body,
+            #[cfg(target_os = "linux")]
+            ($enum::Uring($opt), SocketInner::Uring($sock)) => $body,
+            #[cfg(target_os = "linux")]
+            _ => Poll::Pending,
+        }
+    };
+}
+
+/// A receive whose caller went away while the kernel still held it: resolves to the bytes it
+/// received (none at the end of the stream).
+pub(crate) type OrphanRecv = Pin<Box<dyn Future<Output = io::Result<Vec<u8>>> + std::marker::Send>>;
+/// A send whose caller went away while the kernel still held it: resolves when it is done.
+pub(crate) type OrphanSend = Pin<Box<dyn Future<Output = io::Result<usize>> + std::marker::Send>>;
+/// What an orphaned datagram receive got: the datagram's bytes and what the kernel said of it.
+pub(crate) type OrphanedDatagram = io::Result<(Vec<u8>, Datagram)>;
+/// A datagram receive whose caller went away: resolves to the datagram.
+pub(crate) type OrphanDatagram =
+    Pin<Box<dyn Future<Output = OrphanedDatagram> + std::marker::Send>>;
+
+/// Which way a socket is waited on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interest {
+    Read,
+    Write,
+}
+
+/// A runtime's I/O driver: a ring or a reactor.
+pub(crate) struct Driver(DriverInner);
+
+enum DriverInner {
+    Poll(poll::Driver),
+    #[cfg(target_os = "linux")]
+    Uring(uring::Driver),
+}
+
+/// Wakes a driver blocked in [`Driver::turn`] from any thread.
+pub(crate) struct Unparker(UnparkerInner);
+
+enum UnparkerInner {
+    Poll(weir_reactor::Notifier),
+    #[cfg(target_os = "linux")]
+    Uring(weir_ring::Notifier),
+}
+
+impl Unparker {
+    pub(crate) fn unpark(&self) {
+        match &self.0 {
+            // A failed wake-up write means a wake-up is pending already.
+            UnparkerInner::Poll(notifier) => drop(notifier.notify()),
+            #[cfg(target_os = "linux")]
+            UnparkerInner::Uring(notifier) => notifier.notify(),
+        }
+    }
+}
+
+impl Driver {
+    /// The driver of `backend` (already resolved to `Uring` or `Poll`).
+    pub(crate) fn new(backend: Backend, ring_entries: u32) -> Result<Driver, Error> {
+        match backend {
+            #[cfg(target_os = "linux")]
+            Backend::Uring => Ok(Driver(DriverInner::Uring(uring::Driver::new(
+                ring_entries,
+            )?))),
+            _ => {
+                let _ = ring_entries;
+                Ok(Driver(DriverInner::Poll(poll::Driver::new()?)))
+            }
+        }
+    }
+
+    /// Waits for I/O (up to `timeout`; `Some(ZERO)` polls) and wakes the tasks it concerns.
+    pub(crate) fn turn(&self, timeout: Option<Duration>) -> io::Result<()> {
+        dispatch!(&self.0, DriverInner, driver => driver.turn(timeout))
+    }
+
+    /// A handle that ends a blocking [`turn`](Driver::turn) from any thread.
+    pub(crate) fn unparker(&self) -> Unparker {
+        match &self.0 {
+            DriverInner::Poll(driver) => Unparker(UnparkerInner::Poll(driver.notifier())),
+            #[cfg(target_os = "linux")]
+            DriverInner::Uring(driver) => Unparker(UnparkerInner::Uring(driver.notifier())),
+        }
+    }
+
+    /// Makes `fd` a socket of this driver (blocking on the ring, non-blocking on the reactor).
+    pub(crate) fn socket(&self, fd: OwnedFd) -> io::Result<Socket> {
+        match &self.0 {
+            DriverInner::Poll(driver) => Ok(Socket(SocketInner::Poll(driver.socket(fd)?))),
+            #[cfg(target_os = "linux")]
+            DriverInner::Uring(driver) => Ok(Socket(SocketInner::Uring(driver.socket(fd)?))),
+        }
+    }
+
+    /// The kernel's view of `pool` for pooled reads: on the ring, a provided buffer ring it
+    /// feeds; nothing on the reactor.
+    pub(crate) fn provide(&self, pool: &weir_bufpool::Pool) -> io::Result<Provided> {
+        match &self.0 {
+            DriverInner::Poll(_) => {
+                let _ = pool;
+                Ok(Provided(ProvidedInner::Poll(())))
+            }
+            #[cfg(target_os = "linux")]
+            DriverInner::Uring(driver) => Ok(Provided(ProvidedInner::Uring(driver.provide(pool)?))),
+        }
+    }
+
+    /// At the runtime's end, after its tasks (and their ops) were dropped: lets the kernel finish
+    /// what they left, so nothing they parked outlives the runtime.
+    pub(crate) fn finish(&self) {
+        dispatch!(&self.0, DriverInner, driver => driver.finish())
+    }
+}
+
+/// The pooled reads' buffers as the kernel sees them (see [`Driver::provide`]).
+#[derive(Clone)]
+pub(crate) struct Provided(ProvidedInner);
+
+#[derive(Clone)]
+enum ProvidedInner {
+    Poll(()),
+    #[cfg(target_os = "linux")]
+    Uring(uring::Provided),
+}
+
+/// One socket on its home driver.
+pub(crate) struct Socket(SocketInner);
+
+enum SocketInner {
+    Poll(poll::Socket),
+    #[cfg(target_os = "linux")]
+    Uring(uring::Socket),
+}
+
+/// A datagram received: how many bytes, from whom, and whether it was cut to fit.
+#[derive(Debug, Clone)]
+pub(crate) struct Datagram {
+    pub(crate) len: usize,
+    pub(crate) from: SockAddr,
+    pub(crate) truncated: bool,
+}
+
+impl Socket {
+    /// The descriptor, for socket options and addresses.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        dispatch!(&self.0, SocketInner, socket => socket.fd())
+    }
+
+    /// Shuts down one or both directions (`shutdown(2)`).
+    pub(crate) fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        SockRef::from(&self.fd()).shutdown(how)
+    }
+
+    /// Accepts one connection: its descriptor (not yet a socket of any driver) and its peer.
+    ///
+    /// Cancel safety: a connection accepted after the future was dropped is closed.
+    pub(crate) async fn accept(&self) -> io::Result<(OwnedFd, SockAddr)> {
+        dispatch!(&self.0, SocketInner, socket => socket.accept().await)
+    }
+
+    /// Connects to `addr`.
+    pub(crate) async fn connect(&self, addr: &SockAddr) -> io::Result<()> {
+        dispatch!(&self.0, SocketInner, socket => socket.connect(addr).await)
+    }
+
+    /// Waits until the socket is ready in `interest` (or has an error to report).
+    pub(crate) async fn ready(&self, interest: Interest) -> io::Result<()> {
+        dispatch!(&self.0, SocketInner, socket => socket.ready(interest).await)
+    }
+
+    /// Sends up to `len` bytes of `file` from `offset` without copying them through user space
+    /// (`splice` through a pipe on the ring, `sendfile` on the reactor).
+    pub(crate) async fn send_file(
+        &self,
+        file: &std::fs::File,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<usize> {
+        dispatch!(&self.0, SocketInner, socket => socket.send_file(file, offset, len).await)
+    }
+
+    /// A receive into `buf`'s spare capacity.
+    pub(crate) fn recv<B: IoBufMut>(&self, buf: B) -> Recv<B> {
+        match &self.0 {
+            SocketInner::Poll(_) => Recv(RecvInner::Poll(poll::Recv::new(buf))),
+            #[cfg(target_os = "linux")]
+            SocketInner::Uring(socket) => Recv(RecvInner::Uring(socket.recv(buf))),
+        }
+    }
+
+    /// A send of `buf`'s initialised bytes.
+    pub(crate) fn send<B: IoBuf>(&self, buf: B) -> Send<B> {
+        match &self.0 {
+            SocketInner::Poll(_) => Send(SendInner::Poll(poll::Send::new(buf))),
+            #[cfg(target_os = "linux")]
+            SocketInner::Uring(socket) => Send(SendInner::Uring(socket.send(buf))),
+        }
+    }
+
+    /// One vectored send of every buffer's initialised bytes, in order.
+    pub(crate) fn writev<B: IoBuf>(&self, bufs: Vec<B>) -> Writev<B> {
+        match &self.0 {
+            SocketInner::Poll(_) => Writev(WritevInner::Poll(poll::Writev::new(bufs))),
+            #[cfg(target_os = "linux")]
+            SocketInner::Uring(socket) => Writev(WritevInner::Uring(socket.writev(bufs))),
+        }
+    }
+
+    /// A receive of one datagram into `buf`'s spare capacity, with its sender.
+    pub(crate) fn recv_msg<B: IoBufMut>(&self, buf: B) -> RecvMsg<B> {
+        match &self.0 {
+            SocketInner::Poll(_) => RecvMsg(RecvMsgInner::Poll(poll::RecvMsg::new(buf))),
+            #[cfg(target_os = "linux")]
+            SocketInner::Uring(socket) => RecvMsg(RecvMsgInner::Uring(socket.recv_msg(buf))),
+        }
+    }
+
+    /// Sends `buf` as one datagram to `to`, or to the connected peer.
+    pub(crate) async fn send_msg<B: IoBuf>(
+        &self,
+        buf: B,
+        to: Option<&SockAddr>,
+    ) -> BufResult<usize, B> {
+        dispatch!(&self.0, SocketInner, socket => socket.send_msg(buf, to).await)
+    }
+
+    /// Receives from a poll-style caller straight into `dst` — on backends that can lend borrowed
+    /// memory to a receive within one poll (the reactor). `None` on those that cannot (the ring:
+    /// the kernel may write after the poll returns): the caller keeps an owned [`Recv`] in flight
+    /// instead.
+    pub(crate) fn poll_recv_borrowed(
+        &self,
+        cx: &mut Context<'_>,
+        dst: &mut [std::mem::MaybeUninit<u8>],
+    ) -> Option<Poll<io::Result<usize>>> {
+        match &self.0 {
+            SocketInner::Poll(socket) => Some(socket.poll_recv(cx, dst)),
+            #[cfg(target_os = "linux")]
+            SocketInner::Uring(_) => None,
+        }
+    }
+
+    /// Sends for a poll-style caller straight from `src`, where the backend can (see
+    /// [`poll_recv_borrowed`](Socket::poll_recv_borrowed)); `None` where it cannot.
+    pub(crate) fn poll_send_borrowed(
+        &self,
+        cx: &mut Context<'_>,
+        src: &[u8],
+    ) -> Option<Poll<io::Result<usize>>> {
+        match &self.0 {
+            SocketInner::Poll(socket) => Some(socket.poll_send(cx, src)),
+            #[cfg(target_os = "linux")]
+            SocketInner::Uring(_) => None,
+        }
+    }
+
+    /// The pooled receive of this socket over `pool` and the driver's view of it.
+    pub(crate) fn pooled_recv(&self, pool: &weir_bufpool::Pool, provided: &Provided) -> PooledRecv {
+        match (&self.0, &provided.0) {
+            #[cfg(target_os = "linux")]
+            (SocketInner::Uring(socket), ProvidedInner::Uring(provided)) => {
+                PooledRecv(PooledRecvInner::Uring(socket.pooled_recv(pool, provided)))
+            }
+            _ => PooledRecv(PooledRecvInner::Poll(poll::PooledRecv::new(pool))),
+        }
+    }
+}
+
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let backend = match &self.0 {
+            SocketInner::Poll(_) => "poll",
+            #[cfg(target_os = "linux")]
+            SocketInner::Uring(_) => "uring",
+        };
+        f.debug_struct("Socket")
+            .field("backend", &backend)
+            .field("fd", &self.fd())
+            .finish()
+    }
+}
+
+/// Declares an operation object over its two backend halves, with its common methods.
+macro_rules! operation {
+    (
+        $(#[$doc:meta])*
+        $ty:ident, $inner:ident < $b:ident : $bound:path >, $output:ty, $orphan:ty
+    ) => {
+        $(#[$doc])*
+        pub(crate) struct $ty<$b>($inner<$b>);
+
+        enum $inner<$b> {
+            Poll(poll::$ty<$b>),
+            #[cfg(target_os = "linux")]
+            Uring(uring::$ty<$b>),
+        }
+
+        impl<$b: $bound> $ty<$b> {
+            /// Drives the operation; `socket` is the one that made it.
+            pub(crate) fn poll(&mut self, socket: &Socket, cx: &mut Context<'_>) -> Poll<$output> {
+                paired!(&mut self.0, $inner, socket, op, socket => op.poll(socket, cx))
+            }
+
+            /// The operation as a future that finishes it, if it is in the kernel (else
+            /// `None`: nothing happened, nothing to finish).
+            pub(crate) fn into_orphan(self) -> Option<$orphan> {
+                dispatch!(self.0, $inner, op => op.into_orphan())
+            }
+        }
+    };
+}
+
+operation!(
+    /// A receive into an owned buffer (see [`Socket::recv`]).
+    Recv, RecvInner<B: IoBufMut>, BufResult<usize, B>, OrphanRecv
+);
+impl<B: IoBufMut> Recv<B> {
+    /// Asks the kernel to stop the receive; polling goes on until the kernel says what it did
+    /// (data that arrived first is returned, not lost). A no-op where nothing is in the kernel.
+    pub(crate) fn cancel(&mut self) {
+        dispatch!(&mut self.0, RecvInner, op => op.cancel())
+    }
+
+    /// The buffer back, if the kernel does not hold it (a reactor's receive never does); else
+    /// the receive itself, to [`cancel`](Recv::cancel) and finish.
+    pub(crate) fn into_buf(self) -> Result<B, Recv<B>> {
+        match self.0 {
+            RecvInner::Poll(op) => op.into_buf().map_err(|op| Recv(RecvInner::Poll(op))),
+            #[cfg(target_os = "linux")]
+            RecvInner::Uring(op) => Err(Recv(RecvInner::Uring(op))),
+        }
+    }
+}
+
+operation!(
+    /// A send from an owned buffer (see [`Socket::send`]).
+    Send, SendInner<B: IoBuf>, BufResult<usize, B>, OrphanSend
+);
+operation!(
+    /// A vectored send (see [`Socket::writev`]).
+    Writev, WritevInner<B: IoBuf>, BufResult<usize, Vec<B>>, OrphanSend
+);
+operation!(
+    /// A datagram receive (see [`Socket::recv_msg`]).
+    RecvMsg, RecvMsgInner<B: IoBufMut>, BufResult<Datagram, B>, OrphanDatagram
+);
+
+/// Pooled reads' receive (see [`Socket::pooled_recv`]): on the ring a multishot receive over the
+/// provided buffers, on the reactor a receive into a pool buffer taken once data is ready. It
+/// may stay armed between reads; its deliveries are in stream order.
+pub(crate) struct PooledRecv(PooledRecvInner);
+
+enum PooledRecvInner {
+    Poll(poll::PooledRecv),
+    #[cfg(target_os = "linux")]
+    Uring(uring::PooledRecv),
+}
+
+impl PooledRecv {
+    /// The next buffer of data; `None` at the end of the stream.
+    pub(crate) fn poll_next(
+        &mut self,
+        socket: &Socket,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<Option<Buf>>> {
+        paired!(&mut self.0, PooledRecvInner, socket, op, socket => op.poll_next(socket, cx))
+    }
+}
+
+/// The io_uring probe (see `backend`).
+fn probe_uring() -> Result<(), String> {
+    #[cfg(target_os = "linux")]
+    {
+        uring::probe()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err("io_uring exists only on Linux".to_string())
+    }
+}
+
+/// Turns a kernel-reported address into the standard library's IP address.
+pub(crate) fn ip_addr(addr: &SockAddr) -> io::Result<std::net::SocketAddr> {
+    addr.as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP address"))
+}

@@ -1,0 +1,473 @@
+//! The socket interface over weir-ring: each operation is one io_uring op (or, for pooled
+//! reads, one multishot receive over a provided buffer ring the runtime's pool feeds). Sockets
+//! are blocking here (see the module invariants in `mod.rs`).
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use socket2::{SockAddr, SockAddrStorage, SockRef};
+use weir_bufpool::{Buf, Get, Pool};
+use weir_ring::{BufRing, Op, RawAddr, Received, RecvStream, Ring, SharedFd};
+
+use super::{Datagram, Interest, OrphanDatagram, OrphanRecv, OrphanSend};
+use crate::Error;
+use crate::buf::{BufResult, IoBuf, IoBufMut};
+
+/// The opcodes the sockets need, for the backend probe.
+const NEEDED: &[weir_ring::Opcode] = &[
+    weir_ring::Opcode::Recv,
+    weir_ring::Opcode::Send,
+    weir_ring::Opcode::Accept,
+    weir_ring::Opcode::Connect,
+    weir_ring::Opcode::Timeout,
+    weir_ring::Opcode::AsyncCancel,
+    weir_ring::Opcode::Read,
+    weir_ring::Opcode::Shutdown,
+    weir_ring::Opcode::SendMsg,
+    weir_ring::Opcode::RecvMsg,
+];
+
+/// Sets a small ring up and checks the opcodes the sockets need.
+pub(crate) fn probe() -> Result<(), String> {
+    let ring = Ring::builder()
+        .entries(4)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let missing: Vec<_> = NEEDED
+        .iter()
+        .filter(|op| !ring.probe().supports(**op))
+        .map(|op| op.name())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("the kernel lacks io_uring opcodes {missing:?}"))
+    }
+}
+
+pub(crate) struct Driver {
+    ring: Ring,
+}
+
+impl Driver {
+    pub(crate) fn new(entries: u32) -> Result<Driver, Error> {
+        let ring = Ring::builder()
+            .entries(entries)
+            .build()
+            .map_err(|error| match error {
+                weir_ring::Error::InvalidConfig(_) => Error::Io(error.into()),
+                other => Error::UringUnavailable(other.to_string()),
+            })?;
+        Ok(Driver { ring })
+    }
+
+    pub(crate) fn turn(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.ring.turn(timeout).map(drop)
+    }
+
+    pub(crate) fn notifier(&self) -> weir_ring::Notifier {
+        self.ring.notifier()
+    }
+
+    pub(crate) fn socket(&self, fd: OwnedFd) -> io::Result<Socket> {
+        SockRef::from(&fd).set_nonblocking(false)?;
+        Ok(Socket {
+            ring: self.ring.clone(),
+            fd: Arc::new(fd),
+        })
+    }
+
+    /// Registers `pool`'s buffers as the runtime's provided buffer ring, half of them in it.
+    pub(crate) fn provide(&self, pool: &Pool) -> io::Result<Provided> {
+        let count = source_count(pool);
+        let room = (count / 2).max(1);
+        let group = BufRing::register_empty(&self.ring, GROUP, PoolSource(pool.clone()), room)?;
+        top_up(pool, &group);
+        Ok(Provided { group })
+    }
+
+    pub(crate) fn finish(&self) {
+        // The dropped tasks' ops were cancelled; reap their final completions now, so the data
+        // they parked (a multishot receive holds the provided ring, which holds the ring) is
+        // released instead of keeping the ring alive in a cycle. Bounded: what the kernel still
+        // holds after a second stays with the ring's own teardown.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.ring.in_flight() > 0 && Instant::now() < deadline {
+            if self.ring.turn(Some(Duration::from_millis(10))).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// The provided buffer ring's group id (one ring per runtime).
+const GROUP: u16 = 0;
+
+/// The pooled reads' provided buffer ring.
+#[derive(Clone)]
+pub(crate) struct Provided {
+    group: BufRing,
+}
+
+/// How many pool buffers the kernel can name (ids are 16-bit, rings hold at most 32,768).
+fn source_count(pool: &Pool) -> u16 {
+    u16::try_from(pool.stats().capacity.min(1 << 15)).unwrap_or(1 << 15)
+}
+
+/// Fills the provided ring with free pool buffers, up to its room.
+fn top_up(pool: &Pool, group: &BufRing) {
+    while let Some(buf) = pool.try_get() {
+        let id = buf.into_raw();
+        // SAFETY: `id` left the pool through `into_raw`: we own it until its CQE, and it is
+        // not in the ring (ids in the ring are out of the pool).
+        if unsafe { group.provide(id) }.is_err() {
+            // Full: take it back.
+            // SAFETY: `id` came from `into_raw` just above and is rebuilt once.
+            drop(unsafe { pool.from_raw(id, 0) });
+            break;
+        }
+    }
+}
+
+/// The pool as the kernel sees it.
+struct PoolSource(Pool);
+
+// SAFETY: the pool's buffers have fixed addresses for its lifetime, which this handle extends;
+// every id below the count is allocated (the runtime's pool does not grow: checked when it is
+// made); and only ids taken out of the pool (`into_raw`) are ever put in the ring, so nothing
+// else touches a buffer while the kernel may fill it.
+unsafe impl weir_ring::BufferSource for PoolSource {
+    fn buffer_count(&self) -> u16 {
+        source_count(&self.0)
+    }
+
+    fn buffer_len(&self) -> u32 {
+        u32::try_from(self.0.buffer_size()).unwrap_or(u32::MAX)
+    }
+
+    fn buffer_ptr(&self, id: u16) -> std::ptr::NonNull<u8> {
+        self.0
+            .buffer_address(id)
+            .unwrap_or(std::ptr::NonNull::dangling())
+    }
+
+    fn reclaim(&self, id: u16) {
+        // SAFETY: an id still in the ring at unregistration left the pool through `into_raw`
+        // and was never rebuilt; the kernel is done with it.
+        drop(unsafe { self.0.from_raw(id, 0) });
+    }
+}
+
+pub(crate) struct Socket {
+    ring: Ring,
+    fd: SharedFd,
+}
+
+/// The kernel's form of an address, as `socket2` holds it.
+fn to_sockaddr(raw: RawAddr) -> SockAddr {
+    let (storage, len) = raw.into_parts();
+    let mut converted = SockAddrStorage::zeroed();
+    // SAFETY: `sockaddr_storage` is one of the platform's `sockaddr_*` types.
+    *unsafe { converted.view_as::<libc::sockaddr_storage>() } = storage;
+    // SAFETY: the kernel wrote a valid address of `len` bytes (clamped to the storage).
+    unsafe { SockAddr::new(converted, len) }
+}
+
+/// An address in the ring's form.
+fn to_raw(addr: &SockAddr) -> RawAddr {
+    let mut storage = addr.clone().as_storage();
+    // SAFETY: `sockaddr_storage` is one of the platform's `sockaddr_*` types.
+    let storage = *unsafe { storage.view_as::<libc::sockaddr_storage>() };
+    RawAddr::from_parts(storage, addr.len())
+}
+
+impl Socket {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    pub(crate) async fn accept(&self) -> io::Result<(OwnedFd, SockAddr)> {
+        let (fd, peer) = self.ring.accept(&self.fd).await?;
+        Ok((fd, to_sockaddr(peer)))
+    }
+
+    pub(crate) async fn connect(&self, addr: &SockAddr) -> io::Result<()> {
+        self.ring.connect(&self.fd, to_raw(addr)).await
+    }
+
+    pub(crate) async fn ready(&self, interest: Interest) -> io::Result<()> {
+        let events = match interest {
+            Interest::Read => libc::POLLIN,
+            Interest::Write => libc::POLLOUT,
+        };
+        self.ring.poll_add(&self.fd, events as u32).await.map(drop)
+    }
+
+    /// `send_file` on the ring: file → pipe → socket, a pipe's worth at a time.
+    pub(crate) async fn send_file(
+        &self,
+        file: &std::fs::File,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<usize> {
+        const CHUNK: usize = 64 * 1024;
+        let source: SharedFd = Arc::new(file.as_fd().try_clone_to_owned()?);
+        let (read_end, write_end) = crate::sys::pipe()?;
+        let (read_end, write_end): (SharedFd, SharedFd) = (Arc::new(read_end), Arc::new(write_end));
+        let mut sent = 0;
+        while sent < len {
+            let at = i64::try_from(offset.saturating_add(sent as u64))
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            let want = u32::try_from((len - sent).min(CHUNK)).unwrap_or(u32::MAX);
+            let filled = self.ring.splice(&source, at, &write_end, -1, want).await?;
+            if filled == 0 {
+                break;
+            }
+            let mut drained = 0;
+            while drained < filled {
+                let chunk = u32::try_from(filled - drained).unwrap_or(u32::MAX);
+                match self.ring.splice(&read_end, -1, &self.fd, -1, chunk).await {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => drained += n,
+                    Err(e) => return Err(e),
+                }
+            }
+            sent += filled;
+        }
+        Ok(sent)
+    }
+
+    pub(crate) async fn send_msg<B: IoBuf>(
+        &self,
+        buf: B,
+        to: Option<&SockAddr>,
+    ) -> BufResult<usize, B> {
+        match to {
+            Some(to) => self.ring.send_msg(&self.fd, buf, Some(to_raw(to))).await,
+            // A connected socket: a plain send names no address.
+            None => self.ring.send(&self.fd, buf).await,
+        }
+    }
+
+    pub(crate) fn recv<B: IoBufMut>(&self, buf: B) -> Recv<B> {
+        let start = buf.bytes_init();
+        Recv {
+            op: self.ring.recv(&self.fd, buf),
+            start,
+        }
+    }
+
+    pub(crate) fn send<B: IoBuf>(&self, buf: B) -> Send<B> {
+        Send {
+            op: self.ring.send(&self.fd, buf),
+        }
+    }
+
+    pub(crate) fn writev<B: IoBuf>(&self, bufs: Vec<B>) -> Writev<B> {
+        Writev {
+            op: self.ring.writev(&self.fd, bufs),
+        }
+    }
+
+    pub(crate) fn recv_msg<B: IoBufMut>(&self, buf: B) -> RecvMsg<B> {
+        let start = buf.bytes_init();
+        RecvMsg {
+            op: self.ring.recv_msg(&self.fd, buf),
+            start,
+        }
+    }
+
+    pub(crate) fn pooled_recv(&self, pool: &Pool, provided: &Provided) -> PooledRecv {
+        PooledRecv {
+            pool: pool.clone(),
+            group: provided.group.clone(),
+            recv: None,
+            waiting: None,
+        }
+    }
+}
+
+/// Generates the kernel-side methods every ring operation shares.
+macro_rules! in_kernel_while_pending {
+    () => {
+        fn in_kernel(&self) -> bool {
+            self.op.is_pending()
+        }
+    };
+}
+
+type BufOp<D, O> = Op<D, O>;
+
+pub(crate) struct Recv<B> {
+    op: BufOp<(SharedFd, B), BufResult<usize, B>>,
+    /// The buffer's initialised length before the receive: the received bytes start here.
+    start: usize,
+}
+
+impl<B: IoBufMut> Recv<B> {
+    pub(crate) fn poll(&mut self, _: &Socket, cx: &mut Context<'_>) -> Poll<BufResult<usize, B>> {
+        Pin::new(&mut self.op).poll(cx)
+    }
+
+    in_kernel_while_pending!();
+
+    pub(crate) fn cancel(&mut self) {
+        self.op.cancel();
+    }
+
+    pub(crate) fn into_orphan(self) -> Option<OrphanRecv> {
+        if !self.in_kernel() {
+            return None;
+        }
+        let Recv { op, start } = self;
+        Some(Box::pin(async move {
+            let (result, buf) = op.await;
+            result.map(|_| buf.as_init().get(start..).unwrap_or_default().to_vec())
+        }))
+    }
+}
+
+pub(crate) struct Send<B> {
+    op: BufOp<(SharedFd, B), BufResult<usize, B>>,
+}
+
+impl<B: IoBuf> Send<B> {
+    pub(crate) fn poll(&mut self, _: &Socket, cx: &mut Context<'_>) -> Poll<BufResult<usize, B>> {
+        Pin::new(&mut self.op).poll(cx)
+    }
+
+    in_kernel_while_pending!();
+
+    pub(crate) fn into_orphan(self) -> Option<OrphanSend> {
+        if !self.in_kernel() {
+            return None;
+        }
+        let op = self.op;
+        Some(Box::pin(async move { op.await.0 }))
+    }
+}
+
+pub(crate) struct Writev<B> {
+    op: BufOp<weir_ring::VectoredData<B>, BufResult<usize, Vec<B>>>,
+}
+
+impl<B: IoBuf> Writev<B> {
+    pub(crate) fn poll(
+        &mut self,
+        _: &Socket,
+        cx: &mut Context<'_>,
+    ) -> Poll<BufResult<usize, Vec<B>>> {
+        Pin::new(&mut self.op).poll(cx)
+    }
+
+    in_kernel_while_pending!();
+
+    pub(crate) fn into_orphan(self) -> Option<OrphanSend> {
+        if !self.in_kernel() {
+            return None;
+        }
+        let op = self.op;
+        Some(Box::pin(async move { op.await.0 }))
+    }
+}
+
+fn datagram(got: weir_ring::Datagram) -> Datagram {
+    Datagram {
+        len: got.len,
+        from: to_sockaddr(got.from),
+        truncated: got.truncated,
+    }
+}
+
+pub(crate) struct RecvMsg<B> {
+    op: BufOp<weir_ring::MsgData<B>, BufResult<weir_ring::Datagram, B>>,
+    start: usize,
+}
+
+impl<B: IoBufMut> RecvMsg<B> {
+    pub(crate) fn poll(
+        &mut self,
+        _: &Socket,
+        cx: &mut Context<'_>,
+    ) -> Poll<BufResult<Datagram, B>> {
+        let (result, buf) = ready!(Pin::new(&mut self.op).poll(cx));
+        Poll::Ready((result.map(datagram), buf))
+    }
+
+    in_kernel_while_pending!();
+
+    pub(crate) fn into_orphan(self) -> Option<OrphanDatagram> {
+        if !self.in_kernel() {
+            return None;
+        }
+        let RecvMsg { op, start } = self;
+        Some(Box::pin(async move {
+            let (result, buf) = op.await;
+            let got = datagram(result?);
+            Ok((buf.as_init().get(start..).unwrap_or_default().to_vec(), got))
+        }))
+    }
+}
+
+/// Pooled reads on the ring: one multishot receive over the provided buffer ring the pool
+/// feeds. The kernel picks a buffer only when data arrives, so an idle connection holds none.
+/// Each delivered buffer leaves the ring for good (it becomes the caller's `Buf`, which returns
+/// to the pool on drop) and a fresh one from the pool takes its place. When the pool runs dry the
+/// ring empties, the kernel ends the receive with `ENOBUFS` and the data stays in the socket;
+/// the next read waits for a free buffer and re-arms — reads wait, never fail, never lose bytes.
+pub(crate) struct PooledRecv {
+    pool: Pool,
+    group: BufRing,
+    recv: Option<RecvStream>,
+    /// A free buffer being waited for after `ENOBUFS`.
+    waiting: Option<Get>,
+}
+
+impl PooledRecv {
+    pub(crate) fn poll_next(
+        &mut self,
+        socket: &Socket,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<Option<Buf>>> {
+        loop {
+            if let Some(get) = self.waiting.as_mut() {
+                // The buffer goes back to the pool, and from there into the ring below.
+                drop(ready!(Pin::new(get).poll(cx)));
+                self.waiting = None;
+            }
+            top_up(&self.pool, &self.group);
+            let recv = self
+                .recv
+                .get_or_insert_with(|| self.group.recv_multi(&socket.fd));
+            match ready!(recv.poll_next(cx)) {
+                Some(Ok(Received::Data(provided))) => {
+                    let (id, len) = provided.into_id();
+                    // SAFETY: the kernel filled buffer `id` (its CQE was reaped) and it left the
+                    // pool through `into_raw` when it went into the ring.
+                    let buf = unsafe { self.pool.from_raw(id, len) }.map_err(io::Error::from)?;
+                    top_up(&self.pool, &self.group);
+                    return Poll::Ready(Ok(Some(buf)));
+                }
+                Some(Ok(Received::Eof)) => {
+                    self.recv = None;
+                    return Poll::Ready(Ok(None));
+                }
+                Some(Err(error)) if error.raw_os_error() == Some(libc::ENOBUFS) => {
+                    // The pool ran dry; the data waits in the socket.
+                    self.recv = None;
+                    self.waiting = Some(self.pool.get());
+                }
+                Some(Err(error)) => {
+                    self.recv = None;
+                    return Poll::Ready(Err(error));
+                }
+                // The kernel ended the multishot receive: arm a new one.
+                None => self.recv = None,
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Datagram sockets (UDP, Unix datagrams) on either driver: sends, and receives that lose no
+//! datagram when dropped.
+//!
+//! A receive dropped while the kernel holds it (the ring) becomes an *orphan*: it stays in the
+//! socket's queue, and the next receive takes its datagram first (waiting for it with a waker).
+//! Receives take `&self`, so several tasks may wait at once: each waiter registers, and when an
+//! orphan's datagram is taken the others are woken to look again.
+//!
+//! # Invariants
+//!
+//! * No new receive starts while an orphan is queued: datagrams the kernel delivered to dropped
+//!   receives come out before any later one.
+//! * `has_orphans` is `true` whenever the queue is non-empty (set under the lock before the
+//!   orphan is visible), so the common path — no orphan — takes no lock.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker, ready};
+
+use socket2::SockAddr;
+
+use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::driver::{Datagram, OrphanDatagram, OrphanedDatagram, RecvMsg, Socket};
+
+pub(crate) struct DatagramSocket {
+    socket: Socket,
+    orphans: Mutex<Orphans>,
+    has_orphans: AtomicBool,
+}
+
+#[derive(Default)]
+struct Orphans {
+    queue: VecDeque<OrphanDatagram>,
+    waiters: Vec<Waker>,
+}
+
+impl DatagramSocket {
+    pub(crate) fn new(socket: Socket) -> DatagramSocket {
+        DatagramSocket {
+            socket,
+            orphans: Mutex::new(Orphans::default()),
+            has_orphans: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn socket(&self) -> &Socket {
+        &self.socket
+    }
+
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.socket.fd()
+    }
+
+    /// Sends `buf` as one datagram to `to`, or to the connected peer.
+    pub(crate) async fn send<B: IoBuf>(
+        &self,
+        buf: B,
+        to: Option<&SockAddr>,
+    ) -> BufResult<usize, B> {
+        crate::coop::proceed().await;
+        self.socket.send_msg(buf, to).await
+    }
+
+    /// Receives one datagram into `buf`'s spare capacity.
+    pub(crate) fn recv<B: IoBufMut>(&self, buf: B) -> Recv<'_, B> {
+        Recv {
+            owner: self,
+            buf: Some(buf),
+            op: None,
+            budget: false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Orphans> {
+        self.orphans.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The oldest orphan's datagram, once it has one; `None` if there is no orphan.
+    fn poll_orphan(&self, cx: &mut Context<'_>) -> Option<Poll<OrphanedDatagram>> {
+        // Acquire: pairs with the release when an orphan is queued.
+        if !self.has_orphans.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut orphans = self.lock();
+        let front = orphans.queue.front_mut()?;
+        let Poll::Ready(got) = front.as_mut().poll(cx) else {
+            if !orphans.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                orphans.waiters.push(cx.waker().clone());
+            }
+            return Some(Poll::Pending);
+        };
+        orphans.queue.pop_front();
+        self.has_orphans
+            .store(!orphans.queue.is_empty(), Ordering::Release);
+        // The others waiting look again: at the next orphan, or at the socket.
+        orphans.waiters.drain(..).for_each(Waker::wake);
+        Some(Poll::Ready(got))
+    }
+
+    fn adopt(&self, orphan: OrphanDatagram) {
+        let mut orphans = self.lock();
+        orphans.queue.push_back(orphan);
+        self.has_orphans.store(true, Ordering::Release);
+    }
+}
+
+/// The future of [`DatagramSocket::recv`].
+pub(crate) struct Recv<'a, B: IoBufMut> {
+    owner: &'a DatagramSocket,
+    buf: Option<B>,
+    op: Option<RecvMsg<B>>,
+    budget: bool,
+}
+
+impl<B: IoBufMut> Future for Recv<'_, B> {
+    type Output = BufResult<Datagram, B>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if !this.budget {
+            ready!(crate::coop::poll_proceed(cx));
+            this.budget = true;
+        }
+        if this.op.is_none() {
+            if let Some(orphan) = this.owner.poll_orphan(cx) {
+                let got = ready!(orphan);
+                let Some(mut buf) = this.buf.take() else {
+                    return Poll::Pending;
+                };
+                let result = got.map(|(bytes, datagram)| {
+                    // The orphan received into a buffer of its own size; this one may be
+                    // smaller.
+                    let len = buf.extend_from(&bytes);
+                    Datagram {
+                        len,
+                        truncated: datagram.truncated || len < bytes.len(),
+                        ..datagram
+                    }
+                });
+                return Poll::Ready((result, buf));
+            }
+            match this.buf.take() {
+                Some(buf) => this.op = Some(this.owner.socket.recv_msg(buf)),
+                None => return Poll::Pending,
+            }
+        }
+        let Some(op) = this.op.as_mut() else {
+            return Poll::Pending;
+        };
+        let out = ready!(op.poll(&this.owner.socket, cx));
+        this.op = None;
+        Poll::Ready(out)
+    }
+}
+
+impl<B: IoBufMut> Drop for Recv<'_, B> {
+    fn drop(&mut self) {
+        if let Some(orphan) = self.op.take().and_then(RecvMsg::into_orphan) {
+            self.owner.adopt(orphan);
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! Owned-buffer reads and writes. Each is a future holding the stream mutably: a read or write
+//! dropped while the kernel still holds its operation hands that operation to the stream's
+//! state machine (`io`), which finishes it before the next one starts.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, ready};
+
+use super::Stream;
+use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::driver::{OrphanSend, Recv, Send, Socket, Writev};
+use crate::io::read::Settled;
+use crate::time::Sleep;
+
+/// The largest step `read_exact` grows its buffer by before bytes arrive.
+const READ_EXACT_STEP: usize = 64 * 1024;
+
+impl Stream {
+    /// See `stream_methods!`.
+    pub(crate) fn read<B: IoBufMut>(&mut self, buf: B) -> Read<'_, B> {
+        let deadline = self.timeouts.as_ref().and_then(|t| t.deadline());
+        Read {
+            stream: self,
+            buf: Some(buf),
+            recv: None,
+            budget: false,
+            limit: deadline.map(crate::time::sleep_until),
+            timed_out: false,
+        }
+    }
+
+    /// See `stream_methods!`.
+    pub(crate) async fn read_exact(&mut self, buf: Vec<u8>, len: usize) -> BufResult<(), Vec<u8>> {
+        let start = buf.len();
+        let mut gathering = Gathering {
+            stream: self,
+            buf,
+            start,
+        };
+        let mut chunk = Vec::new();
+        while gathering.buf.len() < len {
+            let want = (len - gathering.buf.len()).min(READ_EXACT_STEP);
+            chunk.clear();
+            chunk.reserve(want);
+            let (result, back) = gathering.stream.read(chunk.slice_mut(..want)).await;
+            chunk = back.into_inner();
+            match result {
+                Ok(0) => return (Err(io::ErrorKind::UnexpectedEof.into()), gathering.finish()),
+                Ok(_) => gathering.buf.extend_from_slice(&chunk),
+                Err(error) => return (Err(error), gathering.finish()),
+            }
+        }
+        (Ok(()), gathering.finish())
+    }
+
+    /// See `stream_methods!`.
+    pub(crate) fn write<B: IoBuf>(&mut self, buf: B) -> Sending<'_, One<B>> {
+        Sending::new(self, One(buf))
+    }
+
+    /// See `stream_methods!`.
+    pub(crate) async fn write_all<B: IoBuf>(&mut self, buf: B) -> BufResult<(), B> {
+        let mut written = 0;
+        let mut buf = buf;
+        while written < buf.bytes_init() {
+            let (result, back) = self.write(buf.slice(written..)).await;
+            buf = back.into_inner();
+            match result {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    /// See `stream_methods!`.
+    pub(crate) fn writev<B: IoBuf>(&mut self, bufs: Vec<B>) -> Sending<'_, Many<B>> {
+        Sending::new(self, Many(bufs))
+    }
+}
+
+/// A `read_exact` in progress: what it gathered goes back to the stream if it is dropped.
+struct Gathering<'a> {
+    stream: &'a mut Stream,
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Gathering<'_> {
+    fn finish(mut self) -> Vec<u8> {
+        self.start = self.buf.len();
+        std::mem::take(&mut self.buf)
+    }
+}
+
+impl Drop for Gathering<'_> {
+    fn drop(&mut self) {
+        let gathered = self.buf.split_off(self.start.min(self.buf.len()));
+        self.stream.read.unread(gathered);
+    }
+}
+
+/// The future of [`Stream::read`].
+pub(crate) struct Read<'a, B: IoBufMut> {
+    stream: &'a mut Stream,
+    buf: Option<B>,
+    /// This read's own receive, once nothing the stream holds or owns comes first.
+    recv: Option<Recv<B>>,
+    /// Whether the cooperative budget was spent for this read.
+    budget: bool,
+    /// The server's read timeout, if any.
+    limit: Option<Sleep>,
+    /// The limit passed while the receive was in the kernel: it was asked to cancel.
+    timed_out: bool,
+}
+
+impl<B: IoBufMut> Read<'_, B> {
+    /// `true` once the read's time limit (if any) has passed.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.limit
+            .as_mut()
+            .is_some_and(|limit| Pin::new(limit).poll(cx).is_ready())
+    }
+
+    fn timed_out(&self) -> io::Error {
+        if let Some(timeouts) = &self.stream.timeouts {
+            timeouts.counter.fetch_add(1, Ordering::Relaxed);
+        }
+        io::Error::new(io::ErrorKind::TimedOut, "the peer sent nothing in time")
+    }
+}
+
+impl<B: IoBufMut> Future for Read<'_, B> {
+    type Output = BufResult<usize, B>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if !this.budget {
+            ready!(crate::coop::poll_proceed(cx));
+            this.budget = true;
+        }
+        loop {
+            if let Some(recv) = this.recv.as_mut() {
+                let Poll::Ready((result, buf)) = recv.poll(&this.stream.socket, cx) else {
+                    if !this.timed_out && this.expired(cx) {
+                        match this.recv.take().map(Recv::into_buf) {
+                            Some(Ok(buf)) => return Poll::Ready((Err(this.timed_out()), buf)),
+                            Some(Err(mut in_kernel)) => {
+                                // Let the kernel say what the receive did: data that raced the
+                                // deadline is returned, not lost.
+                                in_kernel.cancel();
+                                this.recv = Some(in_kernel);
+                                this.timed_out = true;
+                            }
+                            None => {}
+                        }
+                    }
+                    return Poll::Pending;
+                };
+                this.recv = None;
+                let cancelled = result
+                    .as_ref()
+                    .is_err_and(|e| e.raw_os_error() == Some(crate::sys::ECANCELED));
+                if this.timed_out && cancelled {
+                    return Poll::Ready((Err(this.timed_out()), buf));
+                }
+                if matches!(result, Ok(n) if n > 0) {
+                    if let Some(timeouts) = this.stream.timeouts.as_mut() {
+                        timeouts.seen_data = true;
+                    }
+                }
+                return Poll::Ready((result, buf));
+            }
+            let stream = &mut *this.stream;
+            match stream.read.poll_settle(&stream.socket, cx) {
+                Poll::Pending => {
+                    if this.expired(cx) {
+                        if let Some(buf) = this.buf.take() {
+                            return Poll::Ready((Err(this.timed_out()), buf));
+                        }
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Settled::Held) => {
+                    let Some(mut buf) = this.buf.take() else {
+                        return Poll::Pending;
+                    };
+                    let result = stream.read.take_into(&mut buf);
+                    if matches!(result, Ok(n) if n > 0) {
+                        if let Some(timeouts) = stream.timeouts.as_mut() {
+                            timeouts.seen_data = true;
+                        }
+                    }
+                    return Poll::Ready((result, buf));
+                }
+                Poll::Ready(Settled::Idle) => match this.buf.take() {
+                    Some(buf) => this.recv = Some(stream.socket.recv(buf)),
+                    None => return Poll::Pending,
+                },
+            }
+        }
+    }
+}
+
+impl<B: IoBufMut> Drop for Read<'_, B> {
+    fn drop(&mut self) {
+        if let Some(recv) = self.recv.take() {
+            self.stream.read.adopt(recv.into_orphan());
+        }
+    }
+}
+
+/// What an owned send sends, and how it starts.
+pub(crate) trait SendInput: Unpin {
+    /// The driver's operation.
+    type Op: Unpin;
+    /// What the operation resolves to.
+    type Output;
+    fn start(self, socket: &Socket) -> Self::Op;
+    fn poll(op: &mut Self::Op, socket: &Socket, cx: &mut Context<'_>) -> Poll<Self::Output>;
+    fn into_orphan(op: Self::Op) -> Option<OrphanSend>;
+}
+
+/// One buffer (`write`).
+pub(crate) struct One<B>(B);
+/// Several buffers, one vectored send (`writev`).
+pub(crate) struct Many<B>(Vec<B>);
+
+impl<B: IoBuf> SendInput for One<B> {
+    type Op = Send<B>;
+    type Output = BufResult<usize, B>;
+    fn start(self, socket: &Socket) -> Send<B> {
+        socket.send(self.0)
+    }
+    fn poll(op: &mut Send<B>, socket: &Socket, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        op.poll(socket, cx)
+    }
+    fn into_orphan(op: Send<B>) -> Option<OrphanSend> {
+        op.into_orphan()
+    }
+}
+
+impl<B: IoBuf> SendInput for Many<B> {
+    type Op = Writev<B>;
+    type Output = BufResult<usize, Vec<B>>;
+    fn start(self, socket: &Socket) -> Writev<B> {
+        socket.writev(self.0)
+    }
+    fn poll(op: &mut Writev<B>, socket: &Socket, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        op.poll(socket, cx)
+    }
+    fn into_orphan(op: Writev<B>) -> Option<OrphanSend> {
+        op.into_orphan()
+    }
+}
+
+/// The future of [`Stream::write`] and [`Stream::writev`]: waits for any send in flight, then
+/// sends.
+pub(crate) struct Sending<'a, I: SendInput> {
+    stream: &'a mut Stream,
+    input: Option<I>,
+    op: Option<I::Op>,
+    budget: bool,
+}
+
+impl<'a, I: SendInput> Sending<'a, I> {
+    fn new(stream: &'a mut Stream, input: I) -> Self {
+        Sending {
+            stream,
+            input: Some(input),
+            op: None,
+            budget: false,
+        }
+    }
+}
+
+impl<I: SendInput> Future for Sending<'_, I> {
+    type Output = I::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<I::Output> {
+        let this = self.get_mut();
+        if !this.budget {
+            ready!(crate::coop::poll_proceed(cx));
+            this.budget = true;
+        }
+        let stream = &mut *this.stream;
+        if this.op.is_none() {
+            ready!(stream.write.poll_settle(&stream.socket, cx));
+            match this.input.take() {
+                Some(input) => this.op = Some(input.start(&stream.socket)),
+                None => return Poll::Pending,
+            }
+        }
+        let Some(op) = this.op.as_mut() else {
+            return Poll::Pending;
+        };
+        let out = ready!(I::poll(op, &stream.socket, cx));
+        this.op = None;
+        Poll::Ready(out)
+    }
+}
+
+impl<I: SendInput> Drop for Sending<'_, I> {
+    fn drop(&mut self) {
+        if let Some(op) = self.op.take() {
+            self.stream.write.adopt(I::into_orphan(op));
+        }
+    }
+}
