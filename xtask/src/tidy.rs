@@ -1,13 +1,18 @@
 //! `cargo xtask tidy`: the architecture invariants that a machine can check.
 //!
 //! * **Layering** (from `cargo metadata`): `weir-ring`, `weir-reactor`, `weir-bufpool` and
-//!   `weir-shutdown` depend on no other Weir crate; only `weir-net` composes them; nothing in
+//!   `weir-shutdown` depend on no other Weir crate (but for the ring's optional `bufpool` feature,
+//!   its buffer traits for the pool's buffers); only `weir-net` composes them; nothing in
 //!   the runtime path depends on tokio, monoio or hyper (except optional compatibility features
 //!   of `weir-net`); the pure crates (`weir-bufpool`, `weir-shutdown`) depend on no I/O crate;
 //!   the ring does not use `polling` and the reactor does not use `io-uring`.
 //! * **Docs**: every Rust file starts with a `//!` comment.
 //! * **Loom shims**: a crate with `src/sync.rs` imports `std::sync` nowhere else in `src/`.
 //! * **No stubs**: no to-do or unimplemented macro calls, and no ignored tests.
+//! * **weir-net's driver split**: outside `crates/net/src/driver/` and `sys.rs`, no code names
+//!   a backend (`Backend::Uring`/`Backend::Poll`: no `match` on the backend), uses a backend
+//!   crate (`weir_ring::`, `weir_reactor::`; `buf.rs` re-exports the ring's buffer traits), has a
+//!   platform `cfg(target_os = ...)`, or calls `libc` (raw syscalls live in `sys.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -38,8 +43,9 @@ pub(crate) struct Edge {
 pub(crate) fn run() -> Result<bool> {
     let mut problems = layering(&workspace_edges()?);
     problems.extend(source_hygiene()?);
+    problems.extend(driver_split()?);
     if problems.is_empty() {
-        eprintln!("tidy: layering, docs, loom shims and stubs are clean");
+        eprintln!("tidy: layering, docs, loom shims, stubs and the driver split are clean");
         return Ok(true);
     }
     for problem in &problems {
@@ -82,7 +88,10 @@ pub(crate) fn layering(edges: &[Edge]) -> Vec<String> {
         if HARNESSES.contains(&from) || edge.kind == "dev" {
             continue;
         }
-        let why = if LOWER.contains(&from) && to.starts_with("weir-") {
+        // The ring implements its buffer traits for the pool's buffers behind an optional
+        // feature: the pool is pure memory, so the ring still depends on no I/O of another crate.
+        let ring_buffer_impls = (from, to) == ("weir-ring", "weir-bufpool") && edge.optional;
+        let why = if LOWER.contains(&from) && to.starts_with("weir-") && !ring_buffer_impls {
             Some("the lower crates depend on no other Weir crate; only weir-net composes them")
         } else if from != "weir-net" && to == "weir-net" {
             Some("nothing but tests, benchmarks and tools depends on weir-net")
@@ -190,6 +199,76 @@ fn file_problems(text: &str) -> Vec<String> {
     problems
 }
 
+/// The files of weir-net that may know which backend they are on.
+fn knows_the_backend(relative: &Path) -> bool {
+    relative.starts_with("driver") || relative == Path::new("sys.rs")
+}
+
+/// weir-net's driver split, over the real sources (see the module docs).
+fn driver_split() -> Result<Vec<String>> {
+    let src = cmd::root().join("crates/net/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files)?;
+    files.sort();
+    let mut problems = Vec::new();
+    for file in &files {
+        let relative = file.strip_prefix(&src).unwrap_or(file);
+        if knows_the_backend(relative) {
+            continue;
+        }
+        let text = std::fs::read_to_string(file)?;
+        problems.extend(
+            driver_split_problems(relative, &text)
+                .into_iter()
+                .map(|p| format!("crates/net/src/{}: {p}", relative.display())),
+        );
+    }
+    Ok(problems)
+}
+
+/// What in one weir-net file outside the driver breaks the driver split.
+fn driver_split_problems(relative: &Path, text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let may_reexport_ring_buffers = relative == Path::new("buf.rs");
+    for (number, line) in text.lines().enumerate() {
+        let code = line.trim_start();
+        if code.starts_with("//") {
+            continue;
+        }
+        let why = if code.contains("Backend::Uring") || code.contains("Backend::Poll") {
+            Some("names a backend (a match on the backend belongs in driver/)")
+        } else if code.contains("cfg(target_os") || code.contains("cfg(not(target_os") {
+            Some("has a platform cfg (only driver/ and sys.rs have them)")
+        } else if code.contains("weir_reactor::")
+            || (code.contains("weir_ring::") && !may_reexport_ring_buffers)
+        {
+            Some("uses a backend crate (only driver/ does)")
+        } else if calls_libc(code) {
+            Some("calls libc (raw syscalls live in sys.rs)")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            problems.push(format!("line {}: {why}", number + 1));
+        }
+    }
+    problems
+}
+
+/// `true` if `code` calls a `libc` function (`libc::name(`; constants are upper case).
+fn calls_libc(code: &str) -> bool {
+    code.match_indices("libc::").any(|(at, _)| {
+        let rest = &code[at + "libc::".len()..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        !name.is_empty()
+            && name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && rest[name.len()..].starts_with('(')
+    })
+}
+
 fn imports_std_sync(text: &str) -> bool {
     text.lines().any(|line| {
         let line = line.trim_start();
@@ -238,6 +317,8 @@ mod tests {
             ("weir-ring", "polling", false),
             ("weir-net", "tokio", false),
             ("weir-ring", "tokio", true),
+            ("weir-ring", "weir-bufpool", false),
+            ("weir-ring", "weir-shutdown", true),
         ] {
             let problems = layering(&[edge(from, to, "normal", optional)]);
             assert_eq!(problems.len(), 1, "{from} -> {to} was not caught");
@@ -252,6 +333,7 @@ mod tests {
             ("weir-shutdown", "tokio", "dev", false),
             ("weir-tests", "weir-net", "normal", false),
             ("weir-ring", "io-uring", "normal", false),
+            ("weir-ring", "weir-bufpool", "normal", true),
         ] {
             assert!(
                 layering(&[edge(from, to, kind, optional)]).is_empty(),
@@ -266,6 +348,47 @@ mod tests {
         assert_eq!(file_problems("fn f() {}\n").len(), 1);
         let stub = format!("//! x\nfn f() {{ {}) }}\n", concat!("todo", "!("));
         assert_eq!(file_problems(&stub).len(), 1);
+    }
+
+    #[test]
+    fn the_real_net_sources_keep_the_driver_split() {
+        assert_eq!(driver_split().expect("sources"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_match_on_the_backend_outside_the_driver_is_refused() {
+        let injected = "//! x\nfn f(b: Backend) -> u8 {\n    match b {\n        Backend::Uring => 1,\n        _ => 0,\n    }\n}\n";
+        let problems = driver_split_problems(Path::new("tcp.rs"), injected);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("line 4") && problems[0].contains("names a backend"));
+        assert!(knows_the_backend(Path::new("driver/uring.rs")));
+        assert!(!knows_the_backend(Path::new("stream/owned.rs")));
+    }
+
+    #[test]
+    fn platform_cfgs_backend_crates_and_libc_calls_outside_the_driver_are_refused() {
+        for (line, what) in [
+            ("#[cfg(target_os = \"linux\")]", "platform cfg"),
+            ("let ring: weir_ring::Ring = todo;", "backend crate"),
+            ("use weir_reactor::Reactor;", "backend crate"),
+            ("let n = unsafe { libc::read(fd, p, 1) };", "calls libc"),
+        ] {
+            let problems = driver_split_problems(Path::new("udp.rs"), line);
+            assert_eq!(problems.len(), 1, "{line}: {problems:?}");
+            assert!(problems[0].contains(what), "{line}: {problems:?}");
+        }
+        // Allowed: comments, libc constants, the buffer traits' re-export, std's Poll.
+        for line in [
+            "// Backend::Uring in prose",
+            "Some(libc::EMFILE) => 1,",
+            "std::task::Poll::Ready(())",
+        ] {
+            assert!(
+                driver_split_problems(Path::new("tcp.rs"), line).is_empty(),
+                "{line}"
+            );
+        }
+        assert!(driver_split_problems(Path::new("buf.rs"), "pub use weir_ring::IoBuf;").is_empty());
     }
 
     #[test]

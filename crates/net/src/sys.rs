@@ -1,6 +1,7 @@
 //! Every raw system call weir-net makes outside the backend crates, behind one [`syscall!`]
 //! helper: the non-blocking socket calls of the readiness driver (through `socket2` where it has
-//! them), `sendfile(2)` and `pipe2(2)`. Descriptors become [`OwnedFd`]s at once.
+//! them), `sendfile(2)`, `pipe2(2)` and the server's signal mask. Descriptors become `OwnedFd`s
+//! at once.
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
@@ -120,4 +121,42 @@ pub(crate) fn sendfile(
     let sent = send(socket, &chunk[..got])?;
     *offset += sent as i64;
     Ok(sent)
+}
+
+/// SIGTERM and SIGINT, the signals that start a server's graceful shutdown.
+fn shutdown_signals() -> libc::sigset_t {
+    // SAFETY: all-zero is a valid `sigset_t` to hand to sigemptyset, which initialises it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the calls only write into `set`, which lives across them.
+    unsafe { libc::sigemptyset(&mut set) };
+    // SAFETY: as above.
+    unsafe { libc::sigaddset(&mut set, libc::SIGTERM) };
+    // SAFETY: as above.
+    unsafe { libc::sigaddset(&mut set, libc::SIGINT) };
+    set
+}
+
+/// Blocks SIGTERM and SIGINT in the calling thread (threads it starts later inherit that).
+pub(crate) fn block_shutdown_signals() -> io::Result<()> {
+    let set = shutdown_signals();
+    // SAFETY: a valid signal set; the old mask is not needed.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT (blocked, see [`block_shutdown_signals`]); its name, or `None`
+/// if the wait was interrupted.
+pub(crate) fn wait_shutdown_signal() -> Option<&'static str> {
+    let set = shutdown_signals();
+    let mut received = 0;
+    // SAFETY: a valid set and out-pointer; the signals are blocked, so sigwait gets them.
+    let rc = unsafe { libc::sigwait(&set, &mut received) };
+    match (rc, received) {
+        (0, libc::SIGTERM) => Some("SIGTERM"),
+        (0, _) => Some("SIGINT"),
+        _ => None,
+    }
 }

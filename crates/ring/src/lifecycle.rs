@@ -67,7 +67,7 @@ impl OpId {
         (u64::from(self.generation) << 32) | u64::from(self.index)
     }
 
-    fn from_user_data(user_data: u64) -> Self {
+    pub(crate) fn from_user_data(user_data: u64) -> Self {
         OpId {
             index: user_data as u32,
             generation: (user_data >> 32) as u32,

@@ -149,6 +149,7 @@ impl<T, O> Op<T, O> {
 impl<T: 'static, O> std::future::Future for Op<T, O> {
     type Output = O;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
         let this = self.get_mut();
         let Some(id) = this.id else {

@@ -124,14 +124,18 @@ pub(crate) struct Shared {
     /// Cancels to submit at the next turn.
     pending_cancels: Mutex<Vec<u64>>,
     notify: Arc<NotifyShared>,
-    /// The read of the notifier's eventfd, armed while a turn may block.
-    wake_read: Mutex<Option<OpId>>,
+    /// The `user_data` of the read of the notifier's eventfd while it is armed (armed while a
+    /// turn may block), or `NO_WAKE_READ`. Only the owner touches it.
+    wake_read: AtomicU64,
     /// The wakers a turn collects, kept between turns so that turning allocates nothing.
     wake_buf: Mutex<Vec<Waker>>,
     setup: SetupReport,
     probe: ProbeReport,
     stats: Stats,
 }
+
+/// `wake_read` when no wake-up read is armed (`u64::MAX` is never an op's `user_data`).
+const NO_WAKE_READ: u64 = u64::MAX;
 
 /// One op's SQEs: one, or an op and its linked timeout (adjacent in the queue).
 enum Submission {
@@ -187,7 +191,7 @@ impl Ring {
                 has_remote: AtomicBool::new(false),
                 pending_cancels: Mutex::new(Vec::new()),
                 notify: Arc::new(NotifyShared::new()?),
-                wake_read: Mutex::new(None),
+                wake_read: AtomicU64::new(NO_WAKE_READ),
                 wake_buf: Mutex::new(Vec::new()),
                 setup: SetupReport {
                     sq_entries,
@@ -215,7 +219,7 @@ impl Ring {
     /// Ops in flight (including cancelled ones waiting for their final CQE), not counting the
     /// ring's own wake-up read.
     pub fn in_flight(&self) -> usize {
-        let own = usize::from(lock(&self.shared.wake_read).is_some());
+        let own = usize::from(self.shared.wake_read.load(Ordering::Relaxed) != NO_WAKE_READ);
         self.shared.ops.len().saturating_sub(own)
     }
 
@@ -465,8 +469,10 @@ impl Shared {
                 .user_data(u64::MAX);
             self.push_locked(uring, &[entry], wakers);
         }
-        // Acquire: pairs with the release in `submit`, so the queued SQEs are visible.
-        if self.has_remote.swap(false, Ordering::Acquire) {
+        // Acquire: pairs with the release in `submit`, so the queued SQEs are visible. The load
+        // first keeps the common case (nothing queued) free of a read-modify-write.
+        if self.has_remote.load(Ordering::Relaxed) && self.has_remote.swap(false, Ordering::Acquire)
+        {
             let remote = std::mem::take(&mut *lock(&self.remote));
             for sqes in &remote {
                 self.push_locked(uring, sqes.entries(), wakers);
@@ -477,8 +483,8 @@ impl Shared {
     /// Arms the read of the notifier's eventfd if it is not armed, so that a wake-up from
     /// another thread ends a blocking turn.
     fn arm_wake_read(&self, uring: &mut IoUring, wakers: &mut Vec<Waker>) {
-        let mut armed = lock(&self.wake_read);
-        if armed.is_some() {
+        // Relaxed: only the owner reads and writes it.
+        if self.wake_read.load(Ordering::Relaxed) != NO_WAKE_READ {
             return;
         }
         let data = WakeRead {
@@ -494,19 +500,24 @@ impl Shared {
             data: boxed,
             discard: discard_nothing,
         });
-        *armed = Some(id);
-        drop(armed);
+        self.wake_read.store(id.user_data(), Ordering::Relaxed);
         self.push_locked(uring, &[entry.user_data(id.user_data())], wakers);
     }
 
     /// After a reap: if the wake-up read completed, take it (and re-arm before the next blocking
     /// turn). Its data is released here, after its final CQE.
     fn collect_wake_read(&self) {
-        let mut armed = lock(&self.wake_read);
-        let Some(id) = *armed else { return };
+        let armed = self.wake_read.load(Ordering::Relaxed);
+        if armed == NO_WAKE_READ {
+            return;
+        }
         let mut cx = Context::from_waker(Waker::noop());
-        if self.ops.poll_complete(id, &mut cx).is_ready() {
-            *armed = None;
+        if self
+            .ops
+            .poll_complete(OpId::from_user_data(armed), &mut cx)
+            .is_ready()
+        {
+            self.wake_read.store(NO_WAKE_READ, Ordering::Relaxed);
             self.notify.consumed();
         }
     }
@@ -552,8 +563,9 @@ impl Drop for Shared {
     fn drop(&mut self) {
         // Every op future holds a `Ring`, so any op still here was cancelled (or is the wake-up
         // read). Ask the kernel to drop them all, then wait (bounded) for their final CQEs.
-        if let Some(id) = lock(&self.wake_read).take() {
-            drop(self.ops.cancel(id, |_, _| {}));
+        let armed = self.wake_read.swap(NO_WAKE_READ, Ordering::Relaxed);
+        if armed != NO_WAKE_READ {
+            drop(self.ops.cancel(OpId::from_user_data(armed), |_, _| {}));
         }
         // SQEs queued by other threads never reached the kernel: their ops end here.
         for sqes in std::mem::take(&mut *lock(&self.remote)) {

@@ -136,8 +136,11 @@ macro_rules! stream_methods {
         ///
         /// Cancel safety: cancel-safe. No received byte is ever lost: bytes a dropped read
         /// received are returned by the next read, whichever read method it is.
-        pub async fn read<B: IoBufMut>(&mut self, buf: B) -> BufResult<usize, B> {
-            self.inner.read(buf).await
+        pub fn read<B: IoBufMut>(
+            &mut self,
+            buf: B,
+        ) -> impl std::future::Future<Output = BufResult<usize, B>> {
+            self.inner.read(buf)
         }
 
         /// Reads into a buffer from the runtime's pool ([`Builder::buffer_pool`]); `Ok(None)`
@@ -157,8 +160,10 @@ macro_rules! stream_methods {
         ///
         /// The read failed (`ConnectionReset`...), the pool could not be set up, or no Weir
         /// runtime runs on this thread (the pool is the runtime's).
-        pub async fn read_pooled(&mut self) -> io::Result<Option<weir_bufpool::Buf>> {
-            self.inner.read_pooled().await
+        pub fn read_pooled(
+            &mut self,
+        ) -> impl std::future::Future<Output = io::Result<Option<weir_bufpool::Buf>>> {
+            self.inner.read_pooled()
         }
 
         /// Reads with a deadline: `None` if nothing arrives within `limit` (no byte lost).
@@ -181,8 +186,12 @@ macro_rules! stream_methods {
         /// # Errors
         ///
         /// `UnexpectedEof` if the stream ends first; any read error.
-        pub async fn read_exact(&mut self, buf: Vec<u8>, len: usize) -> BufResult<(), Vec<u8>> {
-            self.inner.read_exact(buf, len).await
+        pub fn read_exact(
+            &mut self,
+            buf: Vec<u8>,
+            len: usize,
+        ) -> impl std::future::Future<Output = BufResult<(), Vec<u8>>> {
+            self.inner.read_exact(buf, len)
         }
 
         /// Writes some of `buf`'s bytes; returns how many.
@@ -190,8 +199,11 @@ macro_rules! stream_methods {
         /// Cancel safety: not cancel-safe. A dropped write reports nothing; the bytes it had
         /// handed to the kernel may have been sent (as with any socket write), and a later write
         /// starts only after them, so bytes never interleave.
-        pub async fn write<B: IoBuf>(&mut self, buf: B) -> BufResult<usize, B> {
-            self.inner.write(buf).await
+        pub fn write<B: IoBuf>(
+            &mut self,
+            buf: B,
+        ) -> impl std::future::Future<Output = BufResult<usize, B>> {
+            self.inner.write(buf)
         }
 
         /// Writes all of `buf`.
@@ -202,16 +214,22 @@ macro_rules! stream_methods {
         /// # Errors
         ///
         /// The first failed write (`BrokenPipe`, `ConnectionReset`...), or `WriteZero`.
-        pub async fn write_all<B: IoBuf>(&mut self, buf: B) -> BufResult<(), B> {
-            self.inner.write_all(buf).await
+        pub fn write_all<B: IoBuf>(
+            &mut self,
+            buf: B,
+        ) -> impl std::future::Future<Output = BufResult<(), B>> {
+            self.inner.write_all(buf)
         }
 
         /// Writes the buffers' bytes in order with one vectored write; returns how many bytes
         /// were written (possibly fewer than all) and the buffers.
         ///
         /// Cancel safety: not cancel-safe, as [`write`](Self::write).
-        pub async fn writev<B: IoBuf>(&mut self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
-            self.inner.writev(bufs).await
+        pub fn writev<B: IoBuf>(
+            &mut self,
+            bufs: Vec<B>,
+        ) -> impl std::future::Future<Output = BufResult<usize, Vec<B>>> {
+            self.inner.writev(bufs)
         }
 
         /// Sends up to `len` bytes of `file` from `offset` without copying them through user

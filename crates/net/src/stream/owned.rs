@@ -23,10 +23,9 @@ impl Stream {
         let deadline = self.timeouts.as_ref().and_then(|t| t.deadline());
         Read {
             stream: self,
-            buf: Some(buf),
-            recv: None,
+            state: ReadStage::Start(buf),
             budget: false,
-            limit: deadline.map(crate::time::sleep_until),
+            limit: deadline.map(|at| Box::new(crate::time::sleep_until(at))),
             timed_out: false,
         }
     }
@@ -107,15 +106,23 @@ impl Drop for Gathering<'_> {
 /// The future of [`Stream::read`].
 pub(crate) struct Read<'a, B: IoBufMut> {
     stream: &'a mut Stream,
-    buf: Option<B>,
-    /// This read's own receive, once nothing the stream holds or owns comes first.
-    recv: Option<Recv<B>>,
+    state: ReadStage<B>,
     /// Whether the cooperative budget was spent for this read.
     budget: bool,
-    /// The server's read timeout, if any.
-    limit: Option<Sleep>,
+    /// The server's read timeout, if any (boxed: most streams have none).
+    limit: Option<Box<Sleep>>,
     /// The limit passed while the receive was in the kernel: it was asked to cancel.
     timed_out: bool,
+}
+
+/// Where a read is.
+enum ReadStage<B> {
+    /// Not started: the buffer is the caller's still.
+    Start(B),
+    /// This read's own receive, once nothing the stream holds or owns comes first.
+    Receiving(Recv<B>),
+    /// Resolved.
+    Done,
 }
 
 impl<B: IoBufMut> Read<'_, B> {
@@ -123,7 +130,7 @@ impl<B: IoBufMut> Read<'_, B> {
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
         self.limit
             .as_mut()
-            .is_some_and(|limit| Pin::new(limit).poll(cx).is_ready())
+            .is_some_and(|limit| Pin::new(&mut **limit).poll(cx).is_ready())
     }
 
     fn timed_out(&self) -> io::Error {
@@ -144,63 +151,74 @@ impl<B: IoBufMut> Future for Read<'_, B> {
             this.budget = true;
         }
         loop {
-            if let Some(recv) = this.recv.as_mut() {
+            if let ReadStage::Receiving(recv) = &mut this.state {
                 let Poll::Ready((result, buf)) = recv.poll(&this.stream.socket, cx) else {
                     if !this.timed_out && this.expired(cx) {
-                        match this.recv.take().map(Recv::into_buf) {
-                            Some(Ok(buf)) => return Poll::Ready((Err(this.timed_out()), buf)),
-                            Some(Err(mut in_kernel)) => {
-                                // Let the kernel say what the receive did: data that raced the
-                                // deadline is returned, not lost.
-                                in_kernel.cancel();
-                                this.recv = Some(in_kernel);
-                                this.timed_out = true;
-                            }
-                            None => {}
-                        }
+                        return this.time_out_receiving();
                     }
                     return Poll::Pending;
                 };
-                this.recv = None;
+                this.state = ReadStage::Done;
                 let cancelled = result
                     .as_ref()
                     .is_err_and(|e| e.raw_os_error() == Some(crate::sys::ECANCELED));
                 if this.timed_out && cancelled {
                     return Poll::Ready((Err(this.timed_out()), buf));
                 }
-                if matches!(result, Ok(n) if n > 0) {
-                    if let Some(timeouts) = this.stream.timeouts.as_mut() {
-                        timeouts.seen_data = true;
-                    }
-                }
+                this.saw(&result);
                 return Poll::Ready((result, buf));
             }
             let stream = &mut *this.stream;
-            match stream.read.poll_settle(&stream.socket, cx) {
+            let settled = stream.read.poll_settle(&stream.socket, cx);
+            let ReadStage::Start(buf) = std::mem::replace(&mut this.state, ReadStage::Done) else {
+                return Poll::Pending;
+            };
+            match settled {
                 Poll::Pending => {
                     if this.expired(cx) {
-                        if let Some(buf) = this.buf.take() {
-                            return Poll::Ready((Err(this.timed_out()), buf));
-                        }
+                        return Poll::Ready((Err(this.timed_out()), buf));
                     }
+                    this.state = ReadStage::Start(buf);
                     return Poll::Pending;
                 }
                 Poll::Ready(Settled::Held) => {
-                    let Some(mut buf) = this.buf.take() else {
-                        return Poll::Pending;
-                    };
+                    let mut buf = buf;
                     let result = stream.read.take_into(&mut buf);
-                    if matches!(result, Ok(n) if n > 0) {
-                        if let Some(timeouts) = stream.timeouts.as_mut() {
-                            timeouts.seen_data = true;
-                        }
-                    }
+                    this.saw(&result);
                     return Poll::Ready((result, buf));
                 }
-                Poll::Ready(Settled::Idle) => match this.buf.take() {
-                    Some(buf) => this.recv = Some(stream.socket.recv(buf)),
-                    None => return Poll::Pending,
-                },
+                Poll::Ready(Settled::Idle) => {
+                    this.state = ReadStage::Receiving(stream.socket.recv(buf));
+                }
+            }
+        }
+    }
+}
+
+impl<B: IoBufMut> Read<'_, B> {
+    /// The time limit passed while the receive was under way: on the reactor give up at once (no
+    /// byte was taken); on the ring ask the kernel to cancel and wait for what the receive did.
+    fn time_out_receiving(&mut self) -> Poll<BufResult<usize, B>> {
+        let ReadStage::Receiving(recv) = std::mem::replace(&mut self.state, ReadStage::Done) else {
+            return Poll::Pending;
+        };
+        match recv.into_buf() {
+            Ok(buf) => Poll::Ready((Err(self.timed_out()), buf)),
+            Err(mut in_kernel) => {
+                // Data that raced the deadline is returned, not lost.
+                in_kernel.cancel();
+                self.state = ReadStage::Receiving(in_kernel);
+                self.timed_out = true;
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Notes, for the idle timeout, that a read returned data.
+    fn saw(&mut self, result: &io::Result<usize>) {
+        if matches!(result, Ok(n) if *n > 0) {
+            if let Some(timeouts) = self.stream.timeouts.as_mut() {
+                timeouts.seen_data = true;
             }
         }
     }
@@ -208,8 +226,11 @@ impl<B: IoBufMut> Future for Read<'_, B> {
 
 impl<B: IoBufMut> Drop for Read<'_, B> {
     fn drop(&mut self) {
-        if let Some(recv) = self.recv.take() {
-            self.stream.read.adopt(recv.into_orphan());
+        if let ReadStage::Receiving(_) = self.state {
+            if let ReadStage::Receiving(recv) = std::mem::replace(&mut self.state, ReadStage::Done)
+            {
+                self.stream.read.adopt(recv.into_orphan());
+            }
         }
     }
 }
@@ -262,17 +283,23 @@ impl<B: IoBuf> SendInput for Many<B> {
 /// sends.
 pub(crate) struct Sending<'a, I: SendInput> {
     stream: &'a mut Stream,
-    input: Option<I>,
-    op: Option<I::Op>,
+    state: SendStage<I>,
     budget: bool,
+}
+
+/// Where an owned send is.
+enum SendStage<I: SendInput> {
+    /// Waiting for the send in flight, if any.
+    Start(I),
+    Sending(I::Op),
+    Done,
 }
 
 impl<'a, I: SendInput> Sending<'a, I> {
     fn new(stream: &'a mut Stream, input: I) -> Self {
         Sending {
             stream,
-            input: Some(input),
-            op: None,
+            state: SendStage::Start(input),
             budget: false,
         }
     }
@@ -288,26 +315,27 @@ impl<I: SendInput> Future for Sending<'_, I> {
             this.budget = true;
         }
         let stream = &mut *this.stream;
-        if this.op.is_none() {
+        if let SendStage::Start(_) = this.state {
             ready!(stream.write.poll_settle(&stream.socket, cx));
-            match this.input.take() {
-                Some(input) => this.op = Some(input.start(&stream.socket)),
-                None => return Poll::Pending,
+            if let SendStage::Start(input) = std::mem::replace(&mut this.state, SendStage::Done) {
+                this.state = SendStage::Sending(input.start(&stream.socket));
             }
         }
-        let Some(op) = this.op.as_mut() else {
+        let SendStage::Sending(op) = &mut this.state else {
             return Poll::Pending;
         };
         let out = ready!(I::poll(op, &stream.socket, cx));
-        this.op = None;
+        this.state = SendStage::Done;
         Poll::Ready(out)
     }
 }
 
 impl<I: SendInput> Drop for Sending<'_, I> {
     fn drop(&mut self) {
-        if let Some(op) = self.op.take() {
-            self.stream.write.adopt(I::into_orphan(op));
+        if let SendStage::Sending(_) = self.state {
+            if let SendStage::Sending(op) = std::mem::replace(&mut self.state, SendStage::Done) {
+                self.stream.write.adopt(I::into_orphan(op));
+            }
         }
     }
 }
