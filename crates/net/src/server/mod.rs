@@ -35,7 +35,7 @@ use weir_shutdown::{Limit, Token, Tracker};
 
 pub use metrics::{Metrics, Report};
 
-use crate::{Backend, Runtime, TcpListener, TcpStream, time};
+use crate::{Backend, RemoteJoinHandle, Runtime, TcpListener, TcpStream, Workers, time};
 
 /// Builds and starts a [`Server`].
 ///
@@ -213,15 +213,21 @@ impl Builder {
         };
         let handler = Arc::new(handler);
         let timeouts = (self.first_byte_timeout, self.idle_timeout);
-        let mut workers = Vec::new();
-        for (index, listener) in listeners.into_iter().enumerate() {
-            let (shared, handler, backend) = (shared.clone(), handler.clone(), self.backend);
-            workers.push(
-                std::thread::Builder::new()
-                    .name(format!("weir-worker-{index}"))
-                    .spawn(move || worker(listener, shared, handler, backend, timeouts))?,
-            );
-        }
+        // The workers start after the signals are blocked, so they inherit the mask.
+        let workers = Runtime::builder()
+            .backend(self.backend)
+            .build_workers(listeners.len())
+            .map_err(io::Error::from)?;
+        let accept_loops = listeners
+            .into_iter()
+            .enumerate()
+            .map(|(index, listener)| {
+                let (shared, handler) = (shared.clone(), handler.clone());
+                workers
+                    .handle(index)
+                    .spawn(move || accept_loop(listener, shared, handler, timeouts))
+            })
+            .collect();
         let coordinator = {
             let shared = shared.clone();
             let timeout = self.shutdown_timeout;
@@ -232,7 +238,8 @@ impl Builder {
         Ok(ServerHandle {
             shared,
             local_addr,
-            workers,
+            accept_loops,
+            workers: Some(workers),
             coordinator: Some(coordinator),
             _signals: signals,
         })
@@ -325,104 +332,95 @@ fn park_until<F: Future>(fut: F, deadline: Option<Instant>) -> Option<F::Output>
     }
 }
 
-fn worker<H, F>(
+/// A worker's accept loop: admission, accept, a task per connection; after the shutdown
+/// signal, it closes its listener and waits for its connections to end.
+async fn accept_loop<H, F>(
     listener: StdListener,
     shared: Arc<Shared>,
     handler: Arc<H>,
-    backend: Backend,
     (first_byte, idle): (Option<Duration>, Option<Duration>),
 ) where
     H: Fn(TcpStream, SocketAddr, Token) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + 'static,
 {
-    let rt = match Runtime::builder().backend(backend).build() {
-        Ok(rt) => rt,
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
         Err(error) => {
-            shared.metrics.error("runtime");
-            crate::log!("weir server: worker could not start its runtime: {error}");
+            shared.metrics.error("listener");
+            crate::log!("weir server: {error}");
             return;
         }
     };
-    rt.block_on(async move {
-        let listener = match TcpListener::from_std(listener) {
-            Ok(listener) => listener,
-            Err(error) => {
-                shared.metrics.error("listener");
-                crate::log!("weir server: {error}");
-                return;
+    let mut backoff = Backoff::default();
+    loop {
+        // Admission first: no permit, no accept.
+        let permit = match shared.limit.try_acquire_many_owned(1) {
+            Ok(permit) => permit,
+            Err(_) => {
+                shared.metrics.queued();
+                let acquire = shared.limit.acquire_owned();
+                match select(shared.token.cancelled(), acquire).await {
+                    Either::Left(()) => break,
+                    Either::Right(Ok(permit)) => permit,
+                    Either::Right(Err(_)) => break,
+                }
             }
         };
-        let mut backoff = Backoff::default();
-        loop {
-            // Admission first: no permit, no accept.
-            let permit = match shared.limit.try_acquire_many_owned(1) {
-                Ok(permit) => permit,
-                Err(_) => {
-                    shared.metrics.queued();
-                    let acquire = shared.limit.acquire_owned();
-                    match select(shared.token.cancelled(), acquire).await {
-                        Either::Left(()) => break,
-                        Either::Right(Ok(permit)) => permit,
-                        Either::Right(Err(_)) => break,
-                    }
-                }
-            };
-            let accepted = match select(shared.token.cancelled(), listener.accept()).await {
-                Either::Left(()) => break,
-                Either::Right(result) => result,
-            };
-            let (mut stream, peer) = match accepted {
-                Ok(pair) => {
-                    backoff.reset();
-                    pair
-                }
-                Err(error) => {
-                    drop(permit);
-                    match classify(&error) {
-                        AcceptError::PerConnection(kind) => shared.metrics.error(kind),
-                        AcceptError::Resource(kind) => {
-                            shared.metrics.error(kind);
-                            shared.metrics.backoff();
-                            let delay = backoff.next();
-                            backoff.log(&error, delay);
-                            if let Either::Left(()) =
-                                select(shared.token.cancelled(), time::sleep(delay)).await
-                            {
-                                break;
-                            }
+        let accepted = match select(shared.token.cancelled(), listener.accept()).await {
+            Either::Left(()) => break,
+            Either::Right(result) => result,
+        };
+        let (mut stream, peer) = match accepted {
+            Ok(pair) => {
+                backoff.reset();
+                pair
+            }
+            Err(error) => {
+                drop(permit);
+                match classify(&error) {
+                    AcceptError::PerConnection(kind) => shared.metrics.error(kind),
+                    AcceptError::Resource(kind) => {
+                        shared.metrics.error(kind);
+                        shared.metrics.backoff();
+                        let delay = backoff.next();
+                        backoff.log(&error, delay);
+                        if let Either::Left(()) =
+                            select(shared.token.cancelled(), time::sleep(delay)).await
+                        {
+                            break;
                         }
                     }
-                    continue;
                 }
-            };
-            if first_byte.is_some() || idle.is_some() {
-                stream.set_read_timeouts(first_byte, idle, shared.metrics.timeouts_counter());
+                continue;
             }
-            let Ok(guard) = shared.tracker.track() else {
-                break;
-            };
-            shared.metrics.accepted();
-            let stop = shared.token.child();
-            let force = shared.force.clone();
-            let connection = handler(stream, peer, stop);
-            let metrics_shared = shared.clone();
-            crate::spawn(async move {
-                let _permit = permit;
-                let _guard = guard;
-                let _active = metrics_shared.metrics.active_guard();
-                match select(force.cancelled(), connection).await {
-                    // The deadline passed: dropping the handler closes the connection and
-                    // cancels its in-flight ops.
-                    Either::Left(()) => metrics_shared.metrics.forced(),
-                    Either::Right(()) => metrics_shared.metrics.completed(),
-                }
-            });
+        };
+        if first_byte.is_some() || idle.is_some() {
+            stream.set_read_timeouts(first_byte, idle, shared.metrics.timeouts_counter());
         }
-        // Stop accepting at once: the listener closes here. Then keep serving until every
-        // connection of this worker has ended (gracefully or forced).
-        drop(listener);
-        shared.tracker.wait().await;
-    });
+        let Ok(guard) = shared.tracker.track() else {
+            break;
+        };
+        shared.metrics.accepted();
+        let stop = shared.token.child();
+        let force = shared.force.clone();
+        let connection = handler(stream, peer, stop);
+        let metrics_shared = shared.clone();
+        crate::spawn(async move {
+            let _permit = permit;
+            let _guard = guard;
+            let _active = metrics_shared.metrics.active_guard();
+            match select(force.cancelled(), connection).await {
+                // The deadline passed: dropping the handler closes the connection and
+                // cancels its in-flight ops.
+                Either::Left(()) => metrics_shared.metrics.forced(),
+                Either::Right(()) => metrics_shared.metrics.completed(),
+            }
+        });
+    }
+    // Stop accepting at once: the listener closes here. Then keep serving until every
+    // connection of this worker has ended (gracefully or forced).
+    drop(listener);
+    shared.tracker.wait().await;
 }
 
 enum AcceptError {
@@ -500,7 +498,9 @@ async fn select<A: Future, B: Future>(left: A, right: B) -> Either<A::Output, B:
 pub struct ServerHandle {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
-    workers: Vec<ThreadHandle<()>>,
+    /// Each worker's accept loop; it ends once the worker's connections have ended.
+    accept_loops: Vec<RemoteJoinHandle<()>>,
+    workers: Option<Workers>,
     coordinator: Option<ThreadHandle<Report>>,
     _signals: Option<signals::SignalThread>,
 }
@@ -534,9 +534,10 @@ impl ServerHandle {
             .take()
             .and_then(|c| c.join().ok())
             .unwrap_or_else(|| self.shared.metrics.report(0));
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
+        for accept_loop in self.accept_loops.drain(..) {
+            let _ = park_until(accept_loop, None);
         }
+        drop(self.workers.take());
         let mut report = report;
         report.permits_available = self.shared.limit.available();
         report

@@ -1,0 +1,273 @@
+//! The runtime: one executor, one driver (ring or reactor) and one timer heap per thread.
+//!
+//! # Scheduling
+//!
+//! Tasks live in a slab on the runtime's thread; their wakers carry only the task's index and a
+//! handle to the run queue, so they are `Send + Sync` and may wake a task from any thread. Each
+//! tick runs the tasks that were ready when it began (tasks woken meanwhile wait for the next
+//! tick), then turns the driver — without blocking if anything is ready, else until the next
+//! timer or completion. So neither a task that keeps waking itself nor a flood of I/O can starve
+//! the others or the driver.
+//!
+//! # Waking a parked driver, and other threads
+//!
+//! Wakes and [`Handle::spawn`] jobs go through the run queue (`runqueue` module, with a loom
+//! model): a wake is never lost, and a wake while the driver runs costs no syscall.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use crate::Error;
+use crate::driver::backend::{self, Backend, BackendReport};
+use crate::driver::{Driver, Socket, Timers};
+use crate::runqueue::{Ready, RunQueue};
+
+mod executor;
+mod handle;
+mod task;
+mod workers;
+
+pub(crate) use executor::{Core, Queue};
+use executor::{MAIN, TaskWaker};
+pub use handle::{Handle, RemoteJoinHandle};
+pub use task::{JoinError, JoinHandle, spawn, yield_now};
+pub use workers::Workers;
+
+thread_local! {
+    static CONTEXT: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
+}
+
+/// Configures a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    backend: Backend,
+    ring_entries: u32,
+    buffer_pool: weir_bufpool::Config,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            backend: Backend::Auto,
+            ring_entries: 256,
+            buffer_pool: crate::pooled::default_config(),
+        }
+    }
+}
+
+impl Builder {
+    /// Which backend to use (default [`Backend::Auto`]; `WEIR_BACKEND` overrides `Auto`).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// io_uring submission queue size (default 256).
+    pub fn ring_entries(mut self, entries: u32) -> Self {
+        self.ring_entries = entries;
+        self
+    }
+
+    /// The buffer pool behind pooled reads (`read_pooled`, `recv_pooled`); default 512 buffers of
+    /// 16 KiB, allocated on the first pooled read. It must not grow (on io_uring its buffers are
+    /// registered with the kernel up front).
+    pub fn buffer_pool(mut self, config: weir_bufpool::Config) -> Self {
+        self.buffer_pool = config;
+        self
+    }
+
+    /// Creates the runtime on this thread.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UringUnavailable`] if `Backend::Uring` was asked for and io_uring cannot be used;
+    /// [`Error::BadBackendVariable`]; or the driver's setup failed.
+    pub fn build(self) -> Result<Runtime, Error> {
+        let report = backend::choose(self.backend)?;
+        let driver = Driver::new(report.backend, self.ring_entries)?;
+        let unpark = driver.unparker();
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Ok(Runtime {
+            core: Rc::new(Core {
+                id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                driver,
+                timers: RefCell::new(Timers::new()),
+                tasks: RefCell::new(Vec::new()),
+                free: RefCell::new(Vec::new()),
+                queue: Arc::new(RunQueue::new(unpark)),
+                scratch: RefCell::new(Ready::default()),
+                report,
+                pool_config: self.buffer_pool,
+                pooled: std::cell::OnceCell::new(),
+            }),
+        })
+    }
+}
+
+/// A single-threaded async runtime: an executor, a driver and timers.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let rt = weir_net::Runtime::new().expect("runtime");
+/// let answer = rt.block_on(async {
+///     let task = weir_net::spawn(async { 40 + 2 });
+///     weir_net::time::sleep(Duration::from_millis(1)).await;
+///     task.await.expect("not aborted")
+/// });
+/// assert_eq!(answer, 42);
+/// ```
+pub struct Runtime {
+    core: Rc<Core>,
+}
+
+impl Runtime {
+    /// A runtime with the default settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::build`].
+    pub fn new() -> Result<Runtime, Error> {
+        Builder::default().build()
+    }
+
+    /// Starts configuring a runtime.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Which backend this runtime drives, and why.
+    pub fn backend_report(&self) -> &BackendReport {
+        &self.core.report
+    }
+
+    /// Runs `fut` to completion on this thread, with the spawned tasks alongside.
+    ///
+    /// # Panics
+    ///
+    /// If called from inside another `block_on` on the same thread (a runtime cannot nest).
+    pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
+        let previous = CONTEXT.with(|c| c.borrow_mut().replace(self.core.clone()));
+        assert!(
+            previous.is_none(),
+            "weir: block_on cannot be nested on one thread"
+        );
+        let _reset = ResetContext;
+        let mut fut = std::pin::pin!(fut);
+        let main_waker = Waker::from(Arc::new(TaskWaker {
+            index: MAIN,
+            queue: self.core.queue.clone(),
+        }));
+        let mut main_ready = true;
+        loop {
+            if main_ready {
+                crate::coop::reset();
+                if let Poll::Ready(out) = fut.as_mut().poll(&mut Context::from_waker(&main_waker)) {
+                    return out;
+                }
+            }
+            main_ready = false;
+            let mut batch = std::mem::take(&mut *self.core.scratch.borrow_mut());
+            self.core.queue.take_all(&mut batch);
+            // Jobs from other threads first: they spawn the tasks they carry.
+            batch.jobs.drain(..).for_each(|job| job());
+            for index in batch.tasks.drain(..) {
+                if index == MAIN {
+                    main_ready = true;
+                } else {
+                    self.core.run_task(index);
+                }
+            }
+            *self.core.scratch.borrow_mut() = batch;
+            if main_ready {
+                // Turn without blocking, so I/O still progresses while the main future is busy.
+                let _ = self.core.driver.turn(Some(Duration::ZERO));
+            } else {
+                self.core.park();
+            }
+            self.core.fire_timers();
+        }
+    }
+}
+
+struct ResetContext;
+
+impl Drop for ResetContext {
+    fn drop(&mut self) {
+        CONTEXT.with(|c| c.borrow_mut().take());
+    }
+}
+
+/// The runtime running on this thread.
+///
+/// # Panics
+///
+/// Outside [`Runtime::block_on`]: sockets and timers need a runtime.
+pub(crate) fn current() -> Rc<Core> {
+    try_current()
+        .unwrap_or_else(|| panic!("weir: this needs a runtime (call it inside Runtime::block_on)"))
+}
+
+pub(crate) fn try_current() -> Option<Rc<Core>> {
+    CONTEXT.with(|c| c.borrow().clone())
+}
+
+/// The error of a socket or pool operation outside any runtime.
+fn no_runtime() -> io::Error {
+    io::Error::other("weir: this needs a runtime on this thread (call it inside Runtime::block_on)")
+}
+
+/// `fd` as a socket of this thread's runtime.
+pub(crate) fn socket(fd: std::os::fd::OwnedFd) -> io::Result<Socket> {
+    try_current().ok_or_else(no_runtime)?.driver.socket(fd)
+}
+
+/// This thread's runtime pool and the driver's view of it, for pooled reads.
+pub(crate) fn pooled() -> io::Result<(weir_bufpool::Pool, crate::driver::Provided)> {
+    let core = try_current().ok_or_else(no_runtime)?;
+    let pooled = core.pooled()?;
+    Ok((pooled.pool.clone(), pooled.provided.clone()))
+}
+
+/// This thread's runtime buffer pool (the one pooled reads fill; see
+/// [`Builder::buffer_pool`]), for taking buffers to write from or for its statistics. Buffers the
+/// ring holds for incoming data count as in use.
+///
+/// # Errors
+///
+/// The pool could not be set up (allocation, registration with the ring).
+///
+/// # Panics
+///
+/// Outside [`Runtime::block_on`].
+pub fn buffer_pool() -> io::Result<weir_bufpool::Pool> {
+    Ok(current().pooled()?.pool.clone())
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("backend", &self.core.report)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Jobs sent by handles from now on are dropped, so their join handles resolve.
+        self.core.queue.close();
+        // Drop the tasks (and the I/O they own) while the driver still exists.
+        let tasks = std::mem::take(&mut *self.core.tasks.borrow_mut());
+        drop(tasks);
+        // The dropped tasks' operations were cancelled; let the driver finish them.
+        self.core.driver.finish();
+    }
+}
