@@ -11,7 +11,50 @@
 //! * [`Backend::Auto`] probes io_uring once per process and falls back to the reactor with the
 //!   reason in [`backend_report`]; `WEIR_BACKEND=uring|poll` forces one.
 //! * Sockets use owned buffers: `stream.read(buf).await` returns `(io::Result<usize>, buf)`
-//!   ([`BufResult`]). Every method documents its cancel safety; no dropped read loses bytes.
+//!   ([`BufResult`]); reads append to what the buffer holds. Every method documents its cancel
+//!   safety (table below); no dropped read loses bytes.
+//! * Inside, one driver per backend implements one socket interface (`driver/`), and every
+//!   stream has one read and one write state machine (`io/`) that all its read and write
+//!   methods share.
+//!
+//! # Cancel safety
+//!
+//! Dropping any I/O future is memory-safe and leaks nothing. A method is *cancel-safe* when
+//! dropping its future (in a `select!`, under a timeout) also loses nothing. Each stream has one
+//! read and one write state machine behind every read and write method, so a dropped operation
+//! never reorders or mixes up the bytes of the next one, whichever method that is.
+//!
+//! | method | cancel-safe | what a dropped future leaves | test |
+//! |---|---|---|---|
+//! | `TcpStream::read`, `UnixStream::read` | yes | bytes it received go to the next read, of any method | `cancel::reads_raced_against_short_timers_lose_no_byte`, `mixed_io::every_pair_of_read_apis_in_either_order_returns_the_stream_exactly` |
+//! | `read_exact` | yes | the bytes it gathered go back, in front, for the next read | `cancel::a_dropped_read_exact_gives_back_what_it_gathered` |
+//! | `read_pooled` | yes | as `read` | `pooled::dropped_pooled_reads_and_mixed_owned_reads_lose_nothing` |
+//! | `read_timeout` | yes | as `read` | `tcp::read_timeout_loses_nothing` |
+//! | tokio `AsyncRead` / hyper `rt::Read` | — (poll-based) | a receive left in flight keeps its bytes for any later read | `mixed_io::every_pair_of_read_apis_in_either_order_returns_the_stream_exactly` |
+//! | `write`, `write_all`, `writev`, `send_file` | no | a prefix of its bytes may have been sent, and is not reported; the next write starts after it | `mixed_io::a_timed_out_owned_write_does_not_corrupt_the_next_one`, `cancel::a_dropped_writev_never_interleaves_with_the_next_write` |
+//! | tokio `AsyncWrite` / hyper `rt::Write` | — (poll-based) | after `Pending`, the retry with the same bytes gets the count; a different write sends its own bytes whole | `mixed_io::a_timed_out_compat_write_does_not_corrupt_the_next_one` |
+//! | `TcpListener::accept`, `UnixListener::accept` | yes | a connection accepted meanwhile is closed, never leaked | `cancel::a_storm_of_dropped_accepts_leaks_no_descriptor` |
+//! | `TcpStream::connect`, `UnixStream::connect` | yes | the socket is closed | `cancel::a_storm_of_dropped_connects_leaks_no_descriptor` |
+//! | `UdpSocket::recv_from`, `recv_msg`, `recv`, `UnixDatagram::recv_from`, `recv` | yes | a datagram it received is returned by the next receive | `udp::a_dropped_receive_loses_no_datagram` |
+//! | `UdpSocket::recv_pooled` | yes | as `recv_from` | `cancel::dropped_pooled_udp_receives_and_sends_lose_nothing_they_owe` |
+//! | `send_to`, `send` (UDP, Unix datagrams) | no | the datagram may have gone, whole | `cancel::dropped_pooled_udp_receives_and_sends_lose_nothing_they_owe` |
+//! | `time::sleep`, `time::timeout` | yes | the timer is removed from the heap that holds it | `affinity::a_timer_dropped_on_another_worker_cancels_only_itself` |
+//!
+//! # Threads
+//!
+//! Sockets and timers are `Send`. A socket belongs to the runtime that made it (its *home*);
+//! used from another thread — another worker, or a thread with no Weir runtime — its operations
+//! still go to the home driver: on io_uring they are queued for the home ring's thread, which a
+//! notifier wakes (weir-ring's owner routing; the ring is only ever entered by its owner), and on
+//! the reactor the home reactor reports readiness to whichever task waits. On the home thread
+//! this costs what it costs without it: one thread-local comparison per submission. Pooled reads
+//! and the server's read timeouts use the runtime of the thread that polls them (off any
+//! runtime, a pooled read fails with an error and a timer panics, as documented). A `Sleep`
+//! registers with the timer heap of the runtime that polls it and moves if it is polled on
+//! another, so it never touches a heap that is not its own. Tasks themselves stay on the thread
+//! they were spawned on (`spawn` takes `!Send` futures); [`Handle::spawn`] builds a future on
+//! another runtime's thread. Tests: `affinity::a_stream_made_on_one_worker_works_on_another`,
+//! `affinity::a_timer_dropped_on_another_worker_cancels_only_itself`.
 //!
 //! # Examples
 //!

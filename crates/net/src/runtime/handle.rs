@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Waker};
 use super::executor::Queue;
 use super::{JoinError, Runtime, spawn};
 
-/// A `Send + Sync` handle to a [`Runtime`]: spawns onto it from any thread, waking it if it is
+/// A `Send + Sync` handle to a [`Runtime`](crate::Runtime): spawns onto it from any thread, waking it if it is
 /// blocked.
 ///
 /// # Examples

@@ -16,7 +16,7 @@ use super::executor::Core;
 ///
 /// # Panics
 ///
-/// Outside [`Runtime::block_on`].
+/// Outside [`Runtime::block_on`](crate::Runtime::block_on).
 pub fn spawn<F>(fut: F) -> JoinHandle<F::Output>
 where
     F: Future + 'static,

@@ -6,7 +6,7 @@ use std::io;
 use super::{Builder, Handle};
 use crate::Error;
 
-/// Worker threads, each with its own [`Runtime`] (thread-per-core), fed through [`Handle`]s.
+/// Worker threads, each with its own [`Runtime`](crate::Runtime) (thread-per-core), fed through [`Handle`](crate::Handle)s.
 /// Dropping it (or [`shutdown`](Workers::shutdown)) stops the workers and joins them; their
 /// tasks are dropped.
 ///
