@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use weir_bufpool::Config;
 use weir_shutdown::{Limit, Token, Tracker, drain};
+use weir_testkit::block_on;
 
 #[test]
 fn draining_connections_returns_every_permit_and_buffer() {
@@ -71,23 +72,4 @@ async fn until(deadline: Instant) {
         std::task::Poll::Pending
     })
     .await
-}
-
-fn block_on<F: std::future::Future>(fut: F) -> F::Output {
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Unpark(thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-            return out;
-        }
-        thread::park_timeout(Duration::from_millis(1));
-    }
 }

@@ -24,7 +24,7 @@ use crate::cmd::{self, cargo};
 /// The four lower crates: each owns one concern and depends on no other Weir crate.
 const LOWER: &[&str] = &["weir-ring", "weir-reactor", "weir-bufpool", "weir-shutdown"];
 /// Packages that may depend on anything: they are not part of any shipped crate.
-const HARNESSES: &[&str] = &["xtask", "weir-tests", "weir-benches"];
+const HARNESSES: &[&str] = &["xtask", "weir-tests", "weir-benches", "weir-testkit"];
 /// Runtimes that may appear only as baselines or optional compatibility features.
 const FOREIGN_RUNTIMES: &[&str] = &["tokio", "tokio-util", "monoio", "hyper", "async-std"];
 /// Crates that perform I/O, forbidden in the pure crates.

@@ -3,31 +3,11 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{self, Thread};
+use std::task::{Context, Poll, Waker};
+use std::thread;
 
 use weir_bufpool::Config;
-
-struct Unpark(Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-fn block_on<F: Future>(fut: F) -> F::Output {
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = pin!(fut);
-    loop {
-        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-            return out;
-        }
-        thread::park();
-    }
-}
+use weir_testkit::block_on;
 
 #[test]
 fn buffers_freed_on_other_threads_come_home() {
@@ -161,11 +141,11 @@ fn a_waiter_is_served_from_another_threads_cache_on_its_next_release() {
         "another thread's cache is out of reach"
     );
     let mut waiter = pin!(pool.get());
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    // Queued before the holder's release; `block_on` re-polls with its own waker at once.
     assert!(
         waiter
             .as_mut()
-            .poll(&mut Context::from_waker(&waker))
+            .poll(&mut Context::from_waker(Waker::noop()))
             .is_pending()
     );
     to_holder.send(()).expect("holder alive");

@@ -1,43 +1,18 @@
-//! A minimal executor that turns the ring while a future is pending.
+//! Helpers shared by the ring's integration tests: driving a future on the ring, counting
+//! descriptors, settling cancelled ops, serialising the real-kernel tests.
 
 use std::future::Future;
-use std::pin::pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use weir_ring::Ring;
 
-struct Flag(AtomicBool);
-
-impl Wake for Flag {
-    fn wake(self: Arc<Self>) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-/// Polls `fut` to completion, turning `ring` while it is pending; fails after 10 s without a
-/// wake-up (a lost completion would otherwise hang the suite).
+/// Polls `fut` to completion, turning `ring` between polls; fails after
+/// [`weir_testkit::WATCHDOG`] without a wake-up (a lost completion would otherwise hang the
+/// suite).
 pub(crate) fn block_on<F: Future>(ring: &Ring, fut: F) -> F::Output {
-    let flag = Arc::new(Flag(AtomicBool::new(true)));
-    let waker = Waker::from(flag.clone());
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = pin!(fut);
-    let mut idle = 0;
-    loop {
-        if flag.0.swap(false, Ordering::SeqCst) {
-            idle = 0;
-            if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-                return out;
-            }
-        }
-        ring.turn(Some(Duration::from_millis(100))).expect("turn");
-        if !flag.0.load(Ordering::SeqCst) {
-            idle += 1;
-            assert!(idle < 100, "no completion for ten seconds");
-        }
-    }
+    weir_testkit::block_on_turning(fut, |timeout| {
+        ring.turn(Some(timeout)).expect("turn");
+    })
 }
 
 /// Open descriptors of this process.

@@ -38,18 +38,9 @@ fn an_op_started_on_another_thread_reaches_the_owner_and_completes() {
         let ring = ring.clone();
         std::thread::spawn(move || {
             assert!(!ring.is_owner());
-            // A minimal executor on this thread: poll, park, poll again when woken.
-            let thread = std::thread::current();
-            let waker = std::task::Waker::from(Arc::new(Unpark(thread)));
-            let mut cx = std::task::Context::from_waker(&waker);
-            let mut recv = Box::pin(ring.recv(&a, Vec::with_capacity(16)));
-            loop {
-                if let std::task::Poll::Ready((n, buf)) = recv.as_mut().poll(&mut cx) {
-                    tx.send((n.expect("recv"), buf)).expect("report");
-                    return;
-                }
-                std::thread::park_timeout(Duration::from_millis(100));
-            }
+            // Polled here, parking between wake-ups; the owner's turn completes it.
+            let (n, buf) = weir_testkit::block_on(ring.recv(&a, Vec::with_capacity(16)));
+            tx.send((n.expect("recv"), buf)).expect("report");
         })
     };
     let (n, buf) = turn_until(&ring, &rx);
@@ -141,12 +132,4 @@ fn cancel_keeps_waiting_and_returns_what_the_op_did() {
     let mut rest = [0u8; 1];
     b.set_nonblocking(true).expect("nonblocking");
     assert!(b.read(&mut rest).is_err(), "nothing else was sent");
-}
-
-struct Unpark(std::thread::Thread);
-
-impl std::task::Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
 }
