@@ -15,8 +15,9 @@ use crate::tidy;
 
 /// The crates whose loom models, Miri runs and Valgrind runs are part of CI.
 const MIRI_CRATES: &[&str] = &["weir-bufpool", "weir-shutdown"];
-/// The ring's syscall-free op-lifecycle state machine, checked by Miri on its own.
-const MIRI_RING_FILTER: &str = "lifecycle";
+/// The ring's syscall-free modules whose unit tests (`<module>::tests`) Miri runs: the op
+/// lifecycle state machine and the buffer traits. The rest of the ring makes syscalls.
+const MIRI_RING_MODULES: &[&str] = &["lifecycle", "buf"];
 const VALGRIND_CRATES: &[&str] = &["weir-ring", "weir-net"];
 /// Test modules Valgrind does not run: multi-threaded server scenarios whose threads Valgrind
 /// serialises into minutes each. Their I/O paths (accept, read, write, cancel, timers) run under
@@ -217,20 +218,27 @@ fn miri() -> Result<Option<String>> {
     }
     command.arg("--lib");
     cmd::run(&mut command)?;
-    if has_lib_tests_named("weir-ring", MIRI_RING_FILTER) {
+    // `buf::tests::`, not `buf`: a bare module name would also pick up `bufring` tests.
+    let ring_filters: Vec<String> = MIRI_RING_MODULES
+        .iter()
+        .filter(|module| has_lib_tests_named("weir-ring", module))
+        .map(|module| format!("{module}::tests::"))
+        .collect();
+    if !ring_filters.is_empty() {
         cmd::run(
             cmd::nightly_cargo()
                 .env("MIRIFLAGS", "-Zmiri-strict-provenance")
                 .args(["miri", "test", "--target-dir"])
                 .arg(&target_dir)
-                .args(["--package", "weir-ring", "--lib", MIRI_RING_FILTER]),
+                .args(["--package", "weir-ring", "--lib", "--"])
+                .args(&ring_filters),
         )?;
     }
     Ok(None)
 }
 
-/// `true` if `crate_name`'s sources mention a module called `filter` (its tests live there).
-fn has_lib_tests_named(crate_name: &str, filter: &str) -> bool {
+/// `true` if `crate_name`'s sources have a module file called `module` (its tests live there).
+fn has_lib_tests_named(crate_name: &str, module: &str) -> bool {
     let folder = crate_name.trim_start_matches("weir-");
     let mut files = Vec::new();
     let _ = tidy::rust_files(
@@ -239,7 +247,7 @@ fn has_lib_tests_named(crate_name: &str, filter: &str) -> bool {
     );
     files
         .iter()
-        .any(|f| f.file_stem().is_some_and(|s| s.to_string_lossy() == filter))
+        .any(|f| f.file_stem().is_some_and(|s| s.to_string_lossy() == module))
 }
 
 fn valgrind() -> Result<Option<String>> {

@@ -14,12 +14,15 @@
 //!
 //! At most one write is outstanding per wake-up (`pending` coalesces them), and a notification
 //! can never be lost: one that lands after step 1 finds `pending` false and writes, which the
-//! armed (or next-armed) read sees.
+//! armed (or next-armed) read sees. Step 1 and the swap each sit behind a SeqCst fence
+//! ([`PendingWake`], the syscall-free part, which the loom models check): without the fences,
+//! a notification could see the old `true` while the owner misses its queued work.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use crate::sync::unmodelled::{Arc, AtomicBool, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicBool, Ordering, fence};
+use crate::sync::unmodelled::{Arc, AtomicU64};
 
 /// Wakes a [`Ring`](crate::Ring)'s owner from any thread: its blocked [`turn`] returns, and work
 /// queued for it from other threads is submitted. `Send + Sync`; clones share the eventfd.
@@ -32,8 +35,7 @@ pub struct Notifier {
 
 pub(crate) struct NotifyShared {
     pub(crate) eventfd: Arc<OwnedFd>,
-    /// `true` from a notification's write until the owner consumed it (see the module docs).
-    pending: AtomicBool,
+    pending: PendingWake,
     requested: AtomicU64,
     delivered: AtomicU64,
 }
@@ -49,7 +51,7 @@ impl NotifyShared {
         let eventfd = unsafe { OwnedFd::from_raw_fd(raw) };
         Ok(NotifyShared {
             eventfd: Arc::new(eventfd),
-            pending: AtomicBool::new(false),
+            pending: PendingWake::new(),
             requested: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
         })
@@ -57,12 +59,11 @@ impl NotifyShared {
 
     /// The owner consumed a wake-up (step 1 of the protocol).
     pub(crate) fn consumed(&self) {
-        // SeqCst: ordered before the owner's look at the remote queue (step 2), so a
-        // notification whose queue push that look misses finds `pending` false and writes.
-        self.pending.store(false, Ordering::SeqCst);
+        self.pending.consumed();
     }
 
     pub(crate) fn counts(&self) -> (u64, u64) {
+        // Relaxed: statistics; a slightly stale pair is fine.
         (
             self.requested.load(Ordering::Relaxed),
             self.delivered.load(Ordering::Relaxed),
@@ -70,14 +71,63 @@ impl NotifyShared {
     }
 }
 
+/// The syscall-free half of the protocol: decides which notification writes the eventfd. The
+/// loom models (`tests/loom_notify.rs`) check it with the eventfd write replaced by a count.
+///
+/// # Guarantee
+///
+/// What a thread did before [`claim_write`](Self::claim_write) (queue a submission, set
+/// `has_remote`) is seen by what the owner reads after [`consumed`](Self::consumed), or that
+/// claim, or a later one, returns `true` and writes. Between two `consumed` calls at most one
+/// claim returns `true`.
+pub(crate) struct PendingWake {
+    /// `true` from a notification's claim (its write) until the owner consumed the wake-up.
+    pending: AtomicBool,
+}
+
+impl PendingWake {
+    /// No wake-up pending: the next [`claim_write`](Self::claim_write) wins.
+    pub(crate) fn new() -> PendingWake {
+        PendingWake {
+            pending: AtomicBool::new(false),
+        }
+    }
+
+    /// A notification: `true` if the caller must write the eventfd, `false` if a write since
+    /// the last [`consumed`](Self::consumed) is already on its way.
+    pub(crate) fn claim_write(&self) -> bool {
+        // SeqCst fence, paired with the one in `consumed`: the caller's writes (its queue push,
+        // `has_remote`) and the owner's `pending = false` are a store-buffering pattern. If
+        // this fence comes first in the SeqCst order, the owner's later loads see the caller's
+        // writes; if the owner's comes first, the swap below comes after its store and reads
+        // `false`. Without both fences both sides could read stale values (a SeqCst swap alone
+        // does not order the caller's earlier Release store of `has_remote`) and the submission
+        // would be stranded, as the `remote_submission_races_consumed` model shows.
+        fence(Ordering::SeqCst);
+        // Relaxed: a read-modify-write always reads the latest value, so exactly one claim
+        // per reset sees `false`; no memory is handed over through `pending` itself (the owner
+        // learns of the write from the eventfd).
+        !self.pending.swap(true, Ordering::Relaxed)
+    }
+
+    /// The owner consumed a wake-up (step 1): the next notification writes again. Call it
+    /// before looking for the work other threads queued (step 2).
+    pub(crate) fn consumed(&self) {
+        // Relaxed: the fence below orders it; nothing is published through `pending`.
+        self.pending.store(false, Ordering::Relaxed);
+        // SeqCst fence, paired with the one in `claim_write` (see there): orders this store
+        // before the owner's look at the remote queue, which Release/Acquire cannot do.
+        fence(Ordering::SeqCst);
+    }
+}
+
 impl Notifier {
     /// Wakes the ring's owner (a no-op if a wake-up is already on its way).
     pub fn notify(&self) {
         let shared = &*self.shared;
+        // Relaxed (both counters): statistics for `Debug`; nothing is read through them.
         shared.requested.fetch_add(1, Ordering::Relaxed);
-        // SeqCst: pairs with `consumed`; the caller's queue push before this call is visible to
-        // the owner once it sees the write.
-        if shared.pending.swap(true, Ordering::SeqCst) {
+        if !shared.pending.claim_write() {
             return;
         }
         shared.delivered.fetch_add(1, Ordering::Relaxed);
