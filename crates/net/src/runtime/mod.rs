@@ -203,6 +203,7 @@ struct ResetContext;
 impl Drop for ResetContext {
     fn drop(&mut self) {
         CONTEXT.with(|c| c.borrow_mut().take());
+        crate::coop::lift();
     }
 }
 

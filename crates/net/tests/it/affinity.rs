@@ -63,6 +63,49 @@ fn a_stream_made_on_one_worker_works_on_another() {
     }
 }
 
+#[test]
+fn a_stream_works_from_a_thread_with_no_weir_runtime() {
+    // What a library polling Weir futures from another executor does: the operations go to the
+    // stream's home driver on worker 0; this thread only polls and parks. More round trips than
+    // the cooperative budget of one task poll, which applies on runtime threads only.
+    let _serial = serial();
+    for backend in backends() {
+        let workers = Runtime::builder()
+            .backend(backend)
+            .build_workers(1)
+            .expect("workers");
+        let (mut a, mut b) = within_ten_seconds_keep(&workers, async {
+            workers
+                .handle(0)
+                .spawn(|| async { UnixStream::pair().expect("pair") })
+                .await
+                .expect("worker 0")
+        });
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let total = weir_testkit::block_on(async move {
+                let mut total = 0;
+                for round in 0..300u32 {
+                    a.write_all(round.to_le_bytes().to_vec()).await.0.expect("write");
+                    let (result, buf) = b.read_exact(Vec::new(), 4).await;
+                    result.expect("read");
+                    assert_eq!(buf, round.to_le_bytes());
+                    total += buf.len();
+                }
+                total
+            });
+            let _ = done.send(total);
+        });
+        // A watchdog: an operation that yields forever off the runtime would spin, not hang.
+        let Ok(echoed) = finished.recv_timeout(Duration::from_secs(30)) else {
+            std::mem::forget(workers);
+            panic!("{backend:?}: the no-runtime thread made no progress in 30 s");
+        };
+        assert_eq!(echoed, 1200, "{backend:?}");
+        drop(workers);
+    }
+}
+
 /// Like `within_ten_seconds`, keeping the workers.
 fn within_ten_seconds_keep<T>(workers: &Workers, fut: impl std::future::Future<Output = T>) -> T {
     let _ = workers;
