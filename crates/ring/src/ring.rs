@@ -93,13 +93,21 @@ struct Stats {
     remote_sqes: AtomicU64,
 }
 
-/// A number for the calling thread, unique for the life of the process.
+/// A number for the calling thread, unique for the life of the process (never 0).
 fn this_thread() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     thread_local! {
-        static ID: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+        // Const-initialised (no lazy registration on each access); 0 until first asked.
+        static ID: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     }
-    ID.with(|id| *id)
+    ID.with(|id| match id.get() {
+        0 => {
+            let new = NEXT.fetch_add(1, Ordering::Relaxed);
+            id.set(new);
+            new
+        }
+        known => known,
+    })
 }
 
 /// A handle to an io_uring instance. Clones share it; ops hold a clone until they are done.

@@ -86,7 +86,10 @@ fn a_stream_works_from_a_thread_with_no_weir_runtime() {
             let total = weir_testkit::block_on(async move {
                 let mut total = 0;
                 for round in 0..300u32 {
-                    a.write_all(round.to_le_bytes().to_vec()).await.0.expect("write");
+                    a.write_all(round.to_le_bytes().to_vec())
+                        .await
+                        .0
+                        .expect("write");
                     let (result, buf) = b.read_exact(Vec::new(), 4).await;
                     result.expect("read");
                     assert_eq!(buf, round.to_le_bytes());

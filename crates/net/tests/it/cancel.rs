@@ -103,18 +103,32 @@ fn a_dropped_read_exact_gives_back_what_it_gathered() {
         rt.block_on(async {
             let (mut client, mut server) = crate::mixed_io::tcp_pair().await;
             let sent: Vec<u8> = (0..1000).map(pattern).collect();
-            client.write_all(sent[..600].to_vec()).await.0.expect("first part");
+            client
+                .write_all(sent[..600].to_vec())
+                .await
+                .0
+                .expect("first part");
             // 600 bytes arrive at once; the rest never comes before the deadline.
             let timed_out = time::timeout(
                 Duration::from_millis(200),
                 server.read_exact(Vec::new(), 1000),
             )
             .await;
-            assert!(timed_out.is_err(), "{backend:?}: only 600 of 1000 bytes were sent");
-            client.write_all(sent[600..].to_vec()).await.0.expect("second part");
+            assert!(
+                timed_out.is_err(),
+                "{backend:?}: only 600 of 1000 bytes were sent"
+            );
+            client
+                .write_all(sent[600..].to_vec())
+                .await
+                .0
+                .expect("second part");
             let (result, got) = server.read_exact(Vec::new(), 1000).await;
             result.expect("read_exact");
-            assert_eq!(got, sent, "{backend:?}: the dropped read_exact's bytes were lost");
+            assert_eq!(
+                got, sent,
+                "{backend:?}: the dropped read_exact's bytes were lost"
+            );
         });
     });
 }
@@ -141,7 +155,10 @@ fn a_dropped_writev_never_interleaves_with_the_next_write() {
                     }
                     Err(_) => break,
                 }
-                assert!(before.len() < 256 << 20, "{backend:?}: the peer's buffers never filled");
+                assert!(
+                    before.len() < 256 << 20,
+                    "{backend:?}: the peer's buffers never filled"
+                );
             }
             let second: Vec<u8> = (0..100_000).map(|i| pattern(i) ^ 0xa5).collect();
             let reader = spawn(async move {
@@ -154,14 +171,32 @@ fn a_dropped_writev_never_interleaves_with_the_next_write() {
                     got.extend_from_slice(&buf);
                 }
             });
-            client.write_all(second.clone()).await.0.expect("second write");
-            client.shutdown(std::net::Shutdown::Write).expect("half-close");
+            client
+                .write_all(second.clone())
+                .await
+                .0
+                .expect("second write");
+            client
+                .shutdown(std::net::Shutdown::Write)
+                .expect("half-close");
             let got = reader.await.expect("reader");
-            assert_eq!(&got[..before.len()], &before[..], "{backend:?}: the completed writes");
+            assert_eq!(
+                &got[..before.len()],
+                &before[..],
+                "{backend:?}: the completed writes"
+            );
             let kept = got.len() - before.len() - second.len();
             let dropped = &got[before.len()..before.len() + kept];
-            assert_eq!(dropped, &all[..kept], "{backend:?}: not a prefix of the dropped writev");
-            assert_eq!(&got[got.len() - second.len()..], &second[..], "{backend:?}: corrupted");
+            assert_eq!(
+                dropped,
+                &all[..kept],
+                "{backend:?}: not a prefix of the dropped writev"
+            );
+            assert_eq!(
+                &got[got.len() - second.len()..],
+                &second[..],
+                "{backend:?}: corrupted"
+            );
         });
     });
 }
