@@ -296,6 +296,7 @@ fn valgrind() -> Result<Option<String>> {
             std::process::Command::new("valgrind")
                 .current_dir(cmd::root())
                 .env("WEIR_MAX_PARK_MS", "10")
+                .env("WEIR_UNDER_VALGRIND", "1")
                 .args([
                     "--error-exitcode=1",
                     "--quiet",

@@ -63,8 +63,37 @@ pub struct ReadyEvent {
 pub(crate) struct ScheduledIo {
     /// See the module docs for the layout.
     state: AtomicUsize,
-    /// `[reader, writer]`.
-    wakers: Mutex<[Option<Waker>; 2]>,
+    /// `[reader, writer]`: every task waiting in that direction (usually one; several tasks may
+    /// wait on a shared source, such as a datagram socket), all woken by its next event.
+    wakers: Mutex<[Waiters; 2]>,
+}
+
+/// The tasks waiting in one direction: the first inline, any others beside it.
+#[derive(Debug, Default)]
+struct Waiters {
+    first: Option<Waker>,
+    others: Vec<Waker>,
+}
+
+impl Waiters {
+    /// Adds `waker` unless a waker that wakes the same task is there already.
+    fn park(&mut self, waker: &Waker) {
+        match &self.first {
+            None => self.first = Some(waker.clone()),
+            Some(first) if first.will_wake(waker) => {}
+            Some(_) => {
+                if !self.others.iter().any(|w| w.will_wake(waker)) {
+                    self.others.push(waker.clone());
+                }
+            }
+        }
+    }
+
+    /// Takes every waker out, into `out`.
+    fn drain_into(&mut self, out: &mut Vec<Waker>) {
+        out.extend(self.first.take());
+        out.append(&mut self.others);
+    }
 }
 
 impl ScheduledIo {
@@ -86,14 +115,34 @@ impl ScheduledIo {
                 let tick = (current >> TICK_SHIFT).wrapping_add(1);
                 Some((tick << TICK_SHIFT) | (current & READY_MASK) | bits)
             });
-        let (reader, writer) = {
+        let (reader, writer, others) = {
             let mut wakers = lock(&self.wakers);
-            let reader = if readable { wakers[0].take() } else { None };
-            let writer = if writable { wakers[1].take() } else { None };
-            (reader, writer)
+            let mut others = Vec::new();
+            let reader = if readable {
+                wakers[0].first.take()
+            } else {
+                None
+            };
+            let writer = if writable {
+                wakers[1].first.take()
+            } else {
+                None
+            };
+            // The common case, one task per direction, allocates nothing.
+            if readable && !wakers[0].others.is_empty() {
+                wakers[0].drain_into(&mut others);
+            }
+            if writable && !wakers[1].others.is_empty() {
+                wakers[1].drain_into(&mut others);
+            }
+            (reader, writer, others)
         };
-        let count = usize::from(reader.is_some()) + usize::from(writer.is_some());
-        reader.into_iter().chain(writer).for_each(Waker::wake);
+        let count = usize::from(reader.is_some()) + usize::from(writer.is_some()) + others.len();
+        reader
+            .into_iter()
+            .chain(writer)
+            .chain(others)
+            .for_each(Waker::wake);
         count
     }
 
@@ -108,10 +157,7 @@ impl ScheduledIo {
             return Poll::Ready(event);
         }
         let mut wakers = lock(&self.wakers);
-        let slot = &mut wakers[usize::from(direction == Direction::Write)];
-        if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            *slot = Some(cx.waker().clone());
-        }
+        wakers[usize::from(direction == Direction::Write)].park(cx.waker());
         // Re-check under the lock: a setter that ran before we parked is visible now; one that
         // runs after will find our waker.
         match self.ready_now(bit) {
@@ -146,10 +192,10 @@ impl ScheduledIo {
 
     /// Wakes both directions (the source is going away or the reactor shuts down).
     pub(crate) fn wake_all(&self) {
-        let woken: Vec<Waker> = lock(&self.wakers)
-            .iter_mut()
-            .filter_map(Option::take)
-            .collect();
+        let mut woken = Vec::new();
+        for waiters in lock(&self.wakers).iter_mut() {
+            waiters.drain_into(&mut woken);
+        }
         woken.into_iter().for_each(Waker::wake);
     }
 }
@@ -187,6 +233,36 @@ mod tests {
             io.poll_ready(Direction::Write, &mut noop()).is_ready(),
             "other direction kept"
         );
+    }
+
+    #[test]
+    fn every_task_waiting_in_a_direction_is_woken() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let io = ScheduledIo::default();
+        let counts: Vec<Arc<Count>> = (0..3)
+            .map(|_| Arc::new(Count(AtomicUsize::new(0))))
+            .collect();
+        for count in &counts {
+            let waker = Waker::from(count.clone());
+            assert!(
+                io.poll_ready(Direction::Read, &mut Context::from_waker(&waker))
+                    .is_pending()
+            );
+            // Polling again with the same task's waker registers nothing new.
+            assert!(
+                io.poll_ready(Direction::Read, &mut Context::from_waker(&waker))
+                    .is_pending()
+            );
+        }
+        assert_eq!(io.set_readiness(true, false, false), 3);
+        assert!(counts.iter().all(|c| c.0.load(Ordering::SeqCst) == 1));
     }
 
     #[test]

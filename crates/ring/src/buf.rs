@@ -225,9 +225,12 @@ unsafe impl<B: IoBufMut> IoBufMut for Slice<B> {
         self.end - self.begin
     }
     unsafe fn set_init(&mut self, n: usize) {
-        // SAFETY: the caller initialised `n` bytes from `begin`, and the bytes before `begin`
-        // were initialised already.
-        unsafe { self.buf.set_init(self.begin + n.min(self.end - self.begin)) };
+        // Never below what the whole buffer holds: a receive into a range must not forget data
+        // after it.
+        let init = (self.begin + n.min(self.end - self.begin)).max(self.buf.bytes_init());
+        // SAFETY: the caller initialised `n` bytes from `begin`, the bytes before `begin` were
+        // initialised already, and those up to the buffer's own length were too.
+        unsafe { self.buf.set_init(init) };
     }
 }
 
@@ -338,7 +341,10 @@ unsafe impl IoBufMut for weir_bufpool::Buf {
         self.capacity()
     }
     unsafe fn set_init(&mut self, n: usize) {
-        let _ = self.set_len(n.min(self.capacity()));
+        // Grow-only, like the other buffers: recording a receive never forgets data.
+        if n > self.len() {
+            let _ = self.set_len(n.min(self.capacity()));
+        }
     }
 }
 
@@ -370,6 +376,21 @@ mod tests {
         );
         assert_eq!(room.extend_from(b"0123456789"), 8);
         assert_eq!(room.into_inner(), b"01234567");
+    }
+
+    #[cfg(feature = "bufpool")]
+    #[test]
+    fn recording_a_receive_into_a_slice_never_shortens_the_buffer() {
+        let pool = weir_bufpool::Config::new(256, 1).build().expect("pool");
+        let mut buf = pool.try_get().expect("buffer");
+        buf.extend_from(&[7; 100]);
+        let mut head = buf.slice_mut(..10);
+        assert_eq!(head.extend_from(b"more"), 0, "the range is full");
+        assert_eq!(
+            head.into_inner().len(),
+            100,
+            "the bytes after the range were kept"
+        );
     }
 
     #[test]

@@ -592,6 +592,11 @@ impl Ring {
 
     /// Moves up to `len` bytes from `from` to `to` inside the kernel (`splice(2)`; one side must
     /// be a pipe). Offsets of `-1` mean "the current position".
+    ///
+    /// `keep` are descriptors the op holds open until its final CQE besides its own two: a
+    /// splice into a blocking socket holds the pipe's lock while it waits for room, and closing
+    /// either end of that pipe takes the same lock, so the caller's last handles on a pipe must
+    /// not be closed while the splice runs (pass them here).
     pub fn splice(
         &self,
         from: &SharedFd,
@@ -599,10 +604,13 @@ impl Ring {
         to: &SharedFd,
         to_offset: i64,
         len: u32,
-    ) -> Op<(SharedFd, SharedFd), io::Result<usize>> {
+        keep: Vec<SharedFd>,
+    ) -> Op<(SharedFd, SharedFd, Vec<SharedFd>), io::Result<usize>> {
         self.submit(
-            (from.clone(), to.clone()),
-            move |(f, t)| opcode::Splice::new(raw(f), from_offset, raw(t), to_offset, len).build(),
+            (from.clone(), to.clone(), keep),
+            move |(f, t, _)| {
+                opcode::Splice::new(raw(f), from_offset, raw(t), to_offset, len).build()
+            },
             discard_nothing,
             |_, cqe| result(cqe).map(|n| n as usize),
         )

@@ -454,14 +454,27 @@ impl Shared {
                 }
                 None => submitter.submit_and_wait(1),
             };
-            if let Err(error) = result {
-                match error.raw_os_error() {
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN) => {}
-                    _ => return Err(error),
+            let failed = match result {
+                Err(error)
+                    if !matches!(
+                        error.raw_os_error(),
+                        Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                    ) =>
+                {
+                    Some(error)
                 }
-            }
+                _ => None,
+            };
+            // Reap even after a failed enter: CQEs reaped while making room above are already
+            // gathered, and their tasks must be woken.
             reaped = self.reap(&mut uring, &mut wakers);
             self.collect_wake_read();
+            if let Some(error) = failed {
+                drop(uring);
+                wakers.drain(..).for_each(Waker::wake);
+                *lock(&self.wake_buf) = wakers;
+                return Err(error);
+            }
         }
         wakers.drain(..).for_each(Waker::wake);
         *lock(&self.wake_buf) = wakers;
@@ -469,14 +482,9 @@ impl Shared {
     }
 
     /// Pushes the cancels and the other threads' SQEs queued since the last turn.
+    /// The other threads' SQEs go first: a cancel queued for an op started on another thread
+    /// must reach the kernel after that op, or it would find nothing to cancel.
     fn push_queued(&self, uring: &mut IoUring, wakers: &mut Vec<Waker>) {
-        let cancels = std::mem::take(&mut *lock(&self.pending_cancels));
-        for user_data in cancels {
-            let entry = opcode::AsyncCancel::new(user_data)
-                .build()
-                .user_data(u64::MAX);
-            self.push_locked(uring, &[entry], wakers);
-        }
         // Acquire: pairs with the release in `submit`, so the queued SQEs are visible. The load
         // first keeps the common case (nothing queued) free of a read-modify-write.
         if self.has_remote.load(Ordering::Relaxed) && self.has_remote.swap(false, Ordering::Acquire)
@@ -486,11 +494,22 @@ impl Shared {
                 self.push_locked(uring, sqes.entries(), wakers);
             }
         }
+        let cancels = std::mem::take(&mut *lock(&self.pending_cancels));
+        for user_data in cancels {
+            let entry = opcode::AsyncCancel::new(user_data)
+                .build()
+                .user_data(u64::MAX);
+            self.push_locked(uring, &[entry], wakers);
+        }
     }
 
     /// Arms the read of the notifier's eventfd if it is not armed, so that a wake-up from
     /// another thread ends a blocking turn.
     fn arm_wake_read(&self, uring: &mut IoUring, wakers: &mut Vec<Waker>) {
+        // A reap that made room in a full submission queue may have taken the read's CQE:
+        // consume it first, or the turn would block with no read armed while `pending` keeps
+        // every notification from writing.
+        self.collect_wake_read();
         // Relaxed: only the owner reads and writes it.
         if self.wake_read.load(Ordering::Relaxed) != NO_WAKE_READ {
             return;

@@ -229,14 +229,16 @@ impl Socket {
     }
 
     /// Sends up to `len` bytes of `file` from `offset` without copying them through user space
-    /// (`splice` through a pipe on the ring, `sendfile` on the reactor).
+    /// (`splice` through a pipe on the ring, `sendfile` on the reactor). Dropped while the
+    /// kernel sends to the socket, it leaves that send in `left` to be finished first.
     pub(crate) async fn send_file(
         &self,
         file: &std::fs::File,
         offset: u64,
         len: usize,
+        left: &mut Option<OrphanSend>,
     ) -> io::Result<usize> {
-        dispatch!(&self.0, SocketInner, socket => socket.send_file(file, offset, len).await)
+        dispatch!(&self.0, SocketInner, socket => socket.send_file(file, offset, len, left).await)
     }
 
     /// A receive into `buf`'s spare capacity.
@@ -321,6 +323,8 @@ impl Socket {
             (SocketInner::Uring(socket), ProvidedInner::Uring(provided)) => {
                 PooledRecv(PooledRecvInner::Uring(socket.pooled_recv(pool, provided)))
             }
+            #[cfg(target_os = "linux")]
+            (SocketInner::Uring(_), _) => PooledRecv(PooledRecvInner::Mismatch),
             _ => PooledRecv(PooledRecvInner::Poll(poll::PooledRecv::new(pool))),
         }
     }
@@ -414,6 +418,9 @@ enum PooledRecvInner {
     Poll(poll::PooledRecv),
     #[cfg(target_os = "linux")]
     Uring(uring::PooledRecv),
+    /// A ring socket read on a reactor runtime's thread: its pool is not the kernel's.
+    #[cfg(target_os = "linux")]
+    Mismatch,
 }
 
 impl PooledRecv {
@@ -423,6 +430,14 @@ impl PooledRecv {
         socket: &Socket,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<Option<Buf>>> {
+        #[cfg(target_os = "linux")]
+        if let PooledRecvInner::Mismatch = self.0 {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "pooled reads of an io_uring socket need a runtime of the same backend on the \
+                 thread that reads",
+            )));
+        }
         paired!(&mut self.0, PooledRecvInner, socket, op, socket => op.poll_next(socket, cx))
     }
 }

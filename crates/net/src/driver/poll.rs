@@ -96,11 +96,13 @@ impl Socket {
         Ok(())
     }
 
+    /// Each `sendfile(2)` runs inside a poll, so a dropped `send_file` leaves nothing in `_left`.
     pub(crate) async fn send_file(
         &self,
         file: &std::fs::File,
         offset: u64,
         len: usize,
+        _left: &mut Option<OrphanSend>,
     ) -> io::Result<usize> {
         let mut at =
             i64::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;

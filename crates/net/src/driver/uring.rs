@@ -167,6 +167,36 @@ pub(crate) struct Socket {
     fd: SharedFd,
 }
 
+/// A send into the socket that, dropped while the kernel still works on it, leaves itself in
+/// `slot` as an orphan for the stream's write state machine to finish.
+struct LeaveOnDrop<'a, T: std::marker::Send + 'static> {
+    slot: &'a mut Option<OrphanSend>,
+    op: Option<Op<T, io::Result<usize>>>,
+}
+
+impl<T: std::marker::Send + 'static> std::future::Future for LeaveOnDrop<'_, T> {
+    type Output = io::Result<usize>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let Some(op) = this.op.as_mut() else {
+            return Poll::Pending;
+        };
+        let out = ready!(Pin::new(op).poll(cx));
+        this.op = None;
+        Poll::Ready(out)
+    }
+}
+
+impl<T: std::marker::Send + 'static> Drop for LeaveOnDrop<'_, T> {
+    fn drop(&mut self) {
+        if let Some(op) = self.op.take().filter(|op| op.is_pending()) {
+            let send: OrphanSend = Box::pin(op);
+            *self.slot = Some(send);
+        }
+    }
+}
+
 /// The kernel's form of an address, as `socket2` holds it.
 fn to_sockaddr(raw: RawAddr) -> SockAddr {
     let (storage, len) = raw.into_parts();
@@ -207,12 +237,14 @@ impl Socket {
         self.ring.poll_add(&self.fd, events as u32).await.map(drop)
     }
 
-    /// `send_file` on the ring: file → pipe → socket, a pipe's worth at a time.
+    /// `send_file` on the ring: file → pipe → socket, a pipe's worth at a time. A splice into
+    /// the socket still in the kernel when the future is dropped goes to `left`.
     pub(crate) async fn send_file(
         &self,
         file: &std::fs::File,
         offset: u64,
         len: usize,
+        left: &mut Option<OrphanSend>,
     ) -> io::Result<usize> {
         const CHUNK: usize = 64 * 1024;
         let source: SharedFd = Arc::new(file.as_fd().try_clone_to_owned()?);
@@ -223,14 +255,31 @@ impl Socket {
             let at = i64::try_from(offset.saturating_add(sent as u64))
                 .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
             let want = u32::try_from((len - sent).min(CHUNK)).unwrap_or(u32::MAX);
-            let filled = self.ring.splice(&source, at, &write_end, -1, want).await?;
+            // Each splice keeps the pipe's other end (and the file) open until it ends: closing
+            // a pipe end waits for the lock a running splice holds (see `Ring::splice`).
+            let keep = vec![read_end.clone()];
+            let filled = self
+                .ring
+                .splice(&source, at, &write_end, -1, want, keep)
+                .await?;
             if filled == 0 {
                 break;
             }
             let mut drained = 0;
             while drained < filled {
                 let chunk = u32::try_from(filled - drained).unwrap_or(u32::MAX);
-                match self.ring.splice(&read_end, -1, &self.fd, -1, chunk).await {
+                let to_socket = LeaveOnDrop {
+                    slot: &mut *left,
+                    op: Some(self.ring.splice(
+                        &read_end,
+                        -1,
+                        &self.fd,
+                        -1,
+                        chunk,
+                        vec![write_end.clone(), source.clone()],
+                    )),
+                };
+                match to_socket.await {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(n) => drained += n,
                     Err(e) => return Err(e),

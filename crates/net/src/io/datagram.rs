@@ -160,6 +160,10 @@ impl<B: IoBufMut> Drop for Recv<'_, B> {
     fn drop(&mut self) {
         if let Some(orphan) = self.op.take().and_then(RecvMsg::into_orphan) {
             self.owner.adopt(orphan);
+        } else if self.owner.has_orphans.load(Ordering::Acquire) {
+            // This receive may have been the one whose waker the orphan kept: the others waiting
+            // look again, and one of them takes over polling it.
+            self.owner.lock().waiters.drain(..).for_each(Waker::wake);
         }
     }
 }

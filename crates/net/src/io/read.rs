@@ -88,6 +88,12 @@ impl ReadState {
                 Inflight::Orphan(orphan) => match ready!(orphan.as_mut().poll(cx)) {
                     Ok(bytes) if bytes.is_empty() => Held::End,
                     Ok(bytes) => Held::Bytes { bytes, at: 0 },
+                    // A read that timed out asked the kernel to cancel its receive, then was
+                    // dropped: nothing was received, and nothing is owed to the next read.
+                    Err(error) if error.raw_os_error() == Some(crate::sys::ECANCELED) => {
+                        self.inflight = None;
+                        return self.poll_settle(socket, cx);
+                    }
                     Err(error) => Held::Failed(error),
                 },
                 Inflight::Scratch(recv) => {

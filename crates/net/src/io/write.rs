@@ -45,13 +45,31 @@ enum Inflight {
 #[derive(Default)]
 pub(crate) struct WriteState {
     inflight: Option<Inflight>,
+    /// Where an operation that cannot hand its send over as it is dropped (the ring's
+    /// `send_file` splice) leaves it; it joins `inflight` before anything else happens.
+    left: Option<OrphanSend>,
 }
 
 impl WriteState {
+    /// The slot a dropped `send_file` leaves its send in flight in.
+    pub(crate) fn orphan_slot(&mut self) -> &mut Option<OrphanSend> {
+        self.adopt_left();
+        &mut self.left
+    }
+
+    fn adopt_left(&mut self) {
+        if self.inflight.is_none() {
+            if let Some(left) = self.left.take() {
+                self.inflight = Some(Inflight::Orphan(left));
+            }
+        }
+    }
+
     /// Waits until no send is in flight, for a write that starts its own: what the one in flight
     /// did is nobody's to report now.
     pub(crate) fn poll_settle(&mut self, socket: &Socket, cx: &mut Context<'_>) -> Poll<()> {
         loop {
+            self.adopt_left();
             match self.inflight.as_mut() {
                 None => return Poll::Ready(()),
                 Some(Inflight::Orphan(orphan)) => drop(ready!(orphan.as_mut().poll(cx))),
@@ -79,6 +97,7 @@ impl WriteState {
         src: &[u8],
     ) -> Poll<io::Result<usize>> {
         loop {
+            self.adopt_left();
             let finished = match self.inflight.as_mut() {
                 None => break,
                 Some(Inflight::Orphan(orphan)) => {

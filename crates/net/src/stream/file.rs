@@ -14,6 +14,8 @@ impl Stream {
     ) -> io::Result<usize> {
         crate::coop::proceed().await;
         std::future::poll_fn(|cx| self.write.poll_settle(&self.socket, cx)).await;
-        self.socket.send_file(file, offset, len).await
+        self.socket
+            .send_file(file, offset, len, self.write.orphan_slot())
+            .await
     }
 }

@@ -168,6 +168,17 @@ impl<B: IoBufMut> Future for Read<'_, B> {
                 this.saw(&result);
                 return Poll::Ready((result, buf));
             }
+            if let ReadStage::Start(buf) = &this.state {
+                if buf.bytes_total() <= buf.bytes_init() {
+                    // No room: nothing to receive into (a receive of zero bytes would read as the
+                    // end of the stream).
+                    if let ReadStage::Start(buf) =
+                        std::mem::replace(&mut this.state, ReadStage::Done)
+                    {
+                        return Poll::Ready((Ok(0), buf));
+                    }
+                }
+            }
             let stream = &mut *this.stream;
             let settled = stream.read.poll_settle(&stream.socket, cx);
             let ReadStage::Start(buf) = std::mem::replace(&mut this.state, ReadStage::Done) else {

@@ -169,3 +169,33 @@ struct SendSleep(
 );
 
 use std::future::Future as _;
+
+#[test]
+fn a_pooled_read_of_a_ring_socket_on_a_reactor_runtime_fails_clearly() {
+    let _serial = serial();
+    if !backends().contains(&weir_net::Backend::Uring) {
+        println!("SKIPPED: needs the io_uring backend (WEIR_BACKEND forces the reactor)");
+        return;
+    }
+    let workers = Runtime::builder()
+        .backend(weir_net::Backend::Uring)
+        .build_workers(1)
+        .expect("workers");
+    let (mut a, _b) = within_ten_seconds_keep(&workers, async {
+        workers
+            .handle(0)
+            .spawn(|| async { UnixStream::pair().expect("pair") })
+            .await
+            .expect("worker 0")
+    });
+    let rt = Runtime::builder()
+        .backend(weir_net::Backend::Poll)
+        .build()
+        .expect("reactor runtime");
+    let result = rt
+        .block_on(time::timeout(Duration::from_secs(10), a.read_pooled()))
+        .expect("an error, not a hang");
+    let error = result.expect_err("a ring socket's pooled read on a reactor runtime");
+    assert_eq!(error.kind(), std::io::ErrorKind::Unsupported, "{error}");
+    drop(workers);
+}

@@ -74,15 +74,21 @@ fn a_storm_of_dropped_accepts_leaks_no_descriptor() {
                 let _ = time::timeout(Duration::from_micros(round % 300), listener.accept()).await;
                 drop(client);
             }
-            // Let the ring reap the cancellations.
-            time::sleep(Duration::from_millis(50)).await;
-            while let Ok(Ok((conn, _))) =
-                time::timeout(Duration::from_millis(20), listener.accept()).await
-            {
-                drop(conn); // drain connections still in the backlog
+            // Drain connections still in the backlog and let the ring reap the cancellations,
+            // until the count is back (bounded: 5 s). A descriptor an earlier test left closing
+            // may go meanwhile, hence at most the baseline.
+            for _ in 0..250 {
+                while let Ok(Ok((conn, _))) =
+                    time::timeout(Duration::from_millis(1), listener.accept()).await
+                {
+                    drop(conn);
+                }
+                if fd_count() <= baseline {
+                    break;
+                }
+                time::sleep(Duration::from_millis(20)).await;
             }
-            time::sleep(Duration::from_millis(20)).await;
-            assert_eq!(fd_count(), baseline, "{backend:?}: descriptors leaked");
+            assert!(fd_count() <= baseline, "{backend:?}: descriptors leaked");
         });
     });
 }
@@ -219,12 +225,12 @@ fn a_storm_of_dropped_connects_leaks_no_descriptor() {
                 {
                     drop(conn);
                 }
-                if fd_count() == baseline {
+                if fd_count() <= baseline {
                     break;
                 }
                 time::sleep(Duration::from_millis(20)).await;
             }
-            assert_eq!(fd_count(), baseline, "{backend:?}: descriptors leaked");
+            assert!(fd_count() <= baseline, "{backend:?}: descriptors leaked");
         });
     });
 }
@@ -255,4 +261,72 @@ fn dropped_pooled_udp_receives_and_sends_lose_nothing_they_owe() {
             assert_eq!(second, b"surely", "{backend:?}");
         });
     });
+}
+
+#[test]
+fn a_dropped_read_with_no_room_is_not_an_end_of_stream() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let (mut client, mut server) = crate::mixed_io::tcp_pair().await;
+            poll_once_and_drop(server.read(Vec::new())).await;
+            weir_net::yield_now().await;
+            client.write_all(b"data".to_vec()).await.0.expect("write");
+            let (n, buf) = server.read(Vec::with_capacity(64)).await;
+            assert_eq!(
+                n.expect("read"),
+                4,
+                "{backend:?}: a read with no room read as the end"
+            );
+            assert_eq!(buf, b"data");
+        });
+    });
+}
+
+#[test]
+fn a_dropped_send_file_never_interleaves_with_the_next_write() {
+    let path = std::env::temp_dir().join(format!("weir-send-file-drop-{}", std::process::id()));
+    let contents: Vec<u8> = (0..(16 << 20)).map(|i| pattern(i * 3)).collect();
+    std::fs::write(&path, &contents).expect("file");
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let file = std::fs::File::open(&path).expect("open");
+            let (mut client, mut server) = crate::mixed_io::tcp_pair().await;
+            // 16 MiB to a peer that reads nothing: the send is in flight at its deadline.
+            let timed_out = time::timeout(
+                Duration::from_millis(50),
+                client.send_file(&file, 0, contents.len()),
+            )
+            .await;
+            assert!(timed_out.is_err(), "{backend:?}: 16 MiB fitted");
+            let reader = spawn(async move {
+                let mut got = Vec::new();
+                loop {
+                    let (n, buf) = server.read(Vec::with_capacity(1 << 16)).await;
+                    if n.expect("read") == 0 {
+                        return got;
+                    }
+                    got.extend_from_slice(&buf);
+                }
+            });
+            let next: Vec<u8> = (0..100_000).map(|i| pattern(i) ^ 0x3c).collect();
+            client.write_all(next.clone()).await.0.expect("next write");
+            client
+                .shutdown(std::net::Shutdown::Write)
+                .expect("half-close");
+            let got = reader.await.expect("reader");
+            assert!(got.len() >= next.len(), "{backend:?}");
+            let kept = got.len() - next.len();
+            assert_eq!(
+                &got[..kept],
+                &contents[..kept],
+                "{backend:?}: not a prefix of the file"
+            );
+            assert_eq!(
+                &got[kept..],
+                &next[..],
+                "{backend:?}: the next write was interleaved"
+            );
+        });
+    });
+    let _ = std::fs::remove_file(&path);
 }

@@ -246,3 +246,46 @@ fn connected_sends_make_no_per_datagram_address_lookup() {
         "getpeername ran {calls} times for {SENDS} sends per backend"
     );
 }
+
+#[test]
+fn receivers_waiting_on_a_dropped_receive_s_datagram_all_stay_awake() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let b = std::rc::Rc::new(UdpSocket::bind("127.0.0.1:0").expect("bind"));
+            let to = b.local_addr().expect("addr");
+            // A receive dropped in the kernel (on the ring an orphan), then two waiters on it, the
+            // second of which goes away.
+            poll_once_and_drop_local(b.recv_from(Vec::with_capacity(64))).await;
+            weir_net::yield_now().await;
+            let first = weir_net::spawn({
+                let b = b.clone();
+                async move { b.recv_from(Vec::with_capacity(64)).await.1 }
+            });
+            weir_net::yield_now().await;
+            let second = weir_net::spawn({
+                let b = b.clone();
+                async move { b.recv_from(Vec::with_capacity(64)).await.1 }
+            });
+            weir_net::yield_now().await;
+            second.abort();
+            weir_net::yield_now().await;
+            peer.send_to(b"one", to).expect("send");
+            let got = time::timeout(std::time::Duration::from_secs(10), first)
+                .await
+                .unwrap_or_else(|_| panic!("{backend:?}: the remaining receiver was never woken"))
+                .expect("task");
+            assert_eq!(got, b"one", "{backend:?}");
+        });
+    });
+}
+
+/// Polls `fut` once and drops it.
+async fn poll_once_and_drop_local<F: std::future::Future>(fut: F) {
+    let mut fut = Box::pin(fut);
+    std::future::poll_fn(|cx| {
+        let _ = fut.as_mut().poll(cx);
+        std::task::Poll::Ready(())
+    })
+    .await;
+}

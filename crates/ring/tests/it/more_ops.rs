@@ -121,7 +121,8 @@ fn splice_moves_bytes_from_a_pipe_to_a_socket() {
     writer.write_all(b"spliced bytes").expect("fill the pipe");
     let (a, mut b) = UnixStream::pair().expect("socketpair");
     let (read_end, a) = (Arc::new(read_end), Arc::new(OwnedFd::from(a)));
-    let moved = block_on(&ring, ring.splice(&read_end, -1, &a, -1, 64)).expect("splice");
+    let moved =
+        block_on(&ring, ring.splice(&read_end, -1, &a, -1, 64, Vec::new())).expect("splice");
     assert_eq!(moved, 13);
     let mut got = [0u8; 13];
     b.read_exact(&mut got).expect("read");
