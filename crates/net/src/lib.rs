@@ -31,11 +31,11 @@
 //! | `read_pooled` | yes | as `read` | `pooled::dropped_pooled_reads_and_mixed_owned_reads_lose_nothing` |
 //! | `read_timeout` | yes | as `read` | `tcp::read_timeout_loses_nothing` |
 //! | tokio `AsyncRead` / hyper `rt::Read` | — (poll-based) | a receive left in flight keeps its bytes for any later read | `mixed_io::every_pair_of_read_apis_in_either_order_returns_the_stream_exactly` |
-//! | `write`, `write_all`, `writev`, `send_file` | no | a prefix of its bytes may have been sent, and is not reported; the next write starts after it | `mixed_io::a_timed_out_owned_write_does_not_corrupt_the_next_one`, `cancel::a_dropped_writev_never_interleaves_with_the_next_write` |
+//! | `write`, `write_all`, `writev`, `send_file` | no | a prefix of its bytes may have been sent, and is not reported; the next write starts after it | `mixed_io::a_timed_out_owned_write_does_not_corrupt_the_next_one`, `cancel::a_dropped_writev_never_interleaves_with_the_next_write`, `cancel::a_dropped_send_file_never_interleaves_with_the_next_write` |
 //! | tokio `AsyncWrite` / hyper `rt::Write` | — (poll-based) | after `Pending`, the retry with the same bytes gets the count; a different write sends its own bytes whole | `mixed_io::a_timed_out_compat_write_does_not_corrupt_the_next_one` |
 //! | `TcpListener::accept`, `UnixListener::accept` | yes | a connection accepted meanwhile is closed, never leaked | `cancel::a_storm_of_dropped_accepts_leaks_no_descriptor` |
 //! | `TcpStream::connect`, `UnixStream::connect` | yes | the socket is closed | `cancel::a_storm_of_dropped_connects_leaks_no_descriptor` |
-//! | `UdpSocket::recv_from`, `recv_msg`, `recv`, `UnixDatagram::recv_from`, `recv` | yes | a datagram it received is returned by the next receive | `udp::a_dropped_receive_loses_no_datagram` |
+//! | `UdpSocket::recv_from`, `recv_msg`, `recv`, `UnixDatagram::recv_from`, `recv` | yes | a datagram it received is returned by the next receive (other receives waiting on it stay awake) | `udp::a_dropped_receive_loses_no_datagram`, `udp::receivers_waiting_on_a_dropped_receive_s_datagram_all_stay_awake` |
 //! | `UdpSocket::recv_pooled` | yes | as `recv_from` | `cancel::dropped_pooled_udp_receives_and_sends_lose_nothing_they_owe` |
 //! | `send_to`, `send` (UDP, Unix datagrams) | no | the datagram may have gone, whole | `cancel::dropped_pooled_udp_receives_and_sends_lose_nothing_they_owe` |
 //! | `time::sleep`, `time::timeout` | yes | the timer is removed from the heap that holds it | `affinity::a_timer_dropped_on_another_worker_cancels_only_itself` |
