@@ -236,36 +236,6 @@ mod tests {
     }
 
     #[test]
-    fn every_task_waiting_in_a_direction_is_woken() {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        struct Count(AtomicUsize);
-        impl std::task::Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        let io = ScheduledIo::default();
-        let counts: Vec<Arc<Count>> = (0..3)
-            .map(|_| Arc::new(Count(AtomicUsize::new(0))))
-            .collect();
-        for count in &counts {
-            let waker = Waker::from(count.clone());
-            assert!(
-                io.poll_ready(Direction::Read, &mut Context::from_waker(&waker))
-                    .is_pending()
-            );
-            // Polling again with the same task's waker registers nothing new.
-            assert!(
-                io.poll_ready(Direction::Read, &mut Context::from_waker(&waker))
-                    .is_pending()
-            );
-        }
-        assert_eq!(io.set_readiness(true, false, false), 3);
-        assert!(counts.iter().all(|c| c.0.load(Ordering::SeqCst) == 1));
-    }
-
-    #[test]
     fn a_closed_read_direction_stays_ready() {
         let io = ScheduledIo::default();
         // The last data and the peer's end of stream in one event.

@@ -268,3 +268,35 @@ async fn join(a: impl Future<Output = ()>, b: impl Future<Output = ()>) {
     })
     .await
 }
+
+#[test]
+fn every_task_waiting_on_a_direction_is_woken() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Wake, Waker};
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let reactor = Reactor::new().expect("reactor");
+    let (a, mut b) = pair();
+    let a = reactor.register(a).expect("register");
+    // Three tasks wait to read the same source (as receives on a shared datagram socket do),
+    // each polling twice: a task's second poll registers nothing new.
+    let counts: Vec<Arc<Count>> = (0..3)
+        .map(|_| Arc::new(Count(AtomicUsize::new(0))))
+        .collect();
+    for count in &counts {
+        let waker = Waker::from(count.clone());
+        for _ in 0..2 {
+            let polled = a.poll_ready(Direction::Read, &mut Context::from_waker(&waker));
+            assert!(polled.is_pending(), "nothing was written yet");
+        }
+    }
+    b.write_all(b"x").expect("write");
+    let woken = reactor.turn(Some(Duration::from_secs(5))).expect("turn");
+    assert_eq!(woken, 3, "every waiting task, once each");
+    assert!(counts.iter().all(|c| c.0.load(Ordering::SeqCst) == 1));
+}
