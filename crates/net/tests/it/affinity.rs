@@ -33,13 +33,7 @@ fn a_stream_made_on_one_worker_works_on_another() {
             .expect("workers");
         // Both ends are made on worker 0 (their home), then used on worker 1 while worker 0 is
         // idle, blocked in its driver.
-        let (a, b) = within_ten_seconds_keep(&workers, async {
-            workers
-                .handle(0)
-                .spawn(|| async { UnixStream::pair().expect("pair") })
-                .await
-                .expect("worker 0")
-        });
+        let (a, b) = pair_on_worker_0(&workers);
         let echoed = workers.handle(1).spawn(move || async move {
             let (mut a, mut b) = (a, b);
             let mut total = Vec::new();
@@ -74,13 +68,7 @@ fn a_stream_works_from_a_thread_with_no_weir_runtime() {
             .backend(backend)
             .build_workers(1)
             .expect("workers");
-        let (mut a, mut b) = within_ten_seconds_keep(&workers, async {
-            workers
-                .handle(0)
-                .spawn(|| async { UnixStream::pair().expect("pair") })
-                .await
-                .expect("worker 0")
-        });
+        let (mut a, mut b) = pair_on_worker_0(&workers);
         let (done, finished) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let total = weir_testkit::block_on(async move {
@@ -107,6 +95,17 @@ fn a_stream_works_from_a_thread_with_no_weir_runtime() {
         assert_eq!(echoed, 1200, "{backend:?}");
         drop(workers);
     }
+}
+
+/// A connected pair made on (so homed on) worker 0.
+fn pair_on_worker_0(workers: &Workers) -> (UnixStream, UnixStream) {
+    within_ten_seconds_keep(workers, async {
+        workers
+            .handle(0)
+            .spawn(|| async { UnixStream::pair().expect("pair") })
+            .await
+            .expect("worker 0")
+    })
 }
 
 /// Like `within_ten_seconds`, keeping the workers.
@@ -181,13 +180,7 @@ fn a_pooled_read_of_a_ring_socket_on_a_reactor_runtime_fails_clearly() {
         .backend(weir_net::Backend::Uring)
         .build_workers(1)
         .expect("workers");
-    let (mut a, _b) = within_ten_seconds_keep(&workers, async {
-        workers
-            .handle(0)
-            .spawn(|| async { UnixStream::pair().expect("pair") })
-            .await
-            .expect("worker 0")
-    });
+    let (mut a, _b) = pair_on_worker_0(&workers);
     let rt = Runtime::builder()
         .backend(weir_net::Backend::Poll)
         .build()

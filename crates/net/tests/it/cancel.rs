@@ -74,23 +74,27 @@ fn a_storm_of_dropped_accepts_leaks_no_descriptor() {
                 let _ = time::timeout(Duration::from_micros(round % 300), listener.accept()).await;
                 drop(client);
             }
-            // Drain connections still in the backlog and let the ring reap the cancellations,
-            // until the count is back (bounded: 5 s). A descriptor an earlier test left closing
-            // may go meanwhile, hence at most the baseline.
-            for _ in 0..250 {
-                while let Ok(Ok((conn, _))) =
-                    time::timeout(Duration::from_millis(1), listener.accept()).await
-                {
-                    drop(conn);
-                }
-                if fd_count() <= baseline {
-                    break;
-                }
-                time::sleep(Duration::from_millis(20)).await;
-            }
+            drain_until_back(&listener, baseline).await;
             assert!(fd_count() <= baseline, "{backend:?}: descriptors leaked");
         });
     });
+}
+
+/// Accepts and drops what waits in `listener`'s backlog and lets the ring reap cancelled
+/// operations, until this process holds no more descriptors than `baseline` (bounded: 5 s). A
+/// descriptor an earlier test left closing may go meanwhile, hence at most the baseline.
+async fn drain_until_back(listener: &TcpListener, baseline: usize) {
+    for _ in 0..250 {
+        while let Ok(Ok((conn, _))) =
+            time::timeout(Duration::from_millis(1), listener.accept()).await
+        {
+            drop(conn);
+        }
+        if fd_count() <= baseline {
+            return;
+        }
+        time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Polls `fut` once and drops it.
@@ -217,19 +221,7 @@ fn a_storm_of_dropped_connects_leaks_no_descriptor() {
             for _ in 0..100 {
                 poll_once_and_drop(TcpStream::connect(addr)).await;
             }
-            // Connections that completed sit in the backlog; accept and drop them, then let the
-            // ring reap the cancelled connects. Bounded: 5 s.
-            for _ in 0..250 {
-                while let Ok(Ok((conn, _))) =
-                    time::timeout(Duration::from_millis(1), listener.accept()).await
-                {
-                    drop(conn);
-                }
-                if fd_count() <= baseline {
-                    break;
-                }
-                time::sleep(Duration::from_millis(20)).await;
-            }
+            drain_until_back(&listener, baseline).await;
             assert!(fd_count() <= baseline, "{backend:?}: descriptors leaked");
         });
     });
