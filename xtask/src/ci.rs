@@ -16,8 +16,9 @@ use crate::tidy;
 /// The crates whose loom models, Miri runs and Valgrind runs are part of CI.
 const MIRI_CRATES: &[&str] = &["weir-bufpool", "weir-shutdown"];
 /// The ring's syscall-free modules whose unit tests (`<module>::tests`) Miri runs: the op
-/// lifecycle state machine and the buffer traits. The rest of the ring makes syscalls.
-const MIRI_RING_MODULES: &[&str] = &["lifecycle", "buf"];
+/// lifecycle state machine, the buffer traits and the op-box recycling. The rest of the ring
+/// makes syscalls.
+const MIRI_RING_MODULES: &[&str] = &["lifecycle", "buf", "recycle"];
 const VALGRIND_CRATES: &[&str] = &["weir-ring", "weir-net"];
 /// Test modules Valgrind does not run: multi-threaded scenarios whose threads Valgrind
 /// serialises into minutes each (it holds its one lock across `io_uring_enter`, so a worker

@@ -160,7 +160,7 @@ impl<T: 'static, O> std::future::Future for Op<T, O> {
             Poll::Ready(Some((op, cqe))) => {
                 this.id = None;
                 match op.data.downcast::<T>() {
-                    Ok(data) => Poll::Ready((this.complete)(*data, cqe)),
+                    Ok(data) => Poll::Ready((this.complete)(crate::recycle::unbox(data), cqe)),
                     // The box was built from a `T` in `Ring::submit`; a mismatch cannot happen,
                     // and if it did, the op simply never resolves rather than misread memory.
                     Err(_) => Poll::Pending,

@@ -276,7 +276,7 @@ impl Ring {
         self.shared.turn(timeout, true)
     }
 
-    /// Boxes `data`, builds its SQE from the boxed (address-stable) value and parks the box in
+    /// Boxes `data` (in a recycled box: `recycle`), builds its SQE from the boxed (address-stable) value and parks the box in
     /// the op table; returns the op's id and its SQE, tagged with the op's `user_data`.
     pub(crate) fn park<T: Send + 'static>(
         &self,
@@ -284,7 +284,7 @@ impl Ring {
         build: impl FnOnce(&mut T) -> squeue::Entry,
         discard: fn(&mut (dyn Any + Send), Cqe),
     ) -> (OpId, squeue::Entry) {
-        let mut boxed = Box::new(data);
+        let mut boxed = crate::recycle::boxed(data);
         let entry = build(&mut boxed);
         let id = self.shared.ops.insert(OpBox {
             data: boxed,
