@@ -137,3 +137,30 @@ impl<U: Unpark> RunQueue<U> {
         result
     }
 }
+
+/// Whether a task is in a queue: a task woken many times before its next poll is queued once,
+/// and a wake is never lost.
+///
+/// A wake sets the flag and queues the task only if it was clear; the runtime clears it just
+/// before polling the task. Both are read-modify-writes with acquire-release ordering, so when
+/// a wake finds the flag still set (and queues nothing), the runtime's clearing reads that wake's
+/// write and the poll that follows sees everything the waker did before waking. The loom model
+/// in `tests/loom_queued.rs` checks this.
+pub(crate) struct Queued(AtomicBool);
+
+impl Queued {
+    /// A task that is not queued.
+    pub(crate) fn new() -> Self {
+        Queued(AtomicBool::new(false))
+    }
+
+    /// A wake: `true` if the caller must queue the task.
+    pub(crate) fn wake(&self) -> bool {
+        !self.0.swap(true, Ordering::AcqRel)
+    }
+
+    /// Called just before the task is polled: a wake from now on queues it again.
+    pub(crate) fn polling(&self) {
+        self.0.swap(false, Ordering::AcqRel);
+    }
+}

@@ -11,8 +11,14 @@
 //!
 //! # Waking a parked driver, and other threads
 //!
-//! Wakes and [`Handle::spawn`] jobs go through the run queue (`runqueue` module, with a loom
-//! model): a wake is never lost, and a wake while the driver runs costs no syscall.
+//! A wake on the runtime's own thread (a completion reaped by the driver, a task waking another)
+//! goes to a thread-local queue: no lock, no atomic beyond the task's queued flag. Wakes from
+//! other threads and [`Handle::spawn`] jobs go through the run queue (`runqueue` module, with a
+//! loom model): a wake is never lost, and a wake while the driver runs costs no syscall. A task
+//! woken many times before its next poll is queued once (`runqueue::Queued`, loom-checked too).
+//!
+//! A panic in a task's poll drops that task (its join handle reports
+//! [`JoinError::Cancelled`]); the tick catches it once for all its polls and goes on.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -100,6 +106,7 @@ impl Builder {
                 timers: RefCell::new(Timers::new()),
                 tasks: RefCell::new(Vec::new()),
                 free: RefCell::new(Vec::new()),
+                running: std::cell::Cell::new(executor::NONE),
                 queue: Arc::new(RunQueue::new(unpark)),
                 scratch: RefCell::new(Ready::default()),
                 report,
@@ -161,31 +168,25 @@ impl Runtime {
             "weir: block_on cannot be nested on one thread"
         );
         let _reset = ResetContext;
+        executor::LOCAL.with(|local| local.enter(self.core.id));
         let mut fut = std::pin::pin!(fut);
-        let main_waker = Waker::from(Arc::new(TaskWaker {
-            index: MAIN,
-            queue: self.core.queue.clone(),
-        }));
+        let main_state = TaskWaker::new(MAIN, &self.core);
+        let main_waker = Waker::from(main_state.clone());
         let mut main_ready = true;
         loop {
             if main_ready {
+                main_state.polling();
                 crate::coop::reset();
                 if let Poll::Ready(out) = fut.as_mut().poll(&mut Context::from_waker(&main_waker)) {
                     return out;
                 }
             }
-            main_ready = false;
             let mut batch = std::mem::take(&mut *self.core.scratch.borrow_mut());
             self.core.queue.take_all(&mut batch);
+            executor::LOCAL.with(|local| local.take_into(&mut batch.tasks));
             // Jobs from other threads first: they spawn the tasks they carry.
             batch.jobs.drain(..).for_each(|job| job());
-            for index in batch.tasks.drain(..) {
-                if index == MAIN {
-                    main_ready = true;
-                } else {
-                    self.core.run_task(index);
-                }
-            }
+            main_ready = self.run_batch(&mut batch.tasks);
             *self.core.scratch.borrow_mut() = batch;
             if main_ready {
                 // Turn without blocking, so I/O still progresses while the main future is busy.
@@ -196,6 +197,28 @@ impl Runtime {
             self.core.fire_timers();
         }
     }
+
+    /// Polls the tasks of one tick; returns whether the main future was among them. A task
+    /// whose poll panics is dropped (its join handle reports `Cancelled`) and the tick goes on
+    /// with the rest: one `catch_unwind` per tick, not per poll.
+    fn run_batch(&self, tasks: &mut std::collections::VecDeque<usize>) -> bool {
+        let mut main_ready = false;
+        loop {
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                while let Some(index) = tasks.pop_front() {
+                    if index == MAIN {
+                        main_ready = true;
+                    } else {
+                        self.core.run_task(index);
+                    }
+                }
+            }));
+            match ran {
+                Ok(()) => return main_ready,
+                Err(_) => self.core.forget_running(),
+            }
+        }
+    }
 }
 
 struct ResetContext;
@@ -203,6 +226,7 @@ struct ResetContext;
 impl Drop for ResetContext {
     fn drop(&mut self) {
         CONTEXT.with(|c| c.borrow_mut().take());
+        let _ = executor::LOCAL.try_with(|local| local.enter(0));
         crate::coop::lift();
     }
 }

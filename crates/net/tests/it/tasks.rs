@@ -37,6 +37,54 @@ fn spawn_join_abort_and_panics() {
 }
 
 #[test]
+fn a_panic_drops_only_its_task_and_the_rest_of_the_tick_runs() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            // Spawned in one go: all three are polled in the same tick, the panicking one
+            // between the others.
+            let ran = Rc::new(Cell::new(0));
+            let (a, b) = (ran.clone(), ran.clone());
+            let before = spawn(async move { a.set(a.get() + 1) });
+            let panicking = spawn(async { panic!("a task failed") });
+            let after = spawn(async move { b.set(b.get() + 1) });
+            assert_eq!(panicking.await, Err(JoinError::Cancelled));
+            assert_eq!(before.await, Ok(()));
+            assert_eq!(after.await, Ok(()), "{backend:?}");
+            assert_eq!(ran.get(), 2);
+            // The panicked task's slot is free and reusable.
+            assert_eq!(spawn(async { 5 }).await, Ok(5));
+        });
+    });
+}
+
+#[test]
+fn a_task_woken_many_times_in_one_tick_is_polled_once() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let polls = Rc::new(Cell::new(0u32));
+            let counted = polls.clone();
+            let task = spawn(std::future::poll_fn(move |cx| {
+                counted.set(counted.get() + 1);
+                if counted.get() == 1 {
+                    for _ in 0..1000 {
+                        cx.waker().wake_by_ref();
+                    }
+                    std::task::Poll::Pending
+                } else {
+                    std::task::Poll::Ready(())
+                }
+            }));
+            assert_eq!(task.await, Ok(()));
+            assert_eq!(
+                polls.get(),
+                2,
+                "{backend:?}: 1000 wakes queue the task once"
+            );
+        });
+    });
+}
+
+#[test]
 fn a_busy_task_does_not_starve_others() {
     on_each_backend(|_, rt| {
         rt.block_on(async {
