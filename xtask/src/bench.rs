@@ -1,4 +1,8 @@
-//! `cargo xtask bench`: Weir's echo servers against tokio and a raw epoll loop, side by side.
+//! `cargo xtask bench`: Weir's echo servers against tokio, monoio and two raw floors, side by
+//! side. The floors have no runtime at all: `epoll` (an edge-triggered epoll loop, the floor
+//! under `weir-poll`) and `uring-raw` (the `io-uring` crate driven by hand with multishot
+//! accept and receive over a provided-buffer ring, the floor under `weir-uring`); each
+//! scenario's table ends with how far each Weir backend sits from its floor.
 //!
 //! Every server runs the same echo logic (see `benches/src/bin/bench-server.rs`), pinned to CPU 1;
 //! one load generator (raw epoll, closed loop) pinned to CPU 0 drives it. Rounds interleave the
@@ -35,8 +39,11 @@ const SERVERS: &[&str] = &[
     "tokio-mt",
     "monoio",
     "epoll",
+    "uring-raw",
 ];
 const BASELINE: &str = "tokio-ct";
+/// Each Weir backend and the raw floor under it: the same kernel interface with no runtime.
+const FLOORS: &[(&str, &str)] = &[("weir-uring", "uring-raw"), ("weir-poll", "epoll")];
 
 /// tokio `current_thread`'s median B2 throughput, which sets B4's offered rates.
 static TOKIO_MAX: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
@@ -80,7 +87,8 @@ impl Mode {
 
     /// Servers that cannot run this mode, and why.
     fn skips(self, server: &str) -> bool {
-        // The raw epoll floor accepts all its connections before serving any.
+        // The raw epoll floor accepts all its connections before serving any; the io_uring
+        // floor's multishot accept serves connections as they come, churn included.
         self == Mode::Churn && server == "epoll"
     }
 }
@@ -271,7 +279,10 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
         Err(why) => json!({ "not_measured": why }),
     };
     write_outputs(&scenarios, &results, &counted_json, &report)?;
-    println!("\nThe raw epoll floor sits out B7 (it accepts every connection before serving any).");
+    println!(
+        "\nThe raw epoll floor sits out B7 (it accepts every connection before serving any); \
+         the raw io_uring floor runs it."
+    );
     if micro {
         run_micro(full)?;
     }
@@ -590,8 +601,19 @@ fn paired(
     server: &str,
     metric: fn(&Sample) -> f64,
 ) -> Option<(f64, f64, f64)> {
+    paired_against(samples, server, BASELINE, metric)
+}
+
+/// Median of `server`'s per-round ratios against `base` (same round, so minutes apart), with a
+/// bootstrap 95% interval.
+fn paired_against(
+    samples: &BTreeMap<&str, Vec<Sample>>,
+    server: &str,
+    base: &str,
+    metric: fn(&Sample) -> f64,
+) -> Option<(f64, f64, f64)> {
     let mine = samples.get(server)?;
-    let base = samples.get(BASELINE)?;
+    let base = samples.get(base)?;
     let ratios: Vec<f64> = mine
         .iter()
         .zip(base)
@@ -660,6 +682,7 @@ fn report(
                 if client_bound > 0 { format!("  (client-bound in {client_bound} rounds)") } else { String::new() },
             ));
         }
+        out.push_str(&floor_distance(samples));
         if scenario.mode == Mode::Bulk {
             out.push_str("  as bandwidth (echoed bytes, each way):");
             for server in SERVERS {
@@ -673,6 +696,26 @@ fn report(
         }
     }
     out
+}
+
+/// One line: each Weir backend's throughput and CPU per request as ratios of its raw floor's,
+/// paired by round (throughput 1.00 = as fast as the floor, CPU 1.00 = as cheap).
+fn floor_distance(samples: &BTreeMap<&str, Vec<Sample>>) -> String {
+    let mut parts = Vec::new();
+    for (weir, floor) in FLOORS {
+        let throughput = paired_against(samples, weir, floor, |s| s.throughput);
+        let cpu = paired_against(samples, weir, floor, |s| s.cpu_us_per_req);
+        if let (Some((t, t_lo, t_hi)), Some((c, c_lo, c_hi))) = (throughput, cpu) {
+            parts.push(format!(
+                "{weir} vs {floor}: throughput {t:.2} [{t_lo:.2},{t_hi:.2}], \
+                 CPU/req {c:.2} [{c_lo:.2},{c_hi:.2}]"
+            ));
+        }
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!("  distance to the raw floors: {}\n", parts.join("; "))
 }
 
 fn write_outputs(
@@ -710,13 +753,24 @@ fn write_outputs(
                     })
                 })
                 .collect();
+            let interval = |ratio: Option<(f64, f64, f64)>| {
+                json!(ratio.map(|(m, lo, hi)| json!({"median": m, "ci95": [lo, hi]})))
+            };
             let throughput = paired(samples, server, |s| s.throughput);
             let cpu = paired(samples, server, |s| s.cpu_us_per_req);
-            servers.insert(server.to_string(), json!({
+            let mut entry = json!({
                 "samples": raw,
-                "throughput_ratio_vs_tokio_ct": throughput.map(|(m, lo, hi)| json!({"median": m, "ci95": [lo, hi]})),
-                "cpu_ratio_vs_tokio_ct": cpu.map(|(m, lo, hi)| json!({"median": m, "ci95": [lo, hi]})),
-            }));
+                "throughput_ratio_vs_tokio_ct": interval(throughput),
+                "cpu_ratio_vs_tokio_ct": interval(cpu),
+            });
+            if let Some((_, floor)) = FLOORS.iter().find(|(weir, _)| weir == server) {
+                entry["floor"] = json!(floor);
+                entry["throughput_ratio_vs_floor"] =
+                    interval(paired_against(samples, server, floor, |s| s.throughput));
+                entry["cpu_ratio_vs_floor"] =
+                    interval(paired_against(samples, server, floor, |s| s.cpu_us_per_req));
+            }
+            servers.insert(server.to_string(), entry);
         }
         json_scenarios.push(json!({
             "name": scenario.name, "description": scenario.what, "connections": scenario.conns,
@@ -742,10 +796,11 @@ fn write_outputs(
 /// Bars of the throughput and CPU ratios vs tokio per scenario, and the p50/p99/p99.9 latencies.
 fn svg(scenarios: &[&Scenario], results: &BTreeMap<&str, BTreeMap<&str, Vec<Sample>>>) -> String {
     let colors = [
-        "#1f77b4", "#2ca02c", "#7f7f7f", "#bcbd22", "#9467bd", "#d62728",
+        "#1f77b4", "#2ca02c", "#7f7f7f", "#bcbd22", "#9467bd", "#d62728", "#ff7f0e",
     ];
     let width = 960.0;
-    let row_height = 180.0;
+    // Room for one 26 px bar per server under the row's title.
+    let row_height = 44.0 + 26.0 * SERVERS.len() as f64 + 10.0;
     let height = 80.0 + row_height * scenarios.len() as f64 * 2.0;
     let mut out = format!(
         "<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-family='sans-serif' font-size='12'>\n\
@@ -755,7 +810,7 @@ fn svg(scenarios: &[&Scenario], results: &BTreeMap<&str, BTreeMap<&str, Vec<Samp
     for (i, label) in SERVERS.iter().enumerate() {
         out.push_str(&format!(
             "<rect x='{}' y='44' width='12' height='12' fill='{}'/><text x='{}' y='55'>{label}</text>\n",
-            20 + i * 150, colors[i % colors.len()], 36 + i * 150
+            20 + i * 130, colors[i % colors.len()], 36 + i * 130
         ));
     }
     let mut y = 80.0;
