@@ -96,6 +96,14 @@
 //! backoff, graceful shutdown) work, and pooled reads ([`TcpStream::read_pooled`],
 //! [`UdpSocket::recv_pooled`]): a multishot receive over a provided buffer ring fed by the
 //! runtime's [`buffer_pool`] on io_uring.
+//!
+//! On io_uring every stream read (`read`, `read_exact`, the compatibility traits) takes from
+//! that same multishot receive, armed at a connection's first read and kept armed: no
+//! submission per read, no buffer held by an idle connection, and a read that times out leaves
+//! the receive armed (nothing to cancel, nothing to submit again). A reader that falls behind
+//! pauses it (at four unread arrivals) so one connection cannot take the pool; the data then
+//! waits in the socket. [`Builder::multishot_reads`] turns it off; [`io_stats`] counts arms,
+//! pauses and re-arms.
 
 /// Writes one log line to stderr, never panicking (a closed stderr must not take a server down).
 macro_rules! log {
@@ -116,6 +124,7 @@ mod pooled;
 mod runqueue;
 mod runtime;
 pub mod server;
+mod stats;
 mod stream;
 mod sys;
 mod tcp;
@@ -130,6 +139,7 @@ pub use runtime::{
     Builder, Handle, JoinError, JoinHandle, RemoteJoinHandle, Runtime, Workers, buffer_pool, spawn,
     yield_now,
 };
+pub use stats::{IoStats, io_stats};
 pub use tcp::{TcpListener, TcpSocket, TcpStream};
 #[cfg(all(test, weir_loom))]
 mod tests;

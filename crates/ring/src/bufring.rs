@@ -191,6 +191,13 @@ impl BufRing {
         Ok(())
     }
 
+    /// `true` if the ring has room for another buffer (see [`provide`](BufRing::provide)).
+    pub fn has_room(&self) -> bool {
+        let in_ring = self.inner.provided.load(Ordering::Relaxed)
+            - self.inner.taken_out.load(Ordering::Relaxed);
+        in_ring < u64::from(self.inner.entries)
+    }
+
     /// The buffer group id to name in receive ops.
     pub fn group(&self) -> u16 {
         self.inner.group
@@ -377,6 +384,17 @@ impl RecvStream {
     /// new one once buffers are back); `None` after the stream ended.
     pub async fn next(&mut self) -> Option<io::Result<Received>> {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// Arrivals waiting to be taken (each holds a provided buffer, or is the ending).
+    pub fn queued(&self) -> usize {
+        self.op.queued()
+    }
+
+    /// Asks the kernel to stop receiving: what arrived first is still delivered, then the
+    /// stream ends with `ECANCELED` (or with its own ending if that came first).
+    pub fn cancel(&mut self) {
+        self.op.cancel();
     }
 
     /// Polling form of [`next`](RecvStream::next).

@@ -332,6 +332,17 @@ impl<R> OpTable<R> {
         }
     }
 
+    /// CQEs queued for op `id` that its future has not taken yet (0 for an unknown op).
+    pub fn queued(&self, id: OpId) -> usize {
+        let mut slab = lock(&self.slab);
+        match slab.entry_mut(id).map(|entry| &entry.state) {
+            Some(State::Active { queue, .. }) => {
+                usize::from(queue.first.is_some()) + queue.rest.len()
+            }
+            _ => 0,
+        }
+    }
+
     /// The op's future is being dropped. CQEs it never consumed go to `discard` (under the
     /// table's lock).
     pub fn cancel(&self, id: OpId, mut discard: impl FnMut(&mut R, Cqe)) -> CancelOutcome<R> {

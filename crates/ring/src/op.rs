@@ -218,6 +218,19 @@ impl MultiOp {
         next
     }
 
+    /// CQEs that arrived and wait for [`poll_next`](MultiOp::poll_next).
+    pub fn queued(&self) -> usize {
+        self.id.map_or(0, |id| self.ring.shared.ops.queued(id))
+    }
+
+    /// Asks the kernel to end the op: the CQEs already produced still come, then a final one
+    /// (`ECANCELED`, or the op's own ending if it came first). A no-op once ended.
+    pub fn cancel(&mut self) {
+        if let Some(id) = self.id {
+            self.ring.queue_cancel(id.user_data());
+        }
+    }
+
     /// Awaits the next CQE.
     pub async fn next(&mut self) -> Option<Cqe> {
         std::future::poll_fn(|cx| self.poll_next(cx)).await

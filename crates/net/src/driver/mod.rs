@@ -317,6 +317,25 @@ impl Socket {
     }
 
     /// The pooled receive of this socket over `pool` and the driver's view of it.
+    /// Whether this socket's reads can take from a multishot receive over `provided` (a ring
+    /// socket, and buffers the kernel knows).
+    pub(crate) fn multishot_over(&self, provided: &Provided) -> bool {
+        match (&self.0, &provided.0) {
+            #[cfg(target_os = "linux")]
+            (SocketInner::Uring(_), ProvidedInner::Uring(_)) => true,
+            _ => false,
+        }
+    }
+
+    /// `true` for a socket of the io_uring backend.
+    pub(crate) fn is_uring(&self) -> bool {
+        match &self.0 {
+            SocketInner::Poll(_) => false,
+            #[cfg(target_os = "linux")]
+            SocketInner::Uring(_) => true,
+        }
+    }
+
     pub(crate) fn pooled_recv(&self, pool: &weir_bufpool::Pool, provided: &Provided) -> PooledRecv {
         match (&self.0, &provided.0) {
             #[cfg(target_os = "linux")]

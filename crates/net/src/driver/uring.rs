@@ -85,7 +85,8 @@ impl Driver {
     pub(crate) fn provide(&self, pool: &Pool) -> io::Result<Provided> {
         let count = source_count(pool);
         let room = (count / 2).max(1);
-        let group = BufRing::register_empty(&self.ring, GROUP, PoolSource(pool.clone()), room)?;
+        let group =
+            BufRing::register_empty(&self.ring, GROUP, PoolSource(pool.clone(), count), room)?;
         top_up(pool, &group);
         Ok(Provided { group })
     }
@@ -120,7 +121,10 @@ fn source_count(pool: &Pool) -> u16 {
 
 /// Fills the provided ring with free pool buffers, up to its room.
 fn top_up(pool: &Pool, group: &BufRing) {
-    while let Some(buf) = pool.try_get() {
+    while group.has_room() {
+        let Some(buf) = pool.try_get() else {
+            break;
+        };
         let id = buf.into_raw();
         // SAFETY: `id` left the pool through `into_raw`: we own it until its CQE, and it is
         // not in the ring (ids in the ring are out of the pool).
@@ -133,8 +137,8 @@ fn top_up(pool: &Pool, group: &BufRing) {
     }
 }
 
-/// The pool as the kernel sees it.
-struct PoolSource(Pool);
+/// The pool as the kernel sees it, and how many of its buffers the kernel can name.
+struct PoolSource(Pool, u16);
 
 // SAFETY: the pool's buffers have fixed addresses for its lifetime, which this handle extends;
 // every id below the count is allocated (the runtime's pool does not grow: checked when it is
@@ -142,7 +146,7 @@ struct PoolSource(Pool);
 // else touches a buffer while the kernel may fill it.
 unsafe impl weir_ring::BufferSource for PoolSource {
     fn buffer_count(&self) -> u16 {
-        source_count(&self.0)
+        self.1
     }
 
     fn buffer_len(&self) -> u32 {
@@ -336,6 +340,7 @@ impl Socket {
             group: provided.group.clone(),
             recv: None,
             waiting: None,
+            paused: false,
         }
     }
 }
@@ -468,13 +473,23 @@ impl<B: IoBufMut> RecvMsg<B> {
 /// to the pool on drop) and a fresh one from the pool takes its place. When the pool runs dry the
 /// ring empties, the kernel ends the receive with `ENOBUFS` and the data stays in the socket;
 /// the next read waits for a free buffer and re-arms — reads wait, never fail, never lose bytes.
+///
+/// A connection whose reader falls behind must not take the whole pool: once [`BACKLOG`]
+/// arrivals wait unread, the receive is cancelled (what arrived is still delivered, in order, and
+/// further data waits in the socket, under TCP's own flow control); the read that drains the
+/// backlog re-arms it.
 pub(crate) struct PooledRecv {
     pool: Pool,
     group: BufRing,
     recv: Option<RecvStream>,
     /// A free buffer being waited for after `ENOBUFS`.
     waiting: Option<Get>,
+    /// The receive was cancelled because its backlog was full: its `ECANCELED` ending re-arms.
+    paused: bool,
 }
+
+/// Arrivals a multishot stream receive may queue unread before it is paused.
+const BACKLOG: usize = 4;
 
 impl PooledRecv {
     pub(crate) fn poll_next(
@@ -489,15 +504,21 @@ impl PooledRecv {
                 self.waiting = None;
             }
             top_up(&self.pool, &self.group);
-            let recv = self
-                .recv
-                .get_or_insert_with(|| self.group.recv_multi(&socket.fd));
+            let recv = self.recv.get_or_insert_with(|| {
+                crate::stats::note(crate::stats::Count::Arm);
+                self.group.recv_multi(&socket.fd)
+            });
             match ready!(recv.poll_next(cx)) {
                 Some(Ok(Received::Data(provided))) => {
                     let (id, len) = provided.into_id();
                     // SAFETY: the kernel filled buffer `id` (its CQE was reaped) and it left the
                     // pool through `into_raw` when it went into the ring.
                     let buf = unsafe { self.pool.from_raw(id, len) }.map_err(io::Error::from)?;
+                    if !self.paused && recv.queued() >= BACKLOG {
+                        recv.cancel();
+                        self.paused = true;
+                        crate::stats::note(crate::stats::Count::Pause);
+                    }
                     top_up(&self.pool, &self.group);
                     return Poll::Ready(Ok(Some(buf)));
                 }
@@ -505,17 +526,32 @@ impl PooledRecv {
                     self.recv = None;
                     return Poll::Ready(Ok(None));
                 }
+                // The backlog was taken: receive again.
+                Some(Err(error))
+                    if self.paused && error.raw_os_error() == Some(libc::ECANCELED) =>
+                {
+                    self.recv = None;
+                    self.paused = false;
+                    crate::stats::note(crate::stats::Count::Rearm);
+                }
                 Some(Err(error)) if error.raw_os_error() == Some(libc::ENOBUFS) => {
                     // The pool ran dry; the data waits in the socket.
                     self.recv = None;
+                    self.paused = false;
+                    crate::stats::note(crate::stats::Count::Rearm);
                     self.waiting = Some(self.pool.get());
                 }
                 Some(Err(error)) => {
                     self.recv = None;
+                    self.paused = false;
                     return Poll::Ready(Err(error));
                 }
                 // The kernel ended the multishot receive: arm a new one.
-                None => self.recv = None,
+                None => {
+                    self.recv = None;
+                    self.paused = false;
+                    crate::stats::note(crate::stats::Count::Rearm);
+                }
             }
         }
     }

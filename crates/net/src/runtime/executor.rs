@@ -33,6 +33,8 @@ pub(crate) struct Core {
     pub(super) scratch: RefCell<Ready>,
     pub(super) report: BackendReport,
     pub(super) pool_config: weir_bufpool::Config,
+    /// Stream reads on the ring take from a multishot receive (`Builder::multishot_reads`).
+    pub(super) multishot_reads: bool,
     /// The buffer pool (and provided ring) of pooled reads, made on first use.
     pub(super) pooled: std::cell::OnceCell<crate::pooled::Pooled>,
 }

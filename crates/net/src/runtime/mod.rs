@@ -55,6 +55,7 @@ pub struct Builder {
     backend: Backend,
     ring_entries: u32,
     buffer_pool: weir_bufpool::Config,
+    multishot_reads: bool,
 }
 
 impl Default for Builder {
@@ -63,6 +64,7 @@ impl Default for Builder {
             backend: Backend::Auto,
             ring_entries: 256,
             buffer_pool: crate::pooled::default_config(),
+            multishot_reads: true,
         }
     }
 }
@@ -85,6 +87,16 @@ impl Builder {
     /// registered with the kernel up front).
     pub fn buffer_pool(mut self, config: weir_bufpool::Config) -> Self {
         self.buffer_pool = config;
+        self
+    }
+
+    /// On the ring backend, stream reads (`read`, `read_exact`, the compatibility traits) take
+    /// from one multishot receive per connection over the runtime's buffer pool, armed at the
+    /// first read and kept armed: no submission per read, no buffer held by an idle connection,
+    /// and a read that times out leaves the receive armed. On by default; `false` gives each
+    /// read its own single-shot receive into the caller's buffer. No effect on the reactor.
+    pub fn multishot_reads(mut self, on: bool) -> Self {
+        self.multishot_reads = on;
         self
     }
 
@@ -111,6 +123,7 @@ impl Builder {
                 scratch: RefCell::new(Ready::default()),
                 report,
                 pool_config: self.buffer_pool,
+                multishot_reads: self.multishot_reads,
                 pooled: std::cell::OnceCell::new(),
             }),
         })
@@ -256,6 +269,17 @@ pub(crate) fn socket(fd: std::os::fd::OwnedFd) -> io::Result<Socket> {
 }
 
 /// This thread's runtime pool and the driver's view of it, for pooled reads.
+/// The pool and provided buffers for a stream's default multishot receive, if this thread's
+/// runtime uses one (`Builder::multishot_reads`) and its pool could be set up.
+pub(crate) fn multishot_pool() -> Option<(weir_bufpool::Pool, crate::driver::Provided)> {
+    let core = try_current()?;
+    if !core.multishot_reads {
+        return None;
+    }
+    let pooled = core.pooled().ok()?;
+    Some((pooled.pool.clone(), pooled.provided.clone()))
+}
+
 pub(crate) fn pooled() -> io::Result<(weir_bufpool::Pool, crate::driver::Provided)> {
     let core = try_current().ok_or_else(no_runtime)?;
     let pooled = core.pooled()?;

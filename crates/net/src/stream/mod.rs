@@ -73,6 +73,24 @@ impl Stream {
         }
     }
 
+    /// Called by a read that finds nothing held or in flight: arms the stream's multishot
+    /// receive where that is the default (ring sockets, `Builder::multishot_reads`), and the
+    /// read then takes from it. `false`: the read makes its own receive.
+    pub(crate) fn arm_multishot(&mut self) -> bool {
+        if !self.socket.is_uring() {
+            return false;
+        }
+        let Some((pool, provided)) = crate::runtime::multishot_pool() else {
+            return false;
+        };
+        if !self.socket.multishot_over(&provided) {
+            return false;
+        }
+        self.read
+            .arm_pooled(self.socket.pooled_recv(&pool, &provided));
+        true
+    }
+
     /// The driver's socket.
     pub(crate) fn socket(&self) -> &Socket {
         &self.socket

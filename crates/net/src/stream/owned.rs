@@ -199,7 +199,11 @@ impl<B: IoBufMut> Future for Read<'_, B> {
                     return Poll::Ready((result, buf));
                 }
                 Poll::Ready(Settled::Idle) => {
-                    this.state = ReadStage::Receiving(stream.socket.recv(buf));
+                    if stream.arm_multishot() {
+                        this.state = ReadStage::Start(buf);
+                    } else {
+                        this.state = ReadStage::Receiving(stream.socket.recv(buf));
+                    }
                 }
             }
         }

@@ -28,6 +28,9 @@ impl Stream {
                 Settled::Held => return Poll::Ready(self.read.take_into_slice(dst)),
                 Settled::Idle if dst.is_empty() => return Poll::Ready(Ok(0)),
                 Settled::Idle => {
+                    if self.arm_multishot() {
+                        continue;
+                    }
                     if let Some(received) = self.socket.poll_recv_borrowed(cx, dst) {
                         return received;
                     }

@@ -6,6 +6,7 @@ mod cancel;
 mod examples;
 mod fallback;
 mod mixed_io;
+mod multishot;
 mod pooled;
 mod server;
 mod sigterm;

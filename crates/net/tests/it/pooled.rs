@@ -10,7 +10,7 @@ use weir_net::{Backend, Runtime, TcpListener, TcpStream, spawn, time};
 use crate::support::{backends, fnv, pattern};
 
 /// Runs `test` on a runtime per backend with the given pool.
-fn with_pool(config: Config, test: impl Fn(Backend, &Runtime)) {
+pub(crate) fn with_pool(config: Config, test: impl Fn(Backend, &Runtime)) {
     let _serial = crate::support::serial();
     for backend in backends() {
         let rt = Runtime::builder()
@@ -23,7 +23,7 @@ fn with_pool(config: Config, test: impl Fn(Backend, &Runtime)) {
 }
 
 /// A connected pair: (client, server side).
-async fn pair() -> (TcpStream, TcpStream) {
+pub(crate) async fn pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let accept = spawn(async move { listener.accept().await.expect("accept").0 });

@@ -1,0 +1,60 @@
+//! Counts of the I/O core's rarer paths, per thread (a runtime runs on one thread, so these are
+//! its counts): multishot stream receives armed, paused for a reader that fell behind, and
+//! re-armed after the kernel ended them. For monitoring, and for tests that must show such a
+//! path ran.
+
+use std::cell::Cell;
+
+/// A snapshot of [`io_stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IoStats {
+    /// Multishot stream receives submitted (one per connection while it keeps up; a read that
+    /// times out leaves its receive armed, so it adds none).
+    pub receive_arms: u64,
+    /// Multishot stream receives cancelled because their unread backlog was full (the data
+    /// waited in the socket until the reader caught up).
+    pub receive_pauses: u64,
+    /// Multishot stream receives that ended without the stream ending (the pool ran dry, the
+    /// kernel stopped them, or a pause) and were armed again.
+    pub receive_rearms: u64,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Count {
+    Arm,
+    Pause,
+    Rearm,
+}
+
+thread_local! {
+    static STATS: Cell<IoStats> = const {
+        Cell::new(IoStats {
+            receive_arms: 0,
+            receive_pauses: 0,
+            receive_rearms: 0,
+        })
+    };
+}
+
+/// The counts of this thread (its runtime's) since the thread started.
+pub fn io_stats() -> IoStats {
+    STATS.with(Cell::get)
+}
+
+#[cfg_attr(
+    not(target_os = "linux"),
+    allow(dead_code, reason = "counted on the ring")
+)]
+pub(crate) fn note(count: Count) {
+    let _ = STATS.try_with(|stats| {
+        let mut now = stats.get();
+        let field = match count {
+            Count::Arm => &mut now.receive_arms,
+            Count::Pause => &mut now.receive_pauses,
+            Count::Rearm => &mut now.receive_rearms,
+        };
+        *field += 1;
+        stats.set(now);
+    });
+}

@@ -1,0 +1,124 @@
+//! Stream reads on the ring take from one multishot receive per connection (on by default):
+//! timed-out reads leave it armed, a reader that falls behind pauses it without losing a byte,
+//! and `Builder::multishot_reads(false)` gives the single-shot receives back. The reactor runs
+//! the same scenarios (its counts stay at zero: it has no multishot receive).
+
+use std::io::Write;
+use std::time::Duration;
+
+use weir_bufpool::Config;
+use weir_net::{Backend, Runtime, TcpListener, io_stats};
+
+use crate::pooled::{pair, with_pool};
+use crate::support::{backends, fnv, pattern};
+
+#[test]
+fn timed_out_reads_leave_the_multishot_receive_armed() {
+    with_pool(Config::new(4096, 64), |backend, rt| {
+        rt.block_on(async {
+            let (mut client, mut server) = pair().await;
+            let before = io_stats();
+            for _ in 0..20 {
+                let timed = server
+                    .read_timeout(Vec::with_capacity(64), Duration::from_millis(2))
+                    .await;
+                assert!(timed.is_none(), "{backend:?}: nothing was sent yet");
+            }
+            let (sent, _) = client.write_all(b"hello".to_vec()).await;
+            sent.expect("write");
+            let (n, buf) = server.read(Vec::with_capacity(64)).await;
+            assert_eq!(n.expect("read"), 5, "{backend:?}");
+            assert_eq!(&buf[..], b"hello");
+            let arms = io_stats().receive_arms - before.receive_arms;
+            match backend {
+                Backend::Uring => assert_eq!(
+                    arms, 1,
+                    "21 reads, 20 of them timed out, share one multishot receive"
+                ),
+                _ => assert_eq!(arms, 0, "the reactor has no multishot receive"),
+            }
+        });
+    });
+}
+
+#[test]
+fn a_reader_that_falls_behind_pauses_the_receive_and_loses_nothing() {
+    // Twelve 4 KiB buffers' worth: fits the socket's buffers, so the writer finishes while
+    // nobody reads, and the arrivals pile up in the receive's queue.
+    const LEN: usize = 48 * 1024;
+    with_pool(Config::new(4096, 64), |backend, rt| {
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let before = io_stats();
+            let writer = std::thread::spawn(move || {
+                let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+                let data: Vec<u8> = (0..LEN).map(pattern).collect();
+                stream.write_all(&data).expect("write");
+                stream
+                    .shutdown(std::net::Shutdown::Write)
+                    .expect("half-close");
+                stream
+            });
+            let (mut server, _) = listener.accept().await.expect("accept");
+            // The first read arms the receive and takes one byte.
+            let (n, mut got) = server.read(Vec::with_capacity(1)).await;
+            assert_eq!(n.expect("first read"), 1, "{backend:?}");
+            // The writer finishes while this thread reads nothing (an event, not a sleep).
+            let _client = writer.join().expect("writer");
+            loop {
+                got.reserve(1000);
+                let (n, back) = server.read(got).await;
+                got = back;
+                if n.expect("read") == 0 {
+                    break; // the real end of stream: the writer's half-close
+                }
+            }
+            assert_eq!(got.len(), LEN, "{backend:?}");
+            let expected: Vec<u8> = (0..LEN).map(pattern).collect();
+            assert_eq!(
+                fnv(&got),
+                fnv(&expected),
+                "{backend:?}: bytes lost or reordered"
+            );
+            let after = io_stats();
+            if backend == Backend::Uring {
+                assert!(
+                    after.receive_pauses > before.receive_pauses,
+                    "the backlog paused the receive"
+                );
+                assert!(
+                    after.receive_rearms > before.receive_rearms,
+                    "the read that drained the backlog re-armed it"
+                );
+            }
+        });
+    });
+}
+
+#[test]
+fn multishot_reads_can_be_turned_off() {
+    if !backends().contains(&Backend::Uring) {
+        eprintln!("multishot_reads_can_be_turned_off: SKIPPED, the ring backend is not tested");
+        return;
+    }
+    let rt = Runtime::builder()
+        .backend(Backend::Uring)
+        .multishot_reads(false)
+        .build()
+        .expect("ring runtime");
+    rt.block_on(async {
+        let (mut client, mut server) = pair().await;
+        let before = io_stats();
+        let (sent, _) = client.write_all(b"ping".to_vec()).await;
+        sent.expect("write");
+        let (n, buf) = server.read(Vec::with_capacity(16)).await;
+        assert_eq!(n.expect("read"), 4);
+        assert_eq!(&buf[..], b"ping");
+        assert_eq!(
+            io_stats().receive_arms,
+            before.receive_arms,
+            "single-shot receives"
+        );
+    });
+}
