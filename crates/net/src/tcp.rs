@@ -98,8 +98,10 @@ impl TcpListener {
     /// `accept4(2)` failed: `EMFILE`, `ECONNABORTED`... — the listener stays usable.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         coop::proceed().await;
-        let (fd, peer) = self.socket.accept().await?;
-        let stream = TcpStream::from_fd(fd)?;
+        let (accepted, peer) = self.socket.accept().await?;
+        let stream = TcpStream {
+            inner: Stream::from_accepted(accepted)?,
+        };
         let peer = match driver::ip_addr(&peer) {
             Ok(peer) => peer,
             Err(_) => stream.peer_addr()?,

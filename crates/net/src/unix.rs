@@ -123,9 +123,12 @@ impl UnixListener {
     /// `accept4(2)` failed: `EMFILE`, `ECONNABORTED`... — the listener stays usable.
     pub async fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
         coop::proceed().await;
-        let (fd, peer) = self.socket.accept().await?;
+        let (accepted, peer) = self.socket.accept().await?;
         let peer = unix_addr(peer)?;
-        Ok((UnixStream::from_fd(fd)?, peer))
+        let stream = UnixStream {
+            inner: Stream::from_accepted(accepted)?,
+        };
+        Ok((stream, peer))
     }
 }
 

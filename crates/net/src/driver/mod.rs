@@ -143,6 +143,19 @@ impl Driver {
         }
     }
 
+    /// Makes an accepted connection a socket of this driver. Accepted descriptors start
+    /// blocking (`accept4` without `SOCK_NONBLOCK`), which is what the ring wants: no syscall to
+    /// set the mode there.
+    pub(crate) fn accepted(&self, accepted: Accepted) -> io::Result<Socket> {
+        match &self.0 {
+            DriverInner::Poll(driver) => Ok(Socket(SocketInner::Poll(driver.socket(accepted.0)?))),
+            #[cfg(target_os = "linux")]
+            DriverInner::Uring(driver) => Ok(Socket(SocketInner::Uring(
+                driver.socket_blocking_already(accepted.0),
+            ))),
+        }
+    }
+
     /// Makes `fd` a socket of this driver (blocking on the ring, non-blocking on the reactor).
     pub(crate) fn socket(&self, fd: OwnedFd) -> io::Result<Socket> {
         match &self.0 {
@@ -192,6 +205,9 @@ enum SocketInner {
     Uring(uring::Socket),
 }
 
+/// A descriptor [`Socket::accept`] returned: a blocking socket of no driver yet.
+pub(crate) struct Accepted(OwnedFd);
+
 /// A datagram received: how many bytes, from whom, and whether it was cut to fit.
 #[derive(Debug, Clone)]
 pub(crate) struct Datagram {
@@ -214,8 +230,9 @@ impl Socket {
     /// Accepts one connection: its descriptor (not yet a socket of any driver) and its peer.
     ///
     /// Cancel safety: a connection accepted after the future was dropped is closed.
-    pub(crate) async fn accept(&self) -> io::Result<(OwnedFd, SockAddr)> {
-        dispatch!(&self.0, SocketInner, socket => socket.accept().await)
+    pub(crate) async fn accept(&self) -> io::Result<(Accepted, SockAddr)> {
+        let (fd, peer) = dispatch!(&self.0, SocketInner, socket => socket.accept().await)?;
+        Ok((Accepted(fd), peer))
     }
 
     /// Connects to `addr`.

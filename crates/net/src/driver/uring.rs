@@ -75,10 +75,15 @@ impl Driver {
 
     pub(crate) fn socket(&self, fd: OwnedFd) -> io::Result<Socket> {
         SockRef::from(&fd).set_nonblocking(false)?;
-        Ok(Socket {
+        Ok(self.socket_blocking_already(fd))
+    }
+
+    /// `fd` is known to be blocking (an accepted connection).
+    pub(crate) fn socket_blocking_already(&self, fd: OwnedFd) -> Socket {
+        Socket {
             ring: self.ring.clone(),
             fd: Arc::new(fd),
-        })
+        }
     }
 
     /// Registers `pool`'s buffers as the runtime's provided buffer ring, half of them in it.

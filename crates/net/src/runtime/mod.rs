@@ -268,6 +268,13 @@ pub(crate) fn socket(fd: std::os::fd::OwnedFd) -> io::Result<Socket> {
     try_current().ok_or_else(no_runtime)?.driver.socket(fd)
 }
 
+pub(crate) fn accepted_socket(accepted: crate::driver::Accepted) -> io::Result<Socket> {
+    try_current()
+        .ok_or_else(no_runtime)?
+        .driver
+        .accepted(accepted)
+}
+
 /// This thread's runtime pool and the driver's view of it, for pooled reads.
 /// The pool and provided buffers for a stream's default multishot receive, if this thread's
 /// runtime uses one (`Builder::multishot_reads`) and its pool could be set up.

@@ -64,6 +64,13 @@ impl Stream {
         Ok(Stream::from_socket(crate::runtime::socket(fd)?))
     }
 
+    /// A stream over an accepted connection, on this thread's runtime.
+    pub(crate) fn from_accepted(accepted: crate::driver::Accepted) -> io::Result<Stream> {
+        Ok(Stream::from_socket(crate::runtime::accepted_socket(
+            accepted,
+        )?))
+    }
+
     pub(crate) fn from_socket(socket: Socket) -> Stream {
         Stream {
             socket,

@@ -44,17 +44,26 @@ fn timed_out_reads_leave_the_multishot_receive_armed() {
 #[test]
 fn a_reader_that_falls_behind_pauses_the_receive_and_loses_nothing() {
     // Twelve 4 KiB buffers' worth: fits the socket's buffers, so the writer finishes while
-    // nobody reads, and the arrivals pile up in the receive's queue.
+    // nobody reads.
     const LEN: usize = 48 * 1024;
+    const TAIL: usize = 5000;
     with_pool(Config::new(4096, 64), |backend, rt| {
         rt.block_on(async {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
             let addr = listener.local_addr().expect("addr");
             let before = io_stats();
+            // The writer sends LEN bytes and says so, waits for the reader to take them, then
+            // sends TAIL more and half-closes: the tail arrives only if the paused receive was
+            // armed again.
+            let (written, wait_written) = std::sync::mpsc::channel::<()>();
+            let (go, wait_go) = std::sync::mpsc::channel::<()>();
             let writer = std::thread::spawn(move || {
                 let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-                let data: Vec<u8> = (0..LEN).map(pattern).collect();
-                stream.write_all(&data).expect("write");
+                let data: Vec<u8> = (0..LEN + TAIL).map(pattern).collect();
+                stream.write_all(&data[..LEN]).expect("write");
+                written.send(()).expect("written");
+                wait_go.recv().expect("go");
+                stream.write_all(&data[LEN..]).expect("write the tail");
                 stream
                     .shutdown(std::net::Shutdown::Write)
                     .expect("half-close");
@@ -64,9 +73,17 @@ fn a_reader_that_falls_behind_pauses_the_receive_and_loses_nothing() {
             // The first read arms the receive and takes one byte.
             let (n, mut got) = server.read(Vec::with_capacity(1)).await;
             assert_eq!(n.expect("first read"), 1, "{backend:?}");
-            // The writer finishes while this thread reads nothing (an event, not a sleep).
-            let _client = writer.join().expect("writer");
+            // This thread reads nothing until the writer has written LEN (an event, not a
+            // sleep): the arrivals pile up in the receive's queue.
+            wait_written.recv().expect("writer");
+            let mut go = Some(go);
             loop {
+                if got.len() == LEN {
+                    // Everything sent so far is read: let the tail come.
+                    if let Some(go) = go.take() {
+                        go.send(()).expect("go");
+                    }
+                }
                 got.reserve(1000);
                 let (n, back) = server.read(got).await;
                 got = back;
@@ -74,8 +91,9 @@ fn a_reader_that_falls_behind_pauses_the_receive_and_loses_nothing() {
                     break; // the real end of stream: the writer's half-close
                 }
             }
-            assert_eq!(got.len(), LEN, "{backend:?}");
-            let expected: Vec<u8> = (0..LEN).map(pattern).collect();
+            let _client = writer.join().expect("writer");
+            assert_eq!(got.len(), LEN + TAIL, "{backend:?}");
+            let expected: Vec<u8> = (0..LEN + TAIL).map(pattern).collect();
             assert_eq!(
                 fnv(&got),
                 fnv(&expected),

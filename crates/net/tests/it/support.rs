@@ -124,3 +124,48 @@ pub(crate) fn terminate(
     assert!(status.success(), "exit status {status}; stdout: {rest}");
     rest
 }
+
+/// Re-runs test `name` of this binary in a child under `strace -e trace=<syscalls>`, with
+/// `child_env` set (the test's child branch runs the scenario and prints `marker`). Returns the
+/// trace, or `None` (printed loudly) where strace is missing. Panics if the child failed or did
+/// not print `marker` (the expected test did not run).
+pub(crate) fn strace_child(
+    name: &str,
+    syscalls: &str,
+    child_env: &str,
+    marker: &str,
+) -> Option<String> {
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED {name}: strace is not installed");
+        return None;
+    }
+    let trace = std::env::temp_dir().join(format!(
+        "weir-strace-{}-{}",
+        std::process::id(),
+        name.replace(':', "_")
+    ));
+    let exe = std::env::current_exe().expect("own path");
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e"])
+        .arg(format!("trace={syscalls}"))
+        .arg("-o")
+        .arg(&trace)
+        .arg(&exe)
+        .args(["--exact", name, "--nocapture"])
+        .env(child_env, "1")
+        .output()
+        .expect("strace");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "child failed: {stdout}");
+    assert!(
+        stdout.contains(marker),
+        "the child did not run {name}: {stdout}"
+    );
+    let text = std::fs::read_to_string(&trace).expect("trace");
+    let _ = std::fs::remove_file(&trace);
+    Some(text)
+}

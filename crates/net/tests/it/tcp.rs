@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use weir_net::{TcpListener, TcpStream, spawn};
 
-use crate::support::{fnv, on_each_backend};
+use crate::support::{backends, fnv, on_each_backend, strace_child};
 
 #[test]
 fn echo_of_1_byte_to_16_mib_with_random_chunking() {
@@ -379,4 +379,55 @@ fn slices_of_owned_buffers_send_and_receive_their_range() {
             assert_eq!(got, b"abcd");
         });
     });
+}
+
+#[test]
+fn accepted_streams_on_the_ring_make_no_mode_syscall() {
+    // Re-runs this test in a child under strace, counting the file-status fcntls that read or
+    // set a descriptor's blocking mode: an accepted socket is blocking already, which is what
+    // the ring wants.
+    const CONNS: usize = 100;
+    if std::env::var_os("WEIR_ACCEPT_STRACE_CHILD").is_some() {
+        let rt = weir_net::Runtime::builder()
+            .backend(weir_net::Backend::Uring)
+            .build()
+            .expect("ring runtime");
+        rt.block_on(async {
+            let listener = weir_net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let clients = std::thread::spawn(move || {
+                (0..CONNS)
+                    .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
+                    .collect::<Vec<_>>()
+            });
+            let mut accepted = Vec::new();
+            for _ in 0..CONNS {
+                accepted.push(listener.accept().await.expect("accept").0);
+            }
+            drop(clients.join().expect("clients"));
+        });
+        println!("child accepted {CONNS} connections");
+        return;
+    }
+    if !backends().contains(&weir_net::Backend::Uring) {
+        println!("SKIPPED accepted_streams_on_the_ring_make_no_mode_syscall: ring not tested");
+        return;
+    }
+    let Some(trace) = strace_child(
+        "tcp::accepted_streams_on_the_ring_make_no_mode_syscall",
+        "fcntl",
+        "WEIR_ACCEPT_STRACE_CHILD",
+        &format!("child accepted {CONNS} connections"),
+    ) else {
+        return;
+    };
+    let calls = trace
+        .lines()
+        .filter(|l| l.contains("F_GETFL") || l.contains("F_SETFL"))
+        .count();
+    // One for the listener, made blocking when it joins the ring.
+    assert!(
+        calls <= 1,
+        "{calls} mode fcntls for {CONNS} accepted connections"
+    );
 }

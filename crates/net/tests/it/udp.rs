@@ -2,7 +2,7 @@
 
 use weir_net::{UdpSocket, time};
 
-use crate::support::on_each_backend;
+use crate::support::{on_each_backend, strace_child};
 
 #[test]
 fn round_trips_truncation_and_connected_sockets() {
@@ -205,42 +205,15 @@ fn connected_sends_make_no_per_datagram_address_lookup() {
         println!("child sent {SENDS} datagrams per backend");
         return;
     }
-    if std::process::Command::new("strace")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        println!(
-            "SKIPPED connected_sends_make_no_per_datagram_address_lookup: strace is not installed"
-        );
+    let Some(trace) = strace_child(
+        "udp::connected_sends_make_no_per_datagram_address_lookup",
+        "getpeername",
+        "WEIR_UDP_STRACE_CHILD",
+        &format!("child sent {SENDS} datagrams"),
+    ) else {
         return;
-    }
-    let trace = std::env::temp_dir().join(format!("weir-udp-strace-{}", std::process::id()));
-    let exe = std::env::current_exe().expect("own path");
-    let out = std::process::Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=getpeername", "-o"])
-        .arg(&trace)
-        .arg(&exe)
-        .args([
-            "--exact",
-            "udp::connected_sends_make_no_per_datagram_address_lookup",
-            "--nocapture",
-        ])
-        .env("WEIR_UDP_STRACE_CHILD", "1")
-        .output()
-        .expect("strace");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "child failed: {stdout}");
-    assert!(
-        stdout.contains(&format!("child sent {SENDS} datagrams")),
-        "the child did not run the sends: {stdout}"
-    );
-    let calls = std::fs::read_to_string(&trace)
-        .expect("trace")
-        .lines()
-        .filter(|l| l.contains("getpeername("))
-        .count();
-    let _ = std::fs::remove_file(&trace);
+    };
+    let calls = trace.lines().filter(|l| l.contains("getpeername(")).count();
     assert_eq!(
         calls, 0,
         "getpeername ran {calls} times for {SENDS} sends per backend"
