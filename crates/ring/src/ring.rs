@@ -189,7 +189,10 @@ impl Ring {
         let probe = crate::setup::check_and_probe(&uring)?;
         let params = uring.params();
         let (sq_entries, cq_entries) = (params.sq_entries(), params.cq_entries());
-        let registered_ring_fd = uring.submitter().register_ring_fd().is_ok();
+        // The ring's descriptor is not registered (`IORING_REGISTER_RING_FDS`): a registration
+        // keeps the ring's file in the thread's table until it is unregistered or the thread
+        // exits, so a dropped ring would live on in the kernel (its SQPOLL thread too), and the
+        // index it returns would have to be kept by every `io_uring_enter`.
         Ok(Ring {
             shared: Arc::new(Shared {
                 uring: Mutex::new(uring),
@@ -206,7 +209,6 @@ impl Ring {
                     cq_entries,
                     flags,
                     sqpoll,
-                    registered_ring_fd,
                 },
                 probe,
                 stats: Stats::default(),

@@ -192,8 +192,6 @@ pub struct SetupReport {
     pub flags: Vec<SetupFlag>,
     /// `true` if a kernel thread polls the submission queue.
     pub sqpoll: bool,
-    /// `true` if the ring's descriptor is registered (cheaper `io_uring_enter`).
-    pub registered_ring_fd: bool,
 }
 
 /// Which opcodes the kernel supports, from `IORING_REGISTER_PROBE`.

@@ -9,6 +9,8 @@
 //! future that goes [`WATCHDOG`] without a wake-up panics the test rather than hanging the
 //! suite, so a lost wake-up is a failure with a message, not a stuck CI job.
 //!
+//! Also [`sqpoll_threads`], the count of this process's io_uring SQPOLL kernel threads.
+//!
 //! # How it works
 //!
 //! The waker sets a flag (and, for [`block_on`], unparks the thread). The loop polls only when
@@ -141,6 +143,22 @@ impl Wake for Wakeup {
             thread.unpark();
         }
     }
+}
+
+/// The kernel threads polling this process's io_uring submission queues (`SQPOLL`), by name.
+/// The kernel names such a thread once it first runs, so a fresh ring's may not count yet.
+pub fn sqpoll_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter(|task| {
+                    std::fs::read_to_string(task.path().join("comm"))
+                        .is_ok_and(|comm| comm.starts_with("iou-sqp"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

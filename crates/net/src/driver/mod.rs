@@ -116,14 +116,19 @@ impl Unparker {
 
 impl Driver {
     /// The driver of `backend` (already resolved to `Uring` or `Poll`).
-    pub(crate) fn new(backend: Backend, ring_entries: u32) -> Result<Driver, Error> {
+    pub(crate) fn new(
+        backend: Backend,
+        ring_entries: u32,
+        sqpoll: Option<Duration>,
+    ) -> Result<Driver, Error> {
         match backend {
             #[cfg(target_os = "linux")]
             Backend::Uring => Ok(Driver(DriverInner::Uring(uring::Driver::new(
                 ring_entries,
+                sqpoll,
             )?))),
             _ => {
-                let _ = ring_entries;
+                let _ = (ring_entries, sqpoll);
                 Ok(Driver(DriverInner::Poll(poll::Driver::new()?)))
             }
         }

@@ -54,14 +54,16 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(entries: u32) -> Result<Driver, Error> {
-        let ring = Ring::builder()
-            .entries(entries)
-            .build()
-            .map_err(|error| match error {
-                weir_ring::Error::InvalidConfig(_) => Error::Io(error.into()),
-                other => Error::UringUnavailable(other.to_string()),
-            })?;
+    pub(crate) fn new(entries: u32, sqpoll: Option<Duration>) -> Result<Driver, Error> {
+        let builder = Ring::builder().entries(entries);
+        let builder = match sqpoll {
+            Some(idle) => builder.sqpoll(idle),
+            None => builder,
+        };
+        let ring = builder.build().map_err(|error| match error {
+            weir_ring::Error::InvalidConfig(_) => Error::Io(error.into()),
+            other => Error::UringUnavailable(other.to_string()),
+        })?;
         Ok(Driver { ring })
     }
 

@@ -140,3 +140,35 @@ fn multishot_reads_can_be_turned_off() {
         );
     });
 }
+
+#[test]
+fn an_sqpoll_runtime_serves_streams_with_its_polling_thread() {
+    if !backends().contains(&Backend::Uring) {
+        eprintln!("an_sqpoll_runtime_serves_streams...: SKIPPED, the ring backend is not tested");
+        return;
+    }
+    let rt = Runtime::builder()
+        .backend(Backend::Uring)
+        .sqpoll(Duration::from_millis(50))
+        .build()
+        .expect("ring runtime");
+    // The kernel names its polling thread once the thread first runs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while weir_testkit::sqpoll_threads() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the runtime's ring has no polling thread"
+        );
+        std::thread::yield_now();
+    }
+    rt.block_on(async {
+        let (mut client, mut server) = pair().await;
+        for round in 0..100u32 {
+            let (sent, _) = client.write_all(round.to_le_bytes().to_vec()).await;
+            sent.expect("write");
+            let (got, buf) = server.read_exact(Vec::new(), 4).await;
+            got.expect("read");
+            assert_eq!(buf, round.to_le_bytes());
+        }
+    });
+}

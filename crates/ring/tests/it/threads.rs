@@ -160,3 +160,31 @@ fn an_op_started_and_dropped_on_another_thread_before_the_owner_turns_is_cancell
     settle(&ring);
     assert_eq!(ring.in_flight(), 0);
 }
+
+#[test]
+fn a_dropped_ring_is_gone_from_the_kernel() {
+    // An SQPOLL ring has a kernel thread for as long as the kernel keeps the ring: it must end
+    // when the ring is dropped (nothing, such as a registered ring descriptor, keeps it alive).
+    let ring = match Ring::builder().sqpoll(Duration::from_millis(10)).build() {
+        Ok(ring) => ring,
+        Err(error) => {
+            println!("SKIPPED a_dropped_ring_is_gone_from_the_kernel: no SQPOLL here ({error})");
+            return;
+        }
+    };
+    // The kernel names its polling thread once the thread first runs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while weir_testkit::sqpoll_threads() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no polling thread");
+        std::thread::yield_now();
+    }
+    let before = weir_testkit::sqpoll_threads();
+    drop(ring);
+    while weir_testkit::sqpoll_threads() >= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ring's polling thread outlived the ring: the kernel still holds it"
+        );
+        std::thread::yield_now();
+    }
+}
