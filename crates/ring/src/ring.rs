@@ -129,12 +129,15 @@ pub(crate) struct Shared {
     /// says whether the owner needs to look.
     remote: Mutex<Vec<Submission>>,
     has_remote: AtomicBool,
-    /// Cancels to submit at the next turn.
+    /// Cancels to submit at the next turn; `has_cancels` says whether there are any.
     pending_cancels: Mutex<Vec<u64>>,
+    has_cancels: AtomicBool,
     notify: Arc<NotifyShared>,
     /// The `user_data` of the read of the notifier's eventfd while it is armed (armed while a
     /// turn may block), or `NO_WAKE_READ`. Only the owner touches it.
     wake_read: AtomicU64,
+    /// Set by a reap that took the wake-up read's CQE, so a turn looks for it only then.
+    wake_read_done: AtomicBool,
     /// The wakers a turn collects, kept between turns so that turning allocates nothing.
     wake_buf: Mutex<Vec<Waker>>,
     setup: SetupReport,
@@ -201,8 +204,10 @@ impl Ring {
                 remote: Mutex::new(Vec::new()),
                 has_remote: AtomicBool::new(false),
                 pending_cancels: Mutex::new(Vec::new()),
+                has_cancels: AtomicBool::new(false),
                 notify: Arc::new(NotifyShared::new()?),
                 wake_read: AtomicU64::new(NO_WAKE_READ),
+                wake_read_done: AtomicBool::new(false),
                 wake_buf: Mutex::new(Vec::new()),
                 setup: SetupReport {
                     sq_entries,
@@ -315,6 +320,8 @@ impl Ring {
         let shared = &*self.shared;
         shared.stats.cancels.fetch_add(1, Ordering::Relaxed);
         lock(&shared.pending_cancels).push(user_data);
+        // Release: the queued cancel is visible to the turn that sees the flag.
+        shared.has_cancels.store(true, Ordering::Release);
         if !self.is_owner() {
             self.notifier().notify();
         }
@@ -496,6 +503,13 @@ impl Shared {
                 self.push_locked(uring, sqes.entries(), wakers);
             }
         }
+        // Acquire: pairs with the release in `queue_cancel`; the load first keeps the common
+        // case (no cancel) free of a lock and a read-modify-write.
+        if !(self.has_cancels.load(Ordering::Relaxed)
+            && self.has_cancels.swap(false, Ordering::Acquire))
+        {
+            return;
+        }
         let cancels = std::mem::take(&mut *lock(&self.pending_cancels));
         for user_data in cancels {
             let entry = opcode::AsyncCancel::new(user_data)
@@ -536,6 +550,10 @@ impl Shared {
     /// After a reap: if the wake-up read completed, take it (and re-arm before the next blocking
     /// turn). Its data is released here, after its final CQE.
     fn collect_wake_read(&self) {
+        // Relaxed: only the owner reads and writes both.
+        if !self.wake_read_done.swap(false, Ordering::Relaxed) {
+            return;
+        }
         let armed = self.wake_read.load(Ordering::Relaxed);
         if armed == NO_WAKE_READ {
             return;
@@ -560,8 +578,12 @@ impl Shared {
             // or buffered; either way, note it.
             self.stats.overflows.fetch_add(1, Ordering::Relaxed);
         }
+        let wake_read = self.wake_read.load(Ordering::Relaxed);
         for cqe in &mut completion {
             count += 1;
+            if cqe.user_data() == wake_read {
+                self.wake_read_done.store(true, Ordering::Relaxed);
+            }
             let record = Cqe {
                 result: cqe.result(),
                 flags: cqe.flags(),
