@@ -465,12 +465,12 @@ enum PooledRecvInner {
 }
 
 impl PooledRecv {
-    /// The next buffer of data; `None` at the end of the stream.
+    /// The next chunk of data; `None` at the end of the stream.
     pub(crate) fn poll_next(
         &mut self,
         socket: &Socket,
         cx: &mut Context<'_>,
-    ) -> Poll<io::Result<Option<Buf>>> {
+    ) -> Poll<io::Result<Option<Chunk>>> {
         #[cfg(target_os = "linux")]
         if let PooledRecvInner::Mismatch = self.0 {
             return Poll::Ready(Err(io::Error::new(
@@ -480,6 +480,59 @@ impl PooledRecv {
             )));
         }
         paired!(&mut self.0, PooledRecvInner, socket, op, socket => op.poll_next(socket, cx))
+    }
+}
+
+/// Data a pooled receive delivered: a pool buffer, or on the ring a provided buffer the kernel
+/// filled, still counted in its ring — a reader that copies it out whole gives it straight back
+/// to the kernel (no trip through the pool); one that keeps it takes it out first
+/// ([`detached`](Chunk::detached)), so held data never holds a slot of the ring.
+pub(crate) struct Chunk(ChunkInner);
+
+enum ChunkInner {
+    Pool(Buf),
+    #[cfg(target_os = "linux")]
+    Ring(uring::Chunk),
+}
+
+impl Chunk {
+    #[cfg(target_os = "linux")]
+    fn ring(chunk: uring::Chunk) -> Chunk {
+        Chunk(ChunkInner::Ring(chunk))
+    }
+
+    fn pool(buf: Buf) -> Chunk {
+        Chunk(ChunkInner::Pool(buf))
+    }
+
+    /// The chunk as a buffer of the runtime's pool (pooled reads hand that on).
+    pub(crate) fn into_buf(self) -> io::Result<Buf> {
+        match self.0 {
+            ChunkInner::Pool(buf) => Ok(buf),
+            #[cfg(target_os = "linux")]
+            ChunkInner::Ring(chunk) => chunk.into_buf(),
+        }
+    }
+
+    /// The chunk taken out of its ring (as a pool buffer), for data that stays held.
+    pub(crate) fn detached(self) -> io::Result<Chunk> {
+        match self.0 {
+            #[cfg(target_os = "linux")]
+            ChunkInner::Ring(chunk) => chunk.into_buf().map(Chunk::pool),
+            ChunkInner::Pool(_) => Ok(self),
+        }
+    }
+}
+
+impl std::ops::Deref for Chunk {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            ChunkInner::Pool(buf) => buf,
+            #[cfg(target_os = "linux")]
+            ChunkInner::Ring(chunk) => chunk.bytes(),
+        }
     }
 }
 

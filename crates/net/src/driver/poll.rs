@@ -11,7 +11,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use socket2::{SockAddr, SockRef};
-use weir_bufpool::{Buf, Get, Pool};
+use weir_bufpool::{Get, Pool};
 use weir_reactor::{Direction, Reactor, Registration};
 
 use super::{Datagram, Interest, OrphanDatagram, OrphanRecv, OrphanSend};
@@ -325,7 +325,7 @@ impl PooledRecv {
         &mut self,
         socket: &Socket,
         cx: &mut Context<'_>,
-    ) -> Poll<io::Result<Option<Buf>>> {
+    ) -> Poll<io::Result<Option<super::Chunk>>> {
         loop {
             ready!(socket.registration.poll_ready(Direction::Read, cx));
             let buf = match self.pool.try_get() {
@@ -343,7 +343,7 @@ impl PooledRecv {
             if let Poll::Ready((result, buf)) = recv.poll(socket, cx) {
                 return Poll::Ready(match result {
                     Ok(0) => Ok(None),
-                    Ok(_) => Ok(Some(buf)),
+                    Ok(_) => Ok(Some(super::Chunk::pool(buf))),
                     Err(error) => Err(error),
                 });
             }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{SockAddr, SockAddrStorage, SockRef};
 use weir_bufpool::{Buf, Get, Pool};
-use weir_ring::{BufRing, Op, RawAddr, Received, RecvStream, Ring, SharedFd};
+use weir_ring::{BufRing, Op, ProvidedBuf, RawAddr, Received, RecvStream, Ring, SharedFd};
 
 use super::{Datagram, Interest, OrphanDatagram, OrphanRecv, OrphanSend};
 use crate::Error;
@@ -498,12 +498,33 @@ pub(crate) struct PooledRecv {
 /// Arrivals a multishot stream receive may queue unread before it is paused.
 const BACKLOG: usize = 4;
 
+/// A provided buffer the kernel filled, still counted in the ring: dropped, it goes straight
+/// back to the kernel; [`into_buf`](Chunk::into_buf) takes it out as a pool buffer instead.
+pub(crate) struct Chunk {
+    provided: ProvidedBuf,
+    pool: Pool,
+}
+
+impl Chunk {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.provided
+    }
+
+    /// The buffer as the pool's (it leaves the ring for good; a fresh one takes its place).
+    pub(crate) fn into_buf(self) -> io::Result<Buf> {
+        let (id, len) = self.provided.into_id();
+        // SAFETY: the kernel filled buffer `id` (its CQE was reaped) and it left the pool
+        // through `into_raw` when it went into the ring.
+        unsafe { self.pool.from_raw(id, len) }.map_err(io::Error::from)
+    }
+}
+
 impl PooledRecv {
     pub(crate) fn poll_next(
         &mut self,
         socket: &Socket,
         cx: &mut Context<'_>,
-    ) -> Poll<io::Result<Option<Buf>>> {
+    ) -> Poll<io::Result<Option<super::Chunk>>> {
         loop {
             if let Some(get) = self.waiting.as_mut() {
                 // The buffer goes back to the pool, and from there into the ring below.
@@ -517,17 +538,16 @@ impl PooledRecv {
             });
             match ready!(recv.poll_next(cx)) {
                 Some(Ok(Received::Data(provided))) => {
-                    let (id, len) = provided.into_id();
-                    // SAFETY: the kernel filled buffer `id` (its CQE was reaped) and it left the
-                    // pool through `into_raw` when it went into the ring.
-                    let buf = unsafe { self.pool.from_raw(id, len) }.map_err(io::Error::from)?;
                     if !self.paused && recv.queued() >= BACKLOG {
                         recv.cancel();
                         self.paused = true;
                         crate::stats::note(crate::stats::Count::Pause);
                     }
-                    top_up(&self.pool, &self.group);
-                    return Poll::Ready(Ok(Some(buf)));
+                    let chunk = Chunk {
+                        provided,
+                        pool: self.pool.clone(),
+                    };
+                    return Poll::Ready(Ok(Some(super::Chunk::ring(chunk))));
                 }
                 Some(Ok(Received::Eof)) => {
                     self.recv = None;

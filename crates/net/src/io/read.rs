@@ -30,7 +30,7 @@ use std::task::{Context, Poll, ready};
 use weir_bufpool::Buf;
 
 use crate::buf::IoBufMut;
-use crate::driver::{OrphanRecv, PooledRecv, Recv, Socket};
+use crate::driver::{Chunk, OrphanRecv, PooledRecv, Recv, Socket};
 
 /// What a stream received that no caller has taken yet.
 #[derive(Default)]
@@ -39,8 +39,8 @@ pub(crate) enum Held {
     Empty,
     /// `bytes[at..]`.
     Bytes { bytes: Vec<u8>, at: usize },
-    /// `buf[at..]`, a buffer of the pool (pooled reads hand it on without copying).
-    Pooled { buf: Buf, at: usize },
+    /// `buf[at..]`, delivered by the pooled receive (pooled reads hand it on without copying).
+    Pooled { buf: Chunk, at: usize },
     /// The end of the stream.
     End,
     /// A receive failed.
@@ -195,13 +195,13 @@ impl ReadState {
     }
 
     /// Takes what is held if it is a whole pool buffer (a pooled read hands it on as it is).
-    pub(crate) fn take_pool_buffer(&mut self) -> Option<Buf> {
+    pub(crate) fn take_pool_buffer(&mut self) -> Option<io::Result<Buf>> {
         match std::mem::take(&mut self.held) {
             Held::Pooled { buf, at: 0 } => {
                 if let Some(after) = self.pending_after.take() {
                     self.held = after;
                 }
-                Some(buf)
+                Some(buf.into_buf())
             }
             other => {
                 self.held = other;
@@ -264,15 +264,26 @@ impl ReadState {
             Held::Pooled { buf, at } => *at >= buf.len(),
             _ => false,
         };
-        if consumed {
-            if let Held::Bytes { bytes, .. } = std::mem::take(&mut self.held) {
-                if bytes.capacity() > self.scratch.capacity() {
-                    self.scratch = bytes;
+        if !consumed {
+            if matches!(self.held, Held::Pooled { .. }) {
+                if let Held::Pooled { buf, at } = std::mem::take(&mut self.held) {
+                    // The rest stays held: out of the ring with it, so it holds no slot there.
+                    self.held = match buf.detached() {
+                        Ok(buf) => Held::Pooled { buf, at },
+                        Err(error) => Held::Failed(error),
+                    };
                 }
             }
-            if let Some(after) = self.pending_after.take() {
-                self.held = after;
+            return;
+        }
+        // A consumed ring chunk goes straight back to the kernel as it drops here.
+        if let Held::Bytes { bytes, .. } = std::mem::take(&mut self.held) {
+            if bytes.capacity() > self.scratch.capacity() {
+                self.scratch = bytes;
             }
+        }
+        if let Some(after) = self.pending_after.take() {
+            self.held = after;
         }
     }
 }

@@ -22,7 +22,7 @@ impl Stream {
                 continue;
             }
             if let Some(buf) = self.read.take_pool_buffer() {
-                return Ok(Some(buf));
+                return buf.map(Some);
             }
             if self.read.holds_an_ending() {
                 let mut none = Vec::new();
