@@ -4,12 +4,15 @@
 //! accept and receive over a provided-buffer ring, the floor under `weir-uring`); each
 //! scenario's table ends with how far each Weir backend sits from its floor.
 //!
-//! Every server runs the same echo logic (see `benches/src/bin/bench-server.rs`), pinned to CPU 1;
+//! Every server runs the same echo logic (see `benches/src/bin/bench-server/`), pinned to CPU 1;
 //! one load generator (raw epoll, closed loop) pinned to CPU 0 drives it. Rounds interleave the
 //! servers, so each round gives one paired ratio against tokio `current_thread` measured minutes
 //! — not days — apart; the table shows the median ratio with a bootstrap 95% interval.
 //! Deterministic counts (syscalls per request from the kernel's own tracepoint via `perf`,
 //! allocations per request from a counting allocator) are reported as they are.
+//!
+//! Two scenarios have no requests to count: B8 (resident memory per idle connection) and B9
+//! (server CPU while idle connections sit in a loop of timed reads, see [`idle_timed_reads`]).
 //!
 //! `--full` runs more rounds and scenarios; `--micro` also runs the crates' micro benchmarks.
 //! Timings are never asserted: this reports, it does not judge.
@@ -72,6 +75,9 @@ enum Mode {
     Udp,
     /// An open loop at this share of tokio `current_thread`'s B2 throughput (B4).
     Open(f64),
+    /// `conns` idle connections, each served by a loop of timed reads; the figure is the
+    /// server's CPU while they stay idle (B9).
+    IdleTimed,
 }
 
 impl Mode {
@@ -82,14 +88,20 @@ impl Mode {
             Mode::Bulk => Some("bulk"),
             Mode::Udp => Some("udp"),
             Mode::Open(_) => Some("open"),
+            Mode::IdleTimed => Some("idle-timed"),
         }
     }
 
     /// Servers that cannot run this mode, and why.
     fn skips(self, server: &str) -> bool {
-        // The raw epoll floor accepts all its connections before serving any; the io_uring
-        // floor's multishot accept serves connections as they come, churn included.
-        self == Mode::Churn && server == "epoll"
+        match self {
+            // The raw epoll floor accepts all its connections before serving any; the io_uring
+            // floor's multishot accept serves connections as they come, churn included.
+            Mode::Churn => server == "epoll",
+            // The raw floors have no timers.
+            Mode::IdleTimed => FLOORS.iter().any(|(_, floor)| *floor == server),
+            _ => false,
+        }
     }
 }
 
@@ -203,6 +215,28 @@ const FULL_EXTRA: &[Scenario] = &[
     },
 ];
 
+/// B9: idle connections, each served by a loop of timed reads (see
+/// `benches/src/bin/bench-server/idle_timed.rs`); `bytes` is the one message each connection
+/// echoes at the end, proving the server alive.
+const IDLE_TIMED_QUICK: &[Scenario] = &[Scenario {
+    name: "B9-1000",
+    what: "1,000 idle connections, each in a loop of 25 ms timed reads",
+    conns: 1_000,
+    bytes: 64,
+    warmup: 0,
+    requests: 0,
+    mode: Mode::IdleTimed,
+}];
+
+/// The load generator and the server each hold a descriptor per connection: 5,000 stays well
+/// inside a 20,000 open-file limit.
+const IDLE_TIMED_FULL: &[Scenario] = &[Scenario {
+    name: "B9-5000",
+    what: "5,000 idle connections, each in a loop of 25 ms timed reads",
+    conns: 5_000,
+    ..IDLE_TIMED_QUICK[0]
+}];
+
 /// One run's figures.
 #[derive(Debug, Clone, Default)]
 struct Sample {
@@ -273,15 +307,17 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
     };
     report.push_str(&instructions_table(&counted));
     report.push_str(&idle_memory(&bin)?);
+    let idle_timed = idle_timed_reads(&bin, full);
+    report.push_str(&idle_timed_table(&idle_timed));
     println!("{report}");
     let counted_json = match &counted {
         Ok(table) => json!(table),
         Err(why) => json!({ "not_measured": why }),
     };
-    write_outputs(&scenarios, &results, &counted_json, &report)?;
+    write_outputs(&scenarios, &results, &idle_timed, &counted_json, &report)?;
     println!(
         "\nThe raw epoll floor sits out B7 (it accepts every connection before serving any); \
-         the raw io_uring floor runs it."
+         the raw io_uring floor runs it. Both floors sit out B9: they have no timers."
     );
     if micro {
         run_micro(full)?;
@@ -424,6 +460,227 @@ fn idle_memory(bin: &std::path::Path) -> Result<String> {
         ));
     }
     Ok(out)
+}
+
+/// One B9 run's figures.
+#[derive(Debug, Clone, PartialEq)]
+struct IdleTimedSample {
+    /// Server CPU time over the measured window, in % of one core.
+    cpu_percent: f64,
+    /// Resident memory the server gained per connection, by the end of the window.
+    bytes_per_conn: f64,
+    /// The measured window, in seconds.
+    window_s: f64,
+    /// From the first final message sent to the last echo read back, in milliseconds.
+    echo_ms: f64,
+}
+
+impl IdleTimedSample {
+    /// Reads the load generator's `key=value` line.
+    fn parse(line: &str) -> Result<IdleTimedSample> {
+        let fields: BTreeMap<&str, &str> = line
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .collect();
+        let num = |key: &str| -> Result<f64> {
+            fields
+                .get(key)
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("bench-load printed no {key}: {}", line.trim()))
+        };
+        let window_ns = num("window_ns")?;
+        if window_ns <= 0.0 {
+            bail!("bench-load measured an empty window: {}", line.trim());
+        }
+        Ok(IdleTimedSample {
+            cpu_percent: num("server_cpu_ns")? / window_ns * 100.0,
+            bytes_per_conn: num("idle_bytes_per_conn")?,
+            window_s: window_ns / 1e9,
+            echo_ms: num("echo_ns")? / 1e6,
+        })
+    }
+}
+
+/// One B9 scenario's runs: by server, one per round, in round order (`Err`: why it failed).
+struct IdleTimedResult {
+    scenario: Scenario,
+    runs: BTreeMap<&'static str, Vec<Result<IdleTimedSample, String>>>,
+}
+
+impl IdleTimedResult {
+    fn samples(&self, server: &str) -> impl Iterator<Item = &IdleTimedSample> {
+        self.runs.get(server).into_iter().flatten().flatten()
+    }
+
+    fn median(&self, server: &str, metric: fn(&IdleTimedSample) -> f64) -> Option<f64> {
+        let mut values: Vec<f64> = self.samples(server).map(metric).collect();
+        (!values.is_empty()).then(|| median(&mut values))
+    }
+
+    /// Median of `server`'s per-round CPU ratios against tokio `current_thread` (rounds where
+    /// both ran), with a bootstrap 95% interval.
+    fn cpu_ratio(&self, server: &str) -> Option<(f64, f64, f64)> {
+        let mine = self.runs.get(server)?;
+        let base = self.runs.get(BASELINE)?;
+        let ratios: Vec<f64> = mine
+            .iter()
+            .zip(base)
+            .filter_map(|(m, b)| Some(m.as_ref().ok()?.cpu_percent / b.as_ref().ok()?.cpu_percent))
+            .collect();
+        (!ratios.is_empty()).then(|| median_with_interval(&ratios))
+    }
+
+    fn failures(&self, server: &str) -> Vec<&str> {
+        self.runs
+            .get(server)
+            .into_iter()
+            .flatten()
+            .filter_map(|run| run.as_ref().err().map(String::as_str))
+            .collect()
+    }
+}
+
+/// B9: the server's CPU while idle connections sit in a loop of timed reads — what expiring
+/// and re-arming a read's deadline costs, with nothing to read. Rounds interleave the servers as
+/// the timed scenarios do; fewer of them, as each run idles for seconds. A failed run (a missing
+/// echo, say) is reported in the table, not fatal.
+fn idle_timed_reads(bin: &std::path::Path, full: bool) -> Vec<IdleTimedResult> {
+    let rounds = if full { 5 } else { 3 };
+    let mut scenarios: Vec<&Scenario> = IDLE_TIMED_QUICK.iter().collect();
+    if full {
+        scenarios.extend(IDLE_TIMED_FULL);
+    }
+    let started = Instant::now();
+    let mut results = Vec::new();
+    for scenario in scenarios {
+        let mut runs: BTreeMap<&'static str, Vec<Result<IdleTimedSample, String>>> =
+            BTreeMap::new();
+        for round in 0..rounds {
+            for offset in 0..SERVERS.len() {
+                let server = SERVERS[(round + offset) % SERVERS.len()];
+                if scenario.mode.skips(server) {
+                    continue;
+                }
+                let run = run_raw(bin, server, scenario)
+                    .and_then(|line| IdleTimedSample::parse(&line))
+                    .map_err(|e| format!("{e:#}"));
+                runs.entry(server).or_default().push(run);
+            }
+        }
+        eprintln!(
+            "bench: {} done after {:.0} s",
+            scenario.name,
+            started.elapsed().as_secs_f64()
+        );
+        results.push(IdleTimedResult {
+            scenario: *scenario,
+            runs,
+        });
+    }
+    results
+}
+
+/// B9's tables: server CPU in % of one core and its ratio to tokio `current_thread`, the
+/// memory per connection, and how long the final echoes took.
+fn idle_timed_table(results: &[IdleTimedResult]) -> String {
+    let mut out = String::new();
+    for result in results {
+        let scenario = &result.scenario;
+        let window = result.median(BASELINE, |s| s.window_s).or_else(|| {
+            SERVERS
+                .iter()
+                .find_map(|s| result.median(s, |s| s.window_s))
+        });
+        out.push_str(&format!(
+            "\n{} — {} (server CPU over {} of idling, once every connection is accepted and \
+             the server has settled; medians of {} rounds; ratio vs {BASELINE}, paired, \
+             [95% interval])\n",
+            scenario.name,
+            scenario.what,
+            window.map_or("n/a".to_string(), |w| format!("{w:.1} s")),
+            result.runs.get(BASELINE).map_or(0, Vec::len),
+        ));
+        out.push_str(&format!(
+            "{:<11} {:>16} {:>22} {:>12} {:>12}\n",
+            "server", "CPU % of a core", "CPU ratio", "bytes/conn", "echo ms"
+        ));
+        let mut sat_out = Vec::new();
+        for server in SERVERS {
+            if scenario.mode.skips(server) {
+                sat_out.push(*server);
+                continue;
+            }
+            let failures = result.failures(server);
+            let Some(cpu) = result.median(server, |s| s.cpu_percent) else {
+                let why = failures
+                    .first()
+                    .map_or("no run", |f| f.lines().next().unwrap_or(f));
+                out.push_str(&format!("{server:<11} n/a: {why}\n"));
+                continue;
+            };
+            let ratio = result
+                .cpu_ratio(server)
+                .map_or("-".to_string(), |(m, lo, hi)| {
+                    format!("{m:.2} [{lo:.2},{hi:.2}]")
+                });
+            let figure =
+                |f: fn(&IdleTimedSample) -> f64| result.median(server, f).unwrap_or(f64::NAN);
+            out.push_str(&format!(
+                "{server:<11} {cpu:>16.2} {ratio:>22} {:>12.0} {:>12.1}{}\n",
+                figure(|s| s.bytes_per_conn),
+                figure(|s| s.echo_ms),
+                match failures.first() {
+                    Some(why) => format!(
+                        "  ({} of its runs failed: {})",
+                        failures.len(),
+                        why.lines().next().unwrap_or(why)
+                    ),
+                    None => String::new(),
+                },
+            ));
+        }
+        out.push_str(&format!(
+            "  a run counts only if every connection then echoes one {} B message\n",
+            scenario.bytes
+        ));
+        if !sat_out.is_empty() {
+            out.push_str(&format!("  sat out (no timers): {}\n", sat_out.join(", ")));
+        }
+    }
+    out
+}
+
+/// B9 in `results.json`: per server the raw samples, the failed runs and the CPU ratio.
+fn idle_timed_json(result: &IdleTimedResult) -> Value {
+    let mut servers = serde_json::Map::new();
+    for (server, runs) in &result.runs {
+        let samples: Vec<Value> = result
+            .samples(server)
+            .map(|s| {
+                json!({
+                    "server_cpu_percent": s.cpu_percent, "idle_bytes_per_conn": s.bytes_per_conn,
+                    "window_s": s.window_s, "echo_ms": s.echo_ms,
+                })
+            })
+            .collect();
+        let failed: Vec<&String> = runs.iter().filter_map(|r| r.as_ref().err()).collect();
+        servers.insert(
+            server.to_string(),
+            json!({
+                "samples": samples,
+                "failed_runs": failed,
+                "cpu_ratio_vs_tokio_ct": result.cpu_ratio(server).map(|(m, lo, hi)| json!({"median": m, "ci95": [lo, hi]})),
+            }),
+        );
+    }
+    let scenario = &result.scenario;
+    json!({
+        "name": scenario.name, "description": scenario.what, "connections": scenario.conns,
+        "metric": "server CPU % of one core while the connections idle in timed reads",
+        "echo_bytes": scenario.bytes,
+        "sat_out": SERVERS.iter().filter(|s| scenario.mode.skips(s)).collect::<Vec<_>>(),
+        "servers": servers,
+    })
 }
 
 fn ensure_perf() -> Result<(), String> {
@@ -721,6 +978,7 @@ fn floor_distance(samples: &BTreeMap<&str, Vec<Sample>>) -> String {
 fn write_outputs(
     scenarios: &[&Scenario],
     results: &BTreeMap<&str, BTreeMap<&str, Vec<Sample>>>,
+    idle_timed: &[IdleTimedResult],
     instructions: &Value,
     table: &str,
 ) -> Result<()> {
@@ -777,6 +1035,7 @@ fn write_outputs(
             "message_bytes": scenario.bytes, "requests_per_round": scenario.requests, "servers": servers,
         }));
     }
+    json_scenarios.extend(idle_timed.iter().map(idle_timed_json));
     let document = json!({
         "machine": {"cpu": cpu, "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "kernel": kernel.trim()},
         "rustc": rustc.trim(),
@@ -788,20 +1047,22 @@ fn write_outputs(
     let json_path = dir.join("results.json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&document)?)?;
     let svg_path = dir.join("summary.svg");
-    std::fs::write(&svg_path, svg(scenarios, results))?;
+    std::fs::write(&svg_path, svg(scenarios, results, idle_timed))?;
     println!("\nwrote {} and {}", json_path.display(), svg_path.display());
     Ok(())
 }
 
-/// Bars of the throughput and CPU ratios vs tokio per scenario, and the p50/p99/p99.9 latencies.
-fn svg(scenarios: &[&Scenario], results: &BTreeMap<&str, BTreeMap<&str, Vec<Sample>>>) -> String {
-    let colors = [
-        "#1f77b4", "#2ca02c", "#7f7f7f", "#bcbd22", "#9467bd", "#d62728", "#ff7f0e",
-    ];
-    let width = 960.0;
+/// Bars of the throughput and CPU ratios vs tokio per scenario, and of B9's CPU ratios.
+fn svg(
+    scenarios: &[&Scenario],
+    results: &BTreeMap<&str, BTreeMap<&str, Vec<Sample>>>,
+    idle_timed: &[IdleTimedResult],
+) -> String {
+    let width = SVG_WIDTH;
     // Room for one 26 px bar per server under the row's title.
     let row_height = 44.0 + 26.0 * SERVERS.len() as f64 + 10.0;
-    let height = 80.0 + row_height * scenarios.len() as f64 * 2.0;
+    let rows = scenarios.len() * 2 + idle_timed.len();
+    let height = 80.0 + row_height * rows as f64;
     let mut out = format!(
         "<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-family='sans-serif' font-size='12'>\n\
          <rect width='100%' height='100%' fill='white'/>\n\
@@ -810,7 +1071,7 @@ fn svg(scenarios: &[&Scenario], results: &BTreeMap<&str, BTreeMap<&str, Vec<Samp
     for (i, label) in SERVERS.iter().enumerate() {
         out.push_str(&format!(
             "<rect x='{}' y='44' width='12' height='12' fill='{}'/><text x='{}' y='55'>{label}</text>\n",
-            20 + i * 130, colors[i % colors.len()], 36 + i * 130
+            20 + i * 130, SVG_COLORS[i % SVG_COLORS.len()], 36 + i * 130
         ));
     }
     let mut y = 80.0;
@@ -828,39 +1089,64 @@ fn svg(scenarios: &[&Scenario], results: &BTreeMap<&str, BTreeMap<&str, Vec<Samp
                 |s: &Sample| s.cpu_us_per_req,
             ),
         ] {
-            out.push_str(&format!(
-                "<text x='20' y='{}'>{} — {}: {title}</text>\n",
-                y + 14.0,
-                scenario.name,
-                scenario.what
-            ));
-            let base_x = 200.0;
-            let scale = 300.0; // px per 1.0
-            out.push_str(&format!(
-                "<line x1='{x}' y1='{}' x2='{x}' y2='{}' stroke='black' stroke-dasharray='4'/>\n",
-                y + 20.0,
-                y + row_height - 20.0,
-                x = base_x + scale
-            ));
-            for (i, server) in SERVERS.iter().enumerate() {
-                let Some((m, lo, hi)) = paired(samples, server, metric) else {
-                    continue;
-                };
-                let bar_y = y + 24.0 + i as f64 * 26.0;
-                let w = (m * scale).clamp(0.0, width - base_x - 40.0);
-                out.push_str(&format!(
-                    "<text x='20' y='{}'>{server}</text><rect x='{base_x}' y='{bar_y}' width='{w:.1}' height='18' fill='{}'/>\
-                     <line x1='{:.1}' y1='{}' x2='{:.1}' y2='{}' stroke='black'/><text x='{:.1}' y='{}'>{m:.2}</text>\n",
-                    bar_y + 13.0, colors[i % colors.len()],
-                    base_x + lo * scale, bar_y + 9.0, base_x + hi * scale, bar_y + 9.0,
-                    base_x + w + 6.0, bar_y + 13.0
-                ));
-            }
+            let title = format!("{} — {}: {title}", scenario.name, scenario.what);
+            svg_row(&mut out, y, row_height, &title, |server| {
+                paired(samples, server, metric)
+            });
             y += row_height;
         }
     }
+    for result in idle_timed {
+        let title = format!(
+            "{} — {}: server CPU ratio (lower is better)",
+            result.scenario.name, result.scenario.what
+        );
+        svg_row(&mut out, y, row_height, &title, |server| {
+            result.cpu_ratio(server)
+        });
+        y += row_height;
+    }
     out.push_str("</svg>\n");
     out
+}
+
+const SVG_WIDTH: f64 = 960.0;
+const SVG_COLORS: [&str; 7] = [
+    "#1f77b4", "#2ca02c", "#7f7f7f", "#bcbd22", "#9467bd", "#d62728", "#ff7f0e",
+];
+
+/// One row of the chart at `y`: its title, the 1.0 line and a bar per server that has a ratio
+/// (median with its 95% interval).
+fn svg_row(
+    out: &mut String,
+    y: f64,
+    row_height: f64,
+    title: &str,
+    ratio: impl Fn(&str) -> Option<(f64, f64, f64)>,
+) {
+    out.push_str(&format!("<text x='20' y='{}'>{title}</text>\n", y + 14.0));
+    let base_x = 200.0;
+    let scale = 300.0; // px per 1.0
+    out.push_str(&format!(
+        "<line x1='{x}' y1='{}' x2='{x}' y2='{}' stroke='black' stroke-dasharray='4'/>\n",
+        y + 20.0,
+        y + row_height - 20.0,
+        x = base_x + scale
+    ));
+    for (i, server) in SERVERS.iter().enumerate() {
+        let Some((m, lo, hi)) = ratio(server) else {
+            continue;
+        };
+        let bar_y = y + 24.0 + i as f64 * 26.0;
+        let w = (m * scale).clamp(0.0, SVG_WIDTH - base_x - 40.0);
+        out.push_str(&format!(
+            "<text x='20' y='{}'>{server}</text><rect x='{base_x}' y='{bar_y}' width='{w:.1}' height='18' fill='{}'/>\
+             <line x1='{:.1}' y1='{}' x2='{:.1}' y2='{}' stroke='black'/><text x='{:.1}' y='{}'>{m:.2}</text>\n",
+            bar_y + 13.0, SVG_COLORS[i % SVG_COLORS.len()],
+            base_x + lo * scale, bar_y + 9.0, base_x + hi * scale, bar_y + 9.0,
+            base_x + w + 6.0, bar_y + 13.0
+        ));
+    }
 }
 
 fn run_micro(full: bool) -> Result<()> {
@@ -873,4 +1159,88 @@ fn run_micro(full: bool) -> Result<()> {
         cmd::run(&mut command)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(cpu_percent: f64) -> Result<IdleTimedSample, String> {
+        Ok(IdleTimedSample {
+            cpu_percent,
+            bytes_per_conn: 6_000.0,
+            window_s: 3.0,
+            echo_ms: 20.0,
+        })
+    }
+
+    #[test]
+    fn an_idle_timed_line_gives_the_servers_share_of_a_core_over_the_window() {
+        let line = "requests=0 idle_conns=1000 window_ns=3000000000 server_cpu_ns=150000000 \
+                    rss_before=1 rss_after=2 idle_bytes_per_conn=6000 echoed=1000 echo_ns=20000000\n";
+        let parsed = IdleTimedSample::parse(line).expect("a complete line");
+        assert_eq!(parsed, sample(5.0).unwrap());
+    }
+
+    #[test]
+    fn an_idle_timed_line_missing_a_figure_is_an_error() {
+        assert!(IdleTimedSample::parse("requests=0 window_ns=3000000000").is_err());
+        assert!(
+            IdleTimedSample::parse("window_ns=0 server_cpu_ns=1 idle_bytes_per_conn=1 echo_ns=1")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_raw_floors_sit_out_the_timed_reads() {
+        let skipped: Vec<&str> = SERVERS
+            .iter()
+            .copied()
+            .filter(|s| Mode::IdleTimed.skips(s))
+            .collect();
+        assert_eq!(skipped, ["epoll", "uring-raw"]);
+        assert!(Mode::Churn.skips("epoll") && !Mode::Churn.skips("uring-raw"));
+    }
+
+    #[test]
+    fn idle_timed_ratios_pair_only_rounds_where_both_ran_and_failures_are_shown() {
+        let result = IdleTimedResult {
+            scenario: IDLE_TIMED_QUICK[0],
+            runs: BTreeMap::from([
+                (BASELINE, vec![sample(1.0), sample(1.0), Err("x".into())]),
+                (
+                    "weir-uring",
+                    vec![
+                        sample(2.0),
+                        Err("bench-load failed: no echo\nmore".into()),
+                        sample(6.0),
+                    ],
+                ),
+                ("weir-poll", vec![Err("it broke".into())]),
+            ]),
+        };
+        let (median, low, high) = result.cpu_ratio("weir-uring").expect("one paired round");
+        assert_eq!((median, low, high), (2.0, 2.0, 2.0));
+        let table = idle_timed_table(std::slice::from_ref(&result));
+        assert!(
+            table.contains("(1 of its runs failed: bench-load failed: no echo)"),
+            "{table}"
+        );
+        assert!(table.contains("weir-poll   n/a: it broke"), "{table}");
+        assert!(
+            table.contains("sat out (no timers): epoll, uring-raw"),
+            "{table}"
+        );
+        let json = idle_timed_json(&result);
+        assert_eq!(
+            json["servers"]["weir-uring"]["samples"]
+                .as_array()
+                .map(Vec::len),
+            Some(2)
+        );
+        assert_eq!(
+            json["servers"]["weir-uring"]["cpu_ratio_vs_tokio_ct"]["median"],
+            2.0
+        );
+    }
 }

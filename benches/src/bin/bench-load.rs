@@ -4,12 +4,15 @@
 //! then runs exactly `requests` requests and prints one line of `key=value` figures.
 //!
 //! `bench-load <port> <conns> <message-bytes> <warmup-requests> <requests> <server-pid> <alloc-file>`
+//!
+//! `WEIR_BENCH_MODE` picks another load (each function's doc says which scenario it drives); with
+//! `idle-timed` (B9) the connections stay idle and the figure is the server's CPU while they do.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use weir_benches::{pin_to, read_allocations};
 
@@ -41,6 +44,7 @@ fn main() {
         return;
     }
     match std::env::var("WEIR_BENCH_MODE").as_deref() {
+        Ok("idle-timed") => return idle_timed(port, conns, size, server_pid),
         Ok("churn") => return measure(churn(port, size), warmup, requests, server_pid, alloc_file),
         Ok("bulk") => return measure(bulk(port, size), warmup, requests, server_pid, alloc_file),
         Ok("open") => {
@@ -452,6 +456,111 @@ fn idle(port: u16, conns: usize, server_pid: u32) {
         after.saturating_sub(before) / conns.max(1) as u64
     );
     drop(streams);
+}
+
+/// How long B9 lets the server settle once it holds every connection, before measuring.
+const IDLE_TIMED_SETTLE: Duration = Duration::from_secs(1);
+/// How long B9 measures the server's CPU over.
+const IDLE_TIMED_WINDOW: Duration = Duration::from_secs(3);
+
+/// B9: opens `conns` connections that stay idle while the server loops on timed reads on each.
+/// Once the server holds them all (one descriptor each) and has settled, measures its CPU time
+/// over [`IDLE_TIMED_WINDOW`] and its resident memory per connection. Then a `size`-byte message
+/// goes out on every connection and every echo must come back (the server is alive, not just
+/// quiet); closing the connections lets it exit. Exits non-zero if an echo is missing.
+fn idle_timed(port: u16, conns: usize, size: usize, server_pid: u32) {
+    let fds_before = open_fds(server_pid);
+    let rss_before = rss_bytes(server_pid);
+    let mut streams: Vec<TcpStream> = (0..conns)
+        .map(|_| {
+            let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            stream.set_nodelay(true).expect("nodelay");
+            stream
+        })
+        .collect();
+    let accept_deadline = Instant::now() + Duration::from_secs(30);
+    while open_fds(server_pid) < fds_before + conns {
+        if Instant::now() > accept_deadline {
+            eprintln!(
+                "bench-load: the server holds {} of the {conns} connections after 30 s",
+                open_fds(server_pid).saturating_sub(fds_before)
+            );
+            std::process::exit(1);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(IDLE_TIMED_SETTLE);
+
+    let cpu_before = process_cpu_ns(server_pid);
+    let started = Instant::now();
+    std::thread::sleep(IDLE_TIMED_WINDOW);
+    let cpu_after = process_cpu_ns(server_pid);
+    let window = started.elapsed();
+    let rss_after = rss_bytes(server_pid);
+
+    let message: Vec<u8> = (0..size.max(1)).map(|i| i as u8).collect();
+    let echo_started = Instant::now();
+    for stream in &mut streams {
+        stream.write_all(&message).expect("write");
+    }
+    let echo_deadline = Instant::now() + Duration::from_secs(10);
+    let mut echo = vec![0u8; message.len()];
+    let mut echoed = 0;
+    for stream in &mut streams {
+        let left = echo_deadline.saturating_duration_since(Instant::now());
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .expect("read timeout");
+        if stream.read_exact(&mut echo).is_ok() && echo == message {
+            echoed += 1;
+        }
+    }
+    let echo_elapsed = echo_started.elapsed();
+    println!(
+        "requests=0 idle_conns={conns} window_ns={} server_cpu_ns={} rss_before={rss_before} \
+         rss_after={rss_after} idle_bytes_per_conn={} echoed={echoed} echo_ns={}",
+        window.as_nanos(),
+        cpu_after.saturating_sub(cpu_before),
+        rss_after.saturating_sub(rss_before) / conns.max(1) as u64,
+        echo_elapsed.as_nanos(),
+    );
+    drop(streams);
+    if echoed < conns {
+        eprintln!(
+            "bench-load: {} of {conns} idle connections did not echo their message",
+            conns - echoed
+        );
+        std::process::exit(1);
+    }
+}
+
+/// Descriptors `pid` holds open, from `/proc/<pid>/fd` (0 if it is gone).
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |entries| entries.count())
+}
+
+/// CPU time of `pid`: [`server_cpu_ns`] (nanoseconds, per thread), or, where the kernel keeps no
+/// schedstat, `utime + stime` from `/proc/<pid>/stat` (whole clock ticks, usually 10 ms).
+fn process_cpu_ns(pid: u32) -> u64 {
+    let precise = server_cpu_ns(pid);
+    if precise > 0 {
+        return precise;
+    }
+    // SAFETY: sysconf(3) reads a configuration value; it touches no memory of ours.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command name (which may hold spaces): state is field 3, utime
+            // and stime are fields 14 and 15.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: u64 = fields.get(11)?.parse().ok()?;
+            let stime: u64 = fields.get(12)?.parse().ok()?;
+            Some(utime + stime)
+        })
+        .unwrap_or(0);
+    ticks * 1_000_000_000 / ticks_per_second
 }
 
 /// Resident memory of `pid` in bytes, from `/proc/<pid>/status`.
