@@ -119,6 +119,9 @@ enum State<R> {
 struct Entry<R> {
     generation: u32,
     state: State<R>,
+    /// The CQE queue's storage, kept while the slot is vacant so the next op in it (a re-armed
+    /// multishot, say) queues a burst without allocating.
+    spare: VecDeque<Cqe>,
 }
 
 struct Slab<R> {
@@ -201,6 +204,9 @@ impl<R> OpTable<R> {
                     _ => None,
                 };
                 entry.state = state;
+                if let State::Active { queue, .. } = &mut entry.state {
+                    queue.rest = std::mem::take(&mut entry.spare);
+                }
                 let generation = entry.generation;
                 slab.free_head = next_free;
                 OpId { index, generation }
@@ -210,6 +216,7 @@ impl<R> OpTable<R> {
                 slab.entries.push(Entry {
                     generation: 0,
                     state,
+                    spare: VecDeque::new(),
                 });
                 OpId {
                     index,
@@ -427,7 +434,16 @@ fn vacate<R>(slab: &mut Slab<R>, index: u32) -> Option<R> {
         },
     );
     let resources = match previous {
-        State::Active { resources, .. } | State::Cancelled { resources } => resources,
+        State::Active {
+            resources,
+            mut queue,
+            ..
+        } => {
+            queue.rest.clear();
+            entry.spare = queue.rest;
+            resources
+        }
+        State::Cancelled { resources } => resources,
         vacant @ State::Vacant { .. } => {
             entry.state = vacant;
             return None;

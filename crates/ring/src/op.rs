@@ -157,9 +157,9 @@ impl<T: 'static, O> std::future::Future for Op<T, O> {
         };
         match this.ring.shared.ops.poll_complete(id, cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Some((op, cqe))) => {
+            Poll::Ready(Some((mut op, cqe))) => {
                 this.id = None;
-                match op.data.downcast::<T>() {
+                match op.take_data().downcast::<T>() {
                     Ok(data) => Poll::Ready((this.complete)(crate::recycle::unbox(data), cqe)),
                     // The box was built from a `T` in `Ring::submit`; a mismatch cannot happen,
                     // and if it did, the op simply never resolves rather than misread memory.

@@ -48,6 +48,40 @@ const PUSH_ATTEMPTS: u32 = 1_000;
 pub(crate) struct OpBox {
     pub(crate) data: Box<dyn Any + Send>,
     pub(crate) discard: fn(&mut (dyn Any + Send), Cqe),
+    /// Drops the data and keeps its box for the next op of its type (`recycle`).
+    recycle: fn(Box<dyn Any + Send>),
+}
+
+impl OpBox {
+    pub(crate) fn new<T: Send + 'static>(
+        data: Box<T>,
+        discard: fn(&mut (dyn Any + Send), Cqe),
+    ) -> OpBox {
+        OpBox {
+            data,
+            discard,
+            recycle: recycle_as::<T>,
+        }
+    }
+
+    /// Takes the data out (an op's future consumes it); what is left drops as nothing.
+    pub(crate) fn take_data(&mut self) -> Box<dyn Any + Send> {
+        std::mem::replace(&mut self.data, Box::new(()))
+    }
+}
+
+fn recycle_as<T: 'static>(data: Box<dyn Any + Send>) {
+    if let Ok(data) = data.downcast::<T>() {
+        drop(crate::recycle::unbox(data));
+    }
+}
+
+impl Drop for OpBox {
+    fn drop(&mut self) {
+        // Only ever dropped after the op's final CQE (the op table's invariant), or taken.
+        let data = self.take_data();
+        (self.recycle)(data);
+    }
 }
 
 pub(crate) fn discard_nothing(_: &mut (dyn Any + Send), _: Cqe) {}
@@ -293,10 +327,7 @@ impl Ring {
     ) -> (OpId, squeue::Entry) {
         let mut boxed = crate::recycle::boxed(data);
         let entry = build(&mut boxed);
-        let id = self.shared.ops.insert(OpBox {
-            data: boxed,
-            discard,
-        });
+        let id = self.shared.ops.insert(OpBox::new(boxed, discard));
         (id, entry.user_data(id.user_data()))
     }
 
@@ -510,12 +541,18 @@ impl Shared {
         {
             return;
         }
-        let cancels = std::mem::take(&mut *lock(&self.pending_cancels));
-        for user_data in cancels {
+        let mut cancels = std::mem::take(&mut *lock(&self.pending_cancels));
+        for &user_data in &cancels {
             let entry = opcode::AsyncCancel::new(user_data)
                 .build()
                 .user_data(u64::MAX);
             self.push_locked(uring, &[entry], wakers);
+        }
+        // Give the storage back, so queueing cancels allocates nothing in steady state.
+        cancels.clear();
+        let mut pending = lock(&self.pending_cancels);
+        if pending.is_empty() {
+            *pending = cancels;
         }
     }
 
@@ -534,15 +571,12 @@ impl Shared {
             fd: self.notify.eventfd.clone(),
             counter: [0; 8],
         };
-        let mut boxed = Box::new(data);
+        let mut boxed = crate::recycle::boxed(data);
         let fd = io_uring::types::Fd(std::os::fd::AsRawFd::as_raw_fd(&*boxed.fd));
         let entry = opcode::Read::new(fd, boxed.counter.as_mut_ptr(), 8)
             .offset(u64::MAX)
             .build();
-        let id = self.ops.insert(OpBox {
-            data: boxed,
-            discard: discard_nothing,
-        });
+        let id = self.ops.insert(OpBox::new(boxed, discard_nothing));
         self.wake_read.store(id.user_data(), Ordering::Relaxed);
         self.push_locked(uring, &[entry.user_data(id.user_data())], wakers);
     }
