@@ -55,11 +55,12 @@ fn weir(listener: TcpListener, conns: usize, backend: weir_net::Backend) {
                 loop {
                     buf.clear();
                     match stream.read_timeout(buf, READ_TIMEOUT).await {
-                        // A timed-out read keeps the buffer it was given, so each timeout costs
-                        // a fresh one (as it would any caller of `read_timeout`).
-                        None => buf = Vec::with_capacity(BUFFER),
-                        Some((Ok(0) | Err(_), _)) => break,
-                        Some((Ok(_), back)) => {
+                        // A timed-out read gives its buffer back.
+                        (Err(error), back) if error.kind() == std::io::ErrorKind::TimedOut => {
+                            buf = back;
+                        }
+                        (Ok(0) | Err(_), _) => break,
+                        (Ok(_), back) => {
                             let (written, back) = stream.write_all(back).await;
                             buf = back;
                             if written.is_err() {

@@ -191,15 +191,19 @@ macro_rules! stream_methods {
             self.inner.read_pooled()
         }
 
-        /// Reads with a deadline: `None` if nothing arrives within `limit` (no byte lost).
+        /// Reads with a time limit: if nothing arrives within `limit`, fails with
+        /// `io::ErrorKind::TimedOut` and gives the buffer back (no byte lost; on io_uring the
+        /// connection's multishot receive stays armed, so a timed-out read costs no
+        /// submission). `Duration::MAX` waits as long as [`read`](Self::read).
         ///
         /// Cancel safety: cancel-safe.
         pub async fn read_timeout<B: IoBufMut>(
             &mut self,
             buf: B,
             limit: std::time::Duration,
-        ) -> Option<BufResult<usize, B>> {
-            crate::time::timeout(limit, self.inner.read(buf)).await.ok()
+        ) -> BufResult<usize, B> {
+            let until = std::time::Instant::now().checked_add(limit);
+            self.inner.read_until(buf, until).await
         }
 
         /// Reads until `buf` holds `len` bytes (appending to what it holds). The buffer grows as

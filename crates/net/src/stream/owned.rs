@@ -7,6 +7,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
+use std::time::Instant;
 
 use super::Stream;
 use crate::buf::{BufResult, IoBuf, IoBufMut};
@@ -20,12 +21,28 @@ const READ_EXACT_STEP: usize = 64 * 1024;
 impl Stream {
     /// See `stream_methods!`.
     pub(crate) fn read<B: IoBufMut>(&mut self, buf: B) -> Read<'_, B> {
-        let deadline = self.timeouts.as_ref().and_then(|t| t.deadline());
+        self.read_until(buf, None)
+    }
+
+    /// A read that gives up at `until` (or at the server's deadline, if that comes first),
+    /// with `TimedOut` and the buffer back.
+    pub(crate) fn read_until<B: IoBufMut>(
+        &mut self,
+        buf: B,
+        until: Option<Instant>,
+    ) -> Read<'_, B> {
+        let server = self.timeouts.as_ref().and_then(|t| t.deadline());
+        let (deadline, server_limit) = match (server, until) {
+            (Some(server), Some(until)) if until < server => (Some(until), false),
+            (Some(server), _) => (Some(server), true),
+            (None, until) => (until, false),
+        };
         Read {
             stream: self,
             state: ReadStage::Start(buf),
             budget: false,
             limit: deadline.map(|at| Box::new(crate::time::sleep_until(at))),
+            server_limit,
             timed_out: false,
         }
     }
@@ -111,6 +128,8 @@ pub(crate) struct Read<'a, B: IoBufMut> {
     budget: bool,
     /// The server's read timeout, if any (boxed: most streams have none).
     limit: Option<Box<Sleep>>,
+    /// The limit is the server's (its expiries are counted).
+    server_limit: bool,
     /// The limit passed while the receive was in the kernel: it was asked to cancel.
     timed_out: bool,
 }
@@ -134,7 +153,7 @@ impl<B: IoBufMut> Read<'_, B> {
     }
 
     fn timed_out(&self) -> io::Error {
-        if let Some(timeouts) = &self.stream.timeouts {
+        if let Some(timeouts) = self.stream.timeouts.as_ref().filter(|_| self.server_limit) {
             timeouts.counter.fetch_add(1, Ordering::Relaxed);
         }
         io::Error::new(io::ErrorKind::TimedOut, "the peer sent nothing in time")

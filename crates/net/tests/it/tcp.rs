@@ -153,10 +153,12 @@ fn read_timeout_loses_nothing() {
             let addr = listener.local_addr().expect("addr");
             let mut client = TcpStream::connect(addr).await.expect("connect");
             let (mut server, _) = listener.accept().await.expect("accept");
-            let timed_out = server
-                .read_timeout(Vec::with_capacity(8), Duration::from_millis(30))
-                .await;
-            assert!(timed_out.is_none(), "{backend:?}: nothing was sent");
+            let buf = Vec::with_capacity(8);
+            let address = buf.as_ptr();
+            let (timed_out, back) = server.read_timeout(buf, Duration::from_millis(30)).await;
+            let error = timed_out.expect_err("nothing was sent");
+            assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{backend:?}");
+            assert_eq!(back.as_ptr(), address, "{backend:?}: the buffer comes back");
             client.write_all(b"late".to_vec()).await.0.expect("write");
             let (r, got) = server.read_exact(Vec::new(), 4).await;
             r.expect("read");
