@@ -10,8 +10,12 @@
 //!   ◄stride►  (stride = buffer size rounded up to the alignment; c = buffers per region)
 //! ```
 //!
-//! A buffer's address is `regions[id / c] + (id % c) * stride`, fixed for the pool's lifetime.
-//! Regions are allocated zeroed, so every byte a [`Buf`](crate::Buf) can expose is initialised.
+//! A buffer's address is `start(regions[id / c]) + (id % c) * stride`, fixed for the pool's
+//! lifetime. Regions are allocated zeroed, so every byte a [`Buf`](crate::Buf) can expose is
+//! initialised. They are allocated byte-aligned with room to align their start by hand: the
+//! allocator then hands out fresh zero pages (calloc's large-allocation path) instead of
+//! writing zeros over an aligned allocation, so a pool's untouched buffers cost no resident
+//! memory.
 //! A region's slot is written once (under the growth lock) and freed only when the pool's last
 //! handle — every `Pool` and every `Buf` hold one — is gone.
 
@@ -46,6 +50,7 @@ impl Regions {
             ))?;
         stride
             .checked_mul(per_region)
+            .and_then(|bytes| bytes.checked_add(align - 1))
             .filter(|bytes| *bytes <= isize::MAX as usize)
             .ok_or(Error::InvalidConfig(
                 "a region would exceed the address space",
@@ -72,10 +77,18 @@ impl Regions {
         self.slots.len()
     }
 
+    /// The allocation of region `index`: its buffers plus room to align their start.
     fn layout(&self, index: usize) -> Layout {
-        // `new` checked that a full region's size fits, and the alignment is a power of two.
-        Layout::from_size_align(self.stride * self.buffers_in(index), self.align)
+        // `new` checked that a full region's size, with that room, fits.
+        Layout::from_size_align(self.stride * self.buffers_in(index) + self.align - 1, 1)
             .unwrap_or(Layout::new::<u8>())
+    }
+
+    /// Where a region's buffers start in its allocation `base`.
+    fn start(&self, base: NonNull<u8>) -> NonNull<u8> {
+        let offset = base.addr().get().next_multiple_of(self.align) - base.addr().get();
+        // SAFETY: `offset < align`, and the allocation has `align - 1` bytes to spare.
+        unsafe { base.add(offset) }
     }
 
     /// Allocates region `index`. Called once per index, under the pool's growth lock.
@@ -99,11 +112,11 @@ impl Regions {
     pub(crate) fn buffer(&self, id: u16) -> Option<NonNull<u8>> {
         let id = usize::from(id);
         let region = self.slots.get(id / self.per_region)?;
-        let base = NonNull::new(region.load(Ordering::Acquire))?;
+        let start = self.start(NonNull::new(region.load(Ordering::Acquire))?);
         // SAFETY: `id % per_region < buffers_in(region)` whenever `id < max_buffers`, which
         // holds because the region exists only for ids below the cap; the offset is therefore
         // inside the region's allocation.
-        Some(unsafe { base.add((id % self.per_region) * self.stride) })
+        Some(unsafe { start.add((id % self.per_region) * self.stride) })
     }
 
     pub(crate) fn stride(&self) -> usize {
@@ -115,7 +128,7 @@ impl Regions {
         self.slots.iter().enumerate().filter_map(|(index, slot)| {
             let base = NonNull::new(slot.load(Ordering::Acquire))?;
             Some((
-                base,
+                self.start(base),
                 self.stride * self.buffers_in(index),
                 index * self.per_region,
             ))

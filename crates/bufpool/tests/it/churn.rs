@@ -44,3 +44,33 @@ fn ten_million_cycles_stay_at_the_cap() {
     assert_eq!(stats.in_use, 0);
     assert_eq!(stats.free, stats.capacity);
 }
+
+/// This process's resident memory, from `/proc/self/statm` (pages × 4 KiB); `None` elsewhere.
+fn resident_bytes() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+#[test]
+fn untouched_buffers_cost_no_resident_memory() {
+    const BYTES: usize = 64 << 20;
+    let Some(before) = resident_bytes() else {
+        println!("SKIPPED untouched_buffers_cost_no_resident_memory: no /proc/self/statm");
+        return;
+    };
+    // 64 MiB of 64-byte aligned buffers, none of them used yet.
+    let pool = Config::new(16 * 1024, BYTES / (16 * 1024))
+        .build()
+        .expect("config");
+    let after = resident_bytes().expect("statm");
+    let grown = after.saturating_sub(before);
+    assert!(
+        grown < BYTES / 8,
+        "a fresh 64 MiB pool made {grown} bytes resident: its memory was written"
+    );
+    // Every buffer still reads as zeroes.
+    let buf = pool.try_get().expect("a buffer");
+    assert!(buf.as_ptr().as_ptr().addr() % 64 == 0, "aligned");
+    assert_eq!(pool.stats().capacity, BYTES / (16 * 1024));
+}
