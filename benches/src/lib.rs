@@ -19,6 +19,14 @@ unsafe impl GlobalAlloc for CountingAllocator {
         unsafe { System.alloc(layout) }
     }
 
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: as above. Forwarded, not left to the default (allocate, then write zeros):
+        // the system's zeroed allocation leaves fresh pages untouched, which the memory
+        // figures (B8, B9) must see as the servers would without the counter.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: as above.
         unsafe { System.dealloc(ptr, layout) }
