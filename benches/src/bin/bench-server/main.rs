@@ -72,10 +72,7 @@ fn main() {
 }
 
 fn weir(listener: TcpListener, conns: usize, backend: weir_net::Backend) {
-    let rt = weir_net::Runtime::builder()
-        .backend(backend)
-        .build()
-        .expect("weir runtime");
+    let rt = weir_runtime(backend);
     rt.block_on(async move {
         let listener = weir_net::TcpListener::from_std(listener).expect("listener");
         let closed = Rc::new(std::cell::Cell::new(0usize));
@@ -108,6 +105,23 @@ fn weir(listener: TcpListener, conns: usize, backend: weir_net::Backend) {
             let _ = task.await;
         }
     });
+}
+
+/// Weir's runtime on `backend`. Two switches for measuring the ring's options by hand, outside
+/// the default comparison: `WEIR_BENCH_SQPOLL=<idle ms>` turns SQPOLL on, and
+/// `WEIR_BENCH_SINGLE_SHOT=1` gives each read its own receive instead of the multishot one.
+fn weir_runtime(backend: weir_net::Backend) -> weir_net::Runtime {
+    let mut builder = weir_net::Runtime::builder().backend(backend);
+    if let Some(idle) = std::env::var("WEIR_BENCH_SQPOLL")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+    {
+        builder = builder.sqpoll(std::time::Duration::from_millis(idle));
+    }
+    if std::env::var_os("WEIR_BENCH_SINGLE_SHOT").is_some() {
+        builder = builder.multishot_reads(false);
+    }
+    builder.build().expect("weir runtime")
 }
 
 /// tokio `current_thread`, or `multi_thread` with two workers, with the I/O driver (and no
