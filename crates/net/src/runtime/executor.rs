@@ -149,14 +149,10 @@ impl Local {
         self.ready.borrow_mut().clear();
     }
 
-    /// Appends the locally woken tasks to `into`.
+    /// Appends the locally woken tasks to `into`. Copied, not swapped: each queue keeps the
+    /// capacity it grew to, so steady traffic never finds a smaller one and grows it again.
     pub(super) fn take_into(&self, into: &mut VecDeque<usize>) {
-        let mut ready = self.ready.borrow_mut();
-        if into.is_empty() {
-            std::mem::swap(&mut *ready, into);
-        } else {
-            into.extend(ready.drain(..));
-        }
+        into.extend(self.ready.borrow_mut().drain(..));
     }
 
     fn is_empty(&self) -> bool {
