@@ -173,3 +173,43 @@ fn an_sqpoll_runtime_serves_streams_with_its_polling_thread() {
         }
     });
 }
+
+#[test]
+fn provided_buffers_all_come_back_after_connections_drop() {
+    with_pool(Config::new(4096, 64), |backend, rt| {
+        rt.block_on(async {
+            let pool = weir_net::buffer_pool().expect("pool");
+            // One connection's first read makes the runtime's provided ring: the buffers the
+            // kernel holds from then on count as in use.
+            let (mut client, mut server) = pair().await;
+            let (sent, _) = client.write_all(vec![1u8; 10]).await;
+            sent.expect("write");
+            let (n, _) = server.read(Vec::with_capacity(64)).await;
+            assert_eq!(n.expect("read"), 10);
+            drop((client, server));
+            let baseline = pool.stats().in_use;
+            // Twenty connections, each left holding part of a chunk (a 1-byte read of 3,000
+            // bytes) and dropped with more data arriving.
+            for _ in 0..20 {
+                let (mut client, mut server) = pair().await;
+                let (sent, _) = client.write_all(vec![7u8; 3000]).await;
+                sent.expect("write");
+                let (n, _) = server.read(Vec::with_capacity(1)).await;
+                assert_eq!(n.expect("read"), 1, "{backend:?}");
+                let (sent, _) = client.write_all(vec![8u8; 3000]).await;
+                sent.expect("write");
+                drop((client, server));
+            }
+            // The dropped receives' last completions come back through the runtime's turns.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while pool.stats().in_use > baseline {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{backend:?}: {} buffers in use, {baseline} before the connections",
+                    pool.stats().in_use
+                );
+                weir_net::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+    });
+}
