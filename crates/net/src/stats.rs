@@ -18,6 +18,8 @@ pub struct IoStats {
     /// Multishot stream receives that ended without the stream ending (the pool ran dry, the
     /// kernel stopped them, or a pause) and were armed again.
     pub receive_rearms: u64,
+    /// Of those, the ones the kernel ended because the provided ring ran dry (`ENOBUFS`).
+    pub receive_dry: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -25,6 +27,7 @@ pub(crate) enum Count {
     Arm,
     Pause,
     Rearm,
+    Dry,
 }
 
 thread_local! {
@@ -33,6 +36,7 @@ thread_local! {
             receive_arms: 0,
             receive_pauses: 0,
             receive_rearms: 0,
+            receive_dry: 0,
         })
     };
 }
@@ -53,6 +57,7 @@ pub(crate) fn note(count: Count) {
             Count::Arm => &mut now.receive_arms,
             Count::Pause => &mut now.receive_pauses,
             Count::Rearm => &mut now.receive_rearms,
+            Count::Dry => &mut now.receive_dry,
         };
         *field += 1;
         stats.set(now);

@@ -566,6 +566,7 @@ impl PooledRecv {
                     self.recv = None;
                     self.paused = false;
                     crate::stats::note(crate::stats::Count::Rearm);
+                    crate::stats::note(crate::stats::Count::Dry);
                     self.waiting = Some(self.pool.get());
                 }
                 Some(Err(error)) => {

@@ -32,7 +32,7 @@ pub(crate) async fn pair() -> (TcpStream, TcpStream) {
 }
 
 /// Sends `len` bytes of the known pattern in uneven chunks, then half-closes.
-fn stream_pattern(mut to: TcpStream, len: usize) -> weir_net::JoinHandle<()> {
+pub(crate) fn stream_pattern(mut to: TcpStream, len: usize) -> weir_net::JoinHandle<()> {
     spawn(async move {
         let mut sent = 0;
         let mut step = 1;
