@@ -23,7 +23,10 @@ pub struct IoStats {
 }
 
 #[derive(Clone, Copy)]
-#[cfg_attr(not(target_os = "linux"), allow(dead_code, reason = "counted on the ring"))]
+#[cfg_attr(
+    not(target_os = "linux"),
+    allow(dead_code, reason = "counted on the ring")
+)]
 pub(crate) enum Count {
     Arm,
     Pause,
