@@ -85,12 +85,6 @@ fn an_exhausted_pool_makes_reads_wait_without_losing_bytes() {
                 // Hold up to all the pool's buffers; once the pool is dry, a read must wait
                 // until one comes back, which happens when the timer fires.
                 let read = time::timeout(Duration::from_millis(20), server.read_pooled()).await;
-                eprintln!(
-                    "DBG got={} held={} stalls={stalls} ok={}",
-                    got.len(),
-                    held.len(),
-                    read.is_ok()
-                );
                 match read {
                     Ok(Ok(Some(buf))) => held.push(buf),
                     Ok(Ok(None)) => break,
