@@ -251,11 +251,33 @@ struct Sample {
 }
 
 pub(crate) fn run(args: &[String]) -> Result<bool> {
-    let full = args.iter().any(|a| a == "--full");
-    let micro = args.iter().any(|a| a == "--micro");
-    if let Some(unknown) = args.iter().find(|a| *a != "--full" && *a != "--micro") {
-        bail!("unknown flag {unknown} (bench takes --full and --micro)");
+    let mut full = false;
+    let mut micro = false;
+    let mut only: Option<Vec<String>> = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--full" => full = true,
+            "--micro" => micro = true,
+            "--only" => {
+                let names = args
+                    .next()
+                    .context("--only takes scenario names, e.g. --only B1,B6")?;
+                only = Some(names.split(',').map(str::to_string).collect());
+            }
+            unknown => {
+                bail!("unknown flag {unknown} (bench takes --full, --micro and --only B1,B6,...)")
+            }
+        }
     }
+    // `--only B6` picks B6-64B and B6-1200B; B8 and B9 are picked by their names too.
+    let picked = |name: &str| {
+        only.as_ref().is_none_or(|names| {
+            names
+                .iter()
+                .any(|n| name == n || name.starts_with(&format!("{n}-")))
+        })
+    };
     let perf = ensure_perf();
     if let Err(why) = &perf {
         println!("NOTE: syscalls per request will read n/a: {why}");
@@ -266,6 +288,10 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
     let mut scenarios: Vec<&Scenario> = QUICK.iter().chain(QUICK_EXTRA).collect();
     if full {
         scenarios.extend(FULL_EXTRA.iter());
+    }
+    scenarios.retain(|s| picked(s.name));
+    if picked("B4") && !picked("B2") {
+        bail!("B4's offered load is a share of B2's tokio-ct throughput: pick B2 with B4");
     }
     let started = Instant::now();
     let mut results: BTreeMap<&str, BTreeMap<&str, Vec<Sample>>> = BTreeMap::new();
@@ -306,8 +332,14 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
         Err(why) => Err(why),
     };
     report.push_str(&instructions_table(&counted));
-    report.push_str(&idle_memory(&bin)?);
-    let idle_timed = idle_timed_reads(&bin, full);
+    if picked("B8") {
+        report.push_str(&idle_memory(&bin)?);
+    }
+    let idle_timed = if picked("B9") {
+        idle_timed_reads(&bin, full)
+    } else {
+        Vec::new()
+    };
     report.push_str(&idle_timed_table(&idle_timed));
     println!("{report}");
     let counted_json = match &counted {
@@ -334,7 +366,7 @@ fn instructions(
     let mut table: BTreeMap<String, BTreeMap<String, Option<f64>>> = BTreeMap::new();
     for scenario in scenarios
         .iter()
-        .filter(|s| s.name == "B1" || s.name == "B2")
+        .filter(|s| matches!(s.name, "B1" | "B2" | "B6-64B"))
     {
         let short = Scenario {
             warmup: 300,

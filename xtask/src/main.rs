@@ -1,7 +1,7 @@
 //! Weir's developer commands, run as `cargo xtask <command>`.
 //!
 //! * `cargo xtask ci [--quick]` — every check CI runs, in order, with a summary table.
-//! * `cargo xtask bench [--full]` — the benchmarks.
+//! * `cargo xtask bench [--full] [--micro] [--only B1,B6,...]` — the benchmarks.
 //! * `cargo xtask tidy` — the layering and source-hygiene checks alone.
 
 mod bench;
@@ -24,7 +24,8 @@ fn main() -> ExitCode {
                  ci [--quick]    run every check (fmt, clippy, tests on both backends, docs, loom,\n                  \
                  Miri, Valgrind, cross-platform check, tidy); --quick skips Miri, Valgrind\n                  \
                  and the cross-platform check\n  \
-                 bench [--full]  run the benchmarks\n  \
+                 bench [--full] [--micro] [--only B1,B6,...]\n                  \
+                 run the benchmarks (--only: those scenarios alone)\n  \
                  tidy            check crate layering and source hygiene"
             );
             return ExitCode::from(2);

@@ -1,6 +1,7 @@
 //! Counts of the I/O core's rarer paths, per thread (a runtime runs on one thread, so these are
 //! its counts): multishot stream receives armed, paused for a reader that fell behind, and
-//! re-armed after the kernel ended them. For monitoring, and for tests that must show such a
+//! re-armed after the kernel ended them; datagrams the ring sent or received at once, without an
+//! operation in the kernel. For monitoring, and for tests that must show such a
 //! path ran.
 
 use std::cell::Cell;
@@ -20,6 +21,11 @@ pub struct IoStats {
     pub receive_rearms: u64,
     /// Of those, the ones the kernel ended because the provided ring ran dry (`ENOBUFS`).
     pub receive_dry: u64,
+    /// Datagrams the ring received at once with a non-blocking `recvmsg(2)` (one was queued), so
+    /// no receive went to the kernel and no completion was waited for.
+    pub datagram_direct_receives: u64,
+    /// Datagrams the ring sent at once with a non-blocking `sendmsg(2)` (the socket had room).
+    pub datagram_direct_sends: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -32,6 +38,8 @@ pub(crate) enum Count {
     Pause,
     Rearm,
     Dry,
+    DirectReceive,
+    DirectSend,
 }
 
 thread_local! {
@@ -41,6 +49,8 @@ thread_local! {
             receive_pauses: 0,
             receive_rearms: 0,
             receive_dry: 0,
+            datagram_direct_receives: 0,
+            datagram_direct_sends: 0,
         })
     };
 }
@@ -62,6 +72,8 @@ pub(crate) fn note(count: Count) {
             Count::Pause => &mut now.receive_pauses,
             Count::Rearm => &mut now.receive_rearms,
             Count::Dry => &mut now.receive_dry,
+            Count::DirectReceive => &mut now.datagram_direct_receives,
+            Count::DirectSend => &mut now.datagram_direct_sends,
         };
         *field += 1;
         stats.set(now);

@@ -35,6 +35,11 @@ pub(crate) const ECANCELED: i32 = libc::ECANCELED;
 /// `send(2)` flags: never raise `SIGPIPE` on a closed connection.
 const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 
+/// Datagram flags: never raise `SIGPIPE`, and never wait, even on a blocking socket (the ring's
+/// sockets are blocking; it tries a datagram call at once and waits in the kernel only on
+/// `EAGAIN`).
+const DATAGRAM_FLAGS: libc::c_int = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+
 /// `recv(2)` into `spare`; returns how many bytes arrived (0: the end of the stream).
 pub(crate) fn recv(fd: BorrowedFd<'_>, spare: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
     SockRef::from(&fd).recv(spare)
@@ -50,26 +55,28 @@ pub(crate) fn send_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Res
     SockRef::from(&fd).send_vectored_with_flags(bufs, SEND_FLAGS)
 }
 
-/// `sendto(2)`: one datagram to `to`, or to the connected peer.
+/// `sendto(2)`: one datagram to `to`, or to the connected peer; `EAGAIN` rather than waiting.
 pub(crate) fn send_to(
     fd: BorrowedFd<'_>,
     bytes: &[u8],
     to: Option<&SockAddr>,
 ) -> io::Result<usize> {
+    let socket = SockRef::from(&fd);
     match to {
-        Some(to) => SockRef::from(&fd).send_to_with_flags(bytes, to, SEND_FLAGS),
-        None => send(fd, bytes),
+        Some(to) => socket.send_to_with_flags(bytes, to, DATAGRAM_FLAGS),
+        None => socket.send_with_flags(bytes, DATAGRAM_FLAGS),
     }
 }
 
 /// `recvmsg(2)` of one datagram into `spare`: its length, its sender, and whether it was cut to
-/// fit (`MSG_TRUNC`).
+/// fit (`MSG_TRUNC`); `EAGAIN` rather than waiting.
 pub(crate) fn recv_msg(
     fd: BorrowedFd<'_>,
     spare: &mut [MaybeUninit<u8>],
 ) -> io::Result<(usize, SockAddr, bool)> {
     let mut bufs = [MaybeUninitSlice::new(spare)];
-    let (n, flags, from) = SockRef::from(&fd).recv_from_vectored_with_flags(&mut bufs, 0)?;
+    let (n, flags, from) =
+        SockRef::from(&fd).recv_from_vectored_with_flags(&mut bufs, libc::MSG_DONTWAIT)?;
     Ok((n, from, flags.is_truncated()))
 }
 

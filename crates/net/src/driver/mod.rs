@@ -549,6 +549,12 @@ fn probe_uring() -> Result<(), String> {
 }
 
 /// Turns a kernel-reported address into the standard library's IP address.
+/// Records `n` bytes a syscall wrote into `buf`'s spare capacity.
+fn appended<B: IoBufMut>(buf: &mut B, n: usize) {
+    // SAFETY: the syscall that returned `n` initialised the first `n` spare bytes.
+    unsafe { buf.advance_init(n) };
+}
+
 pub(crate) fn ip_addr(addr: &SockAddr) -> io::Result<std::net::SocketAddr> {
     addr.as_socket()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP address"))

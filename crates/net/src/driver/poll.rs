@@ -14,7 +14,7 @@ use socket2::{SockAddr, SockRef};
 use weir_bufpool::{Get, Pool};
 use weir_reactor::{Direction, Reactor, Registration};
 
-use super::{Datagram, Interest, OrphanDatagram, OrphanRecv, OrphanSend};
+use super::{Datagram, Interest, OrphanDatagram, OrphanRecv, OrphanSend, appended};
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::sys;
 
@@ -56,12 +56,6 @@ fn direction(interest: Interest) -> Direction {
         Interest::Read => Direction::Read,
         Interest::Write => Direction::Write,
     }
-}
-
-/// Records `n` bytes a syscall wrote into `buf`'s spare capacity.
-fn appended<B: IoBufMut>(buf: &mut B, n: usize) {
-    // SAFETY: the syscall that returned `n` initialised the first `n` spare bytes.
-    unsafe { buf.advance_init(n) };
 }
 
 impl Socket {

@@ -13,9 +13,10 @@ use socket2::{SockAddr, SockAddrStorage, SockRef};
 use weir_bufpool::{Buf, Get, Pool};
 use weir_ring::{BufRing, Op, ProvidedBuf, RawAddr, Received, RecvStream, Ring, SharedFd};
 
-use super::{Datagram, Interest, OrphanDatagram, OrphanRecv, OrphanSend};
-use crate::Error;
+use super::{Datagram, Interest, OrphanDatagram, OrphanRecv, OrphanSend, appended};
 use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::stats::{self, Count};
+use crate::{Error, sys};
 
 /// The opcodes the sockets need, for the backend probe.
 const NEEDED: &[weir_ring::Opcode] = &[
@@ -301,11 +302,22 @@ impl Socket {
         Ok(sent)
     }
 
+    /// A datagram goes out at once when the socket has room (a non-blocking `sendmsg(2)`, as a
+    /// send op would make inside the kernel anyway, without waiting a turn for its completion);
+    /// on `EAGAIN` it goes to the ring, which waits for room.
     pub(crate) async fn send_msg<B: IoBuf>(
         &self,
         buf: B,
         to: Option<&SockAddr>,
     ) -> BufResult<usize, B> {
+        match sys::send_to(self.fd(), buf.as_init(), to) {
+            Ok(n) => {
+                stats::note(Count::DirectSend);
+                return (Ok(n), buf);
+            }
+            Err(e) if !retry_in_ring(&e) => return (Err(e), buf),
+            Err(_) => {}
+        }
         match to {
             Some(to) => self.ring.send_msg(&self.fd, buf, Some(to_raw(to))).await,
             // A connected socket: a plain send names no address.
@@ -333,12 +345,25 @@ impl Socket {
         }
     }
 
-    pub(crate) fn recv_msg<B: IoBufMut>(&self, buf: B) -> RecvMsg<B> {
+    /// A queued datagram is taken at once (a non-blocking `recvmsg(2)`); only when none is
+    /// queued does a receive go to the ring to wait for one.
+    pub(crate) fn recv_msg<B: IoBufMut>(&self, mut buf: B) -> RecvMsg<B> {
         let start = buf.bytes_init();
-        RecvMsg {
-            op: self.ring.recv_msg(&self.fd, buf),
-            start,
-        }
+        let op = match sys::recv_msg(self.fd(), buf.spare_mut()) {
+            Ok((len, from, truncated)) => {
+                stats::note(Count::DirectReceive);
+                appended(&mut buf, len);
+                let got = Datagram {
+                    len,
+                    from,
+                    truncated,
+                };
+                RecvMsgState::Done(Some((Ok(got), buf)))
+            }
+            Err(e) if !retry_in_ring(&e) => RecvMsgState::Done(Some((Err(e), buf))),
+            Err(_) => RecvMsgState::InRing(self.ring.recv_msg(&self.fd, buf)),
+        };
+        RecvMsg { op, start }
     }
 
     pub(crate) fn pooled_recv(&self, pool: &Pool, provided: &Provided) -> PooledRecv {
@@ -444,9 +469,24 @@ fn datagram(got: weir_ring::Datagram) -> Datagram {
     }
 }
 
+/// Whether a non-blocking datagram call that failed with `e` should be made again by the ring
+/// (which waits instead of failing).
+fn retry_in_ring(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
 pub(crate) struct RecvMsg<B> {
-    op: BufOp<weir_ring::MsgData<B>, BufResult<weir_ring::Datagram, B>>,
+    op: RecvMsgState<B>,
     start: usize,
+}
+
+enum RecvMsgState<B> {
+    /// Received at once (or failed at once); `None` once returned.
+    Done(Option<BufResult<Datagram, B>>),
+    InRing(BufOp<weir_ring::MsgData<B>, BufResult<weir_ring::Datagram, B>>),
 }
 
 impl<B: IoBufMut> RecvMsg<B> {
@@ -455,17 +495,26 @@ impl<B: IoBufMut> RecvMsg<B> {
         _: &Socket,
         cx: &mut Context<'_>,
     ) -> Poll<BufResult<Datagram, B>> {
-        let (result, buf) = ready!(Pin::new(&mut self.op).poll(cx));
-        Poll::Ready((result.map(datagram), buf))
+        match &mut self.op {
+            RecvMsgState::Done(done) => done.take().map_or(Poll::Pending, Poll::Ready),
+            RecvMsgState::InRing(op) => {
+                let (result, buf) = ready!(Pin::new(op).poll(cx));
+                Poll::Ready((result.map(datagram), buf))
+            }
+        }
     }
 
-    in_kernel_while_pending!();
-
     pub(crate) fn into_orphan(self) -> Option<OrphanDatagram> {
-        if !self.in_kernel() {
+        let RecvMsg {
+            op: RecvMsgState::InRing(op),
+            start,
+        } = self
+        else {
+            return None;
+        };
+        if !op.is_pending() {
             return None;
         }
-        let RecvMsg { op, start } = self;
         Some(Box::pin(async move {
             let (result, buf) = op.await;
             let got = datagram(result?);
@@ -533,7 +582,7 @@ impl PooledRecv {
             }
             top_up(&self.pool, &self.group);
             let recv = self.recv.get_or_insert_with(|| {
-                crate::stats::note(crate::stats::Count::Arm);
+                stats::note(Count::Arm);
                 self.group.recv_multi(&socket.fd)
             });
             match ready!(recv.poll_next(cx)) {
@@ -541,7 +590,7 @@ impl PooledRecv {
                     if !self.paused && recv.queued() >= BACKLOG {
                         recv.cancel();
                         self.paused = true;
-                        crate::stats::note(crate::stats::Count::Pause);
+                        stats::note(Count::Pause);
                     }
                     let chunk = Chunk {
                         provided,
@@ -559,14 +608,14 @@ impl PooledRecv {
                 {
                     self.recv = None;
                     self.paused = false;
-                    crate::stats::note(crate::stats::Count::Rearm);
+                    stats::note(Count::Rearm);
                 }
                 Some(Err(error)) if error.raw_os_error() == Some(libc::ENOBUFS) => {
                     // The pool ran dry; the data waits in the socket.
                     self.recv = None;
                     self.paused = false;
-                    crate::stats::note(crate::stats::Count::Rearm);
-                    crate::stats::note(crate::stats::Count::Dry);
+                    stats::note(Count::Rearm);
+                    stats::note(Count::Dry);
                     self.waiting = Some(self.pool.get());
                 }
                 Some(Err(error)) => {
@@ -578,7 +627,7 @@ impl PooledRecv {
                 None => {
                     self.recv = None;
                     self.paused = false;
-                    crate::stats::note(crate::stats::Count::Rearm);
+                    stats::note(Count::Rearm);
                 }
             }
         }

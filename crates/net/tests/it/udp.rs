@@ -262,3 +262,131 @@ async fn poll_once_and_drop_local<F: std::future::Future>(fut: F) {
     })
     .await;
 }
+
+#[test]
+fn queued_datagrams_are_taken_at_once_and_an_empty_socket_waits_in_the_kernel() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let b = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let to = b.local_addr().expect("addr");
+            for i in 0..50u8 {
+                peer.send_to(&[i; 16], to).expect("send");
+            }
+            let before = weir_net::io_stats();
+            for i in 0..50u8 {
+                let (got, buf) = b.recv_from(Vec::with_capacity(64)).await;
+                got.expect("recv_from");
+                assert_eq!(&buf[..], &[i; 16], "{backend:?}: datagram {i} out of order");
+            }
+            let after = weir_net::io_stats();
+            let direct = after.datagram_direct_receives - before.datagram_direct_receives;
+            // The reactor counts nothing (its receives are all non-blocking calls); the ring
+            // took every queued datagram without a receive op.
+            let expected = if backend == weir_net::Backend::Uring {
+                50
+            } else {
+                0
+            };
+            assert_eq!(direct, expected, "{backend:?}: direct receives");
+
+            // Nothing queued: this receive waits (in the ring: an op in the kernel).
+            let b = std::rc::Rc::new(b);
+            let receiver = b.clone();
+            let receive = weir_net::spawn(async move {
+                let (got, buf) = receiver.recv_from(Vec::with_capacity(64)).await;
+                got.map(|_| buf)
+            });
+            weir_net::yield_now().await;
+            peer.send_to(b"late", to).expect("send");
+            let got = receive.await.expect("task").expect("recv_from");
+            assert_eq!(got, b"late", "{backend:?}");
+            assert_eq!(
+                weir_net::io_stats().datagram_direct_receives,
+                after.datagram_direct_receives,
+                "{backend:?}: the receive on an empty socket was not a direct one"
+            );
+
+            let before = weir_net::io_stats();
+            let from = peer.local_addr().expect("addr");
+            for i in 0..20u8 {
+                let (sent, _) = b.send_to(vec![i; 8], from).await;
+                assert_eq!(sent.expect("send_to"), 8);
+            }
+            let mut space = [0u8; 64];
+            for i in 0..20u8 {
+                let (n, _) = peer.recv_from(&mut space).expect("recv");
+                assert_eq!(&space[..n], &[i; 8], "{backend:?}: sent datagram {i}");
+            }
+            let sent = weir_net::io_stats().datagram_direct_sends - before.datagram_direct_sends;
+            let expected = if backend == weir_net::Backend::Uring {
+                20
+            } else {
+                0
+            };
+            assert_eq!(sent, expected, "{backend:?}: direct sends");
+        });
+    });
+}
+
+#[test]
+fn a_datagram_send_to_a_full_peer_waits_for_room_and_loses_nothing() {
+    // A Unix datagram peer that does not read fills up: the non-blocking send fails with
+    // EAGAIN and the send must wait (on the ring, as an op in the kernel) until the peer reads.
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let (ours, theirs) = weir_net::UnixDatagram::pair().expect("pair");
+            // Fill the peer from outside the runtime, without waiting (MSG_DONTWAIT leaves the
+            // socket's own blocking mode alone).
+            let filler = socket2::SockRef::from(&ours);
+            let mut queued = 0u32;
+            loop {
+                match filler.send_with_flags(&queued.to_be_bytes(), libc::MSG_DONTWAIT) {
+                    Ok(n) => assert_eq!(n, 4),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{backend:?}: filling the peer: {e}"),
+                }
+                queued += 1;
+                assert!(queued < 100_000, "{backend:?}: the peer never filled up");
+            }
+            let before = weir_net::io_stats();
+            let blocked = Box::pin(ours.send(queued.to_be_bytes().to_vec()));
+            let blocked = match poll_once(blocked).await {
+                Ok((sent, _)) => panic!("{backend:?}: a send to a full peer completed: {sent:?}"),
+                Err(pending) => pending,
+            };
+            // The peer reads what was queued: room for the waiting send (a Unix datagram
+            // sender counts as writable again once most of its queued memory is freed).
+            for i in 0..queued {
+                let (got, buf) = theirs.recv(Vec::with_capacity(8)).await;
+                got.expect("recv");
+                assert_eq!(&buf[..], &i.to_be_bytes(), "{backend:?}: datagram {i}");
+            }
+            let (sent, _) = blocked.await;
+            assert_eq!(sent.expect("the waiting send"), 4, "{backend:?}");
+            let (got, last) = theirs.recv(Vec::with_capacity(8)).await;
+            got.expect("recv");
+            assert_eq!(
+                &last[..],
+                &queued.to_be_bytes(),
+                "{backend:?}: the waiting send's datagram"
+            );
+            assert_eq!(
+                weir_net::io_stats().datagram_direct_sends - before.datagram_direct_sends,
+                0,
+                "{backend:?}: the send that found the peer full counted as a direct one"
+            );
+        });
+    });
+}
+
+/// Polls `fut` once: its output, or the future itself if it is still pending.
+async fn poll_once<F: std::future::Future + Unpin>(mut fut: F) -> Result<F::Output, F> {
+    let ready =
+        std::future::poll_fn(|cx| std::task::Poll::Ready(std::pin::Pin::new(&mut fut).poll(cx)))
+            .await;
+    match ready {
+        std::task::Poll::Ready(out) => Ok(out),
+        std::task::Poll::Pending => Err(fut),
+    }
+}
