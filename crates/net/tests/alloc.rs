@@ -1,5 +1,6 @@
 //! Steady-state I/O allocates nothing on the runtime's thread, on either backend: a TCP echo
-//! through owned reads and writes, and a UDP echo through `recv_from`/`send_to`. A counting
+//! through owned reads and writes, a UDP echo through `recv_from`/`send_to`, and reads that time
+//! out (a timed read loop on an idle connection). A counting
 //! allocator counts this thread's allocations only (the peer runs on another thread).
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -166,6 +167,53 @@ fn a_udp_echo_allocates_nothing_per_datagram() {
         assert_eq!(
             during, 0,
             "{backend:?}: {during} allocations over {COUNTED} echoed datagrams"
+        );
+    }
+}
+
+#[test]
+fn a_read_that_times_out_allocates_nothing() {
+    use std::time::Duration;
+    for backend in backends("a_read_that_times_out_allocates_nothing") {
+        let rt = Runtime::builder()
+            .backend(backend)
+            .build()
+            .expect("runtime");
+        let during = rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            // The peer stays silent until told to close.
+            let (close, closed) = std::sync::mpsc::channel::<()>();
+            let client = std::thread::spawn(move || {
+                let stream = std::net::TcpStream::connect(addr).expect("connect");
+                let _ = closed.recv();
+                drop(stream);
+            });
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut buf = Vec::with_capacity(1024);
+            let mut from = 0;
+            for i in 0..20 + 100 {
+                if i == 20 {
+                    from = allocations();
+                }
+                buf.clear();
+                let (got, back) = stream.read_timeout(buf, Duration::from_micros(200)).await;
+                let error = got.expect_err("the peer sent nothing");
+                assert_eq!(error.kind(), std::io::ErrorKind::TimedOut, "{backend:?}");
+                buf = back;
+            }
+            let during = allocations() - from;
+            close.send(()).expect("client");
+            client.join().expect("client");
+            // Then the real end of stream.
+            buf.clear();
+            let (got, _) = stream.read(buf).await;
+            assert_eq!(got.expect("read"), 0, "{backend:?}");
+            during
+        });
+        assert_eq!(
+            during, 0,
+            "{backend:?}: {during} allocations over 100 timed-out reads"
         );
     }
 }

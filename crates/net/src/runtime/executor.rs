@@ -24,6 +24,8 @@ pub(crate) struct Core {
     pub(crate) id: u64,
     pub(crate) driver: Driver,
     pub(crate) timers: RefCell<Timers<Option<Waker>>>,
+    /// The wakers of the timers one tick fires, kept between ticks so firing allocates nothing.
+    pub(super) due: RefCell<Vec<Waker>>,
     pub(super) tasks: RefCell<Vec<Slot>>,
     pub(super) free: RefCell<Vec<usize>>,
     /// The task being polled (`NONE` between polls), to free its slot if its poll panics.
@@ -195,11 +197,13 @@ impl Core {
         if self.timers.borrow().is_empty() {
             return;
         }
-        let mut due = Vec::new();
+        // Taken out while the wakers run: a waker may do anything, even fire timers again.
+        let mut due = std::mem::take(&mut *self.due.borrow_mut());
         self.timers
             .borrow_mut()
             .fire_due(Instant::now(), |waker| due.extend(waker));
-        due.into_iter().for_each(Waker::wake);
+        due.drain(..).for_each(Waker::wake);
+        *self.due.borrow_mut() = due;
     }
 
     /// Polls task `index` once. A panic unwinds out of here (the tick catches it once for all

@@ -126,6 +126,7 @@ impl Builder {
                 id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 driver,
                 timers: RefCell::new(Timers::new()),
+                due: RefCell::new(Vec::new()),
                 tasks: RefCell::new(Vec::new()),
                 free: RefCell::new(Vec::new()),
                 running: std::cell::Cell::new(executor::NONE),
