@@ -407,3 +407,95 @@ fn slowloris_connections_are_closed_at_the_timeouts_while_others_are_served() {
         println!("{backend:?}: 200 slow clients closed within {closed_after:?}; {report:?}");
     }
 }
+
+/// The kernel's accept queue of the loopback listener on `port`: connections it completed that
+/// nobody accepted yet (`rx_queue` of a LISTEN socket in `/proc/net/tcp`).
+fn accept_queue(port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local = fields.get(1)?;
+        let listening = fields.get(3)? == &"0A";
+        let (_, local_port) = local.split_once(':')?;
+        if !listening || u16::from_str_radix(local_port, 16).ok()? != port {
+            return None;
+        }
+        let (_, rx) = fields.get(4)?.split_once(':')?;
+        u64::from_str_radix(rx, 16).ok()
+    })
+}
+
+/// Waits (bounded) until `ready` holds; the last state seen on failure.
+fn wait_until(what: &str, mut ready: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match ready() {
+            Ok(()) => return,
+            Err(state) if Instant::now() > deadline => panic!("{what}: still {state} after 10 s"),
+            Err(_) => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+}
+
+#[test]
+fn connections_beyond_the_limit_wait_unaccepted_in_the_kernel_backlog() {
+    let _serial = serial();
+    for backend in backends() {
+        let server = Server::builder()
+            .bind("127.0.0.1:0")
+            .backend(backend)
+            .workers(1)
+            .max_connections(2)
+            .handle_signals(false)
+            .serve(request_reply(Duration::ZERO))
+            .expect("server");
+        let addr = server.local_addr();
+        let mut clients: Vec<StdStream> = (0..5)
+            .map(|_| StdStream::connect(addr).expect("connect"))
+            .collect();
+        // Two are served; the other three are complete connections the server never accepted.
+        wait_until("two accepted, three in the backlog", || {
+            let state = (server.metrics().accepted_total(), accept_queue(addr.port()));
+            if state == (2, Some(3)) {
+                Ok(())
+            } else {
+                Err(format!("{state:?} (accepted, backlog)"))
+            }
+        });
+        assert_eq!(server.metrics().active(), 2, "{backend:?}");
+        // The first two are answered; the third waits.
+        for (id, client) in clients.iter_mut().enumerate().take(2) {
+            client
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .expect("timeout");
+            client
+                .write_all(&(id as u64).to_le_bytes())
+                .expect("request");
+            let mut reply = [0u8; 8];
+            client.read_exact(&mut reply).expect("reply");
+            assert_eq!(u64::from_le_bytes(reply), id as u64, "{backend:?}");
+        }
+        assert_eq!(
+            server.metrics().accepted_total(),
+            2,
+            "{backend:?}: accepted past the limit"
+        );
+        // One served client leaves: its permit admits exactly one more.
+        drop(clients.remove(0));
+        wait_until("a third accepted once a permit returned", || {
+            let state = (server.metrics().accepted_total(), accept_queue(addr.port()));
+            if state == (3, Some(2)) {
+                Ok(())
+            } else {
+                Err(format!("{state:?} (accepted, backlog)"))
+            }
+        });
+        // Stopped with two still in the backlog: they were never accepted (the listener closes
+        // at once; the served ones end at the drain).
+        server.shutdown();
+        let report = server.join();
+        drop(clients);
+        assert_eq!(report.accepted, 3, "{backend:?}: {report:?}");
+        assert_eq!(report.permits_available, 2, "{backend:?}: {report:?}");
+    }
+}
