@@ -26,6 +26,8 @@ pub struct IoStats {
     pub datagram_direct_receives: u64,
     /// Datagrams the ring sent at once with a non-blocking `sendmsg(2)` (the socket had room).
     pub datagram_direct_sends: u64,
+    /// Stream sends the ring made with `SEND_ZC` (`Builder::send_zc_threshold`).
+    pub zero_copy_sends: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -40,6 +42,7 @@ pub(crate) enum Count {
     Dry,
     DirectReceive,
     DirectSend,
+    ZeroCopySend,
 }
 
 thread_local! {
@@ -51,6 +54,7 @@ thread_local! {
             receive_dry: 0,
             datagram_direct_receives: 0,
             datagram_direct_sends: 0,
+            zero_copy_sends: 0,
         })
     };
 }
@@ -74,6 +78,7 @@ pub(crate) fn note(count: Count) {
             Count::Dry => &mut now.receive_dry,
             Count::DirectReceive => &mut now.datagram_direct_receives,
             Count::DirectSend => &mut now.datagram_direct_sends,
+            Count::ZeroCopySend => &mut now.zero_copy_sends,
         };
         *field += 1;
         stats.set(now);

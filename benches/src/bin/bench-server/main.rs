@@ -107,9 +107,10 @@ fn weir(listener: TcpListener, conns: usize, backend: weir_net::Backend) {
     });
 }
 
-/// Weir's runtime on `backend`. Two switches for measuring the ring's options by hand, outside
-/// the default comparison: `WEIR_BENCH_SQPOLL=<idle ms>` turns SQPOLL on, and
-/// `WEIR_BENCH_SINGLE_SHOT=1` gives each read its own receive instead of the multishot one.
+/// Weir's runtime on `backend`. Switches for measuring the ring's options by hand, outside the
+/// default comparison: `WEIR_BENCH_SQPOLL=<idle ms>` turns SQPOLL on,
+/// `WEIR_BENCH_SINGLE_SHOT=1` gives each read its own receive instead of the multishot one, and
+/// `WEIR_BENCH_SEND_ZC=<bytes>` sends at least that many bytes with `SEND_ZC`.
 fn weir_runtime(backend: weir_net::Backend) -> weir_net::Runtime {
     let mut builder = weir_net::Runtime::builder().backend(backend);
     if let Some(idle) = std::env::var("WEIR_BENCH_SQPOLL")
@@ -120,6 +121,12 @@ fn weir_runtime(backend: weir_net::Backend) -> weir_net::Runtime {
     }
     if std::env::var_os("WEIR_BENCH_SINGLE_SHOT").is_some() {
         builder = builder.multishot_reads(false);
+    }
+    if let Some(bytes) = std::env::var("WEIR_BENCH_SEND_ZC")
+        .ok()
+        .and_then(|bytes| bytes.parse().ok())
+    {
+        builder = builder.send_zc_threshold(bytes);
     }
     builder.build().expect("weir runtime")
 }

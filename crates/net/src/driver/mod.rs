@@ -134,6 +134,16 @@ impl Driver {
         }
     }
 
+    /// Stream sends of at least `bytes` use the ring's zero-copy send (`SEND_ZC`) where the
+    /// kernel has it; the reactor has no such send and ignores it.
+    pub(crate) fn set_zero_copy_from(&mut self, bytes: usize) {
+        match &mut self.0 {
+            DriverInner::Poll(_) => {}
+            #[cfg(target_os = "linux")]
+            DriverInner::Uring(driver) => driver.set_zero_copy_from(bytes),
+        }
+    }
+
     /// Waits for I/O (up to `timeout`; `Some(ZERO)` polls) and wakes the tasks it concerns.
     pub(crate) fn turn(&self, timeout: Option<Duration>) -> io::Result<()> {
         dispatch!(&self.0, DriverInner, driver => driver.turn(timeout))

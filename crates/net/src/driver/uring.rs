@@ -52,6 +52,8 @@ pub(crate) fn probe() -> Result<(), String> {
 
 pub(crate) struct Driver {
     ring: Ring,
+    /// Sends of at least this many bytes use `SEND_ZC` (`usize::MAX`: none).
+    zero_copy_from: usize,
 }
 
 impl Driver {
@@ -65,7 +67,17 @@ impl Driver {
             weir_ring::Error::InvalidConfig(_) => Error::Io(error.into()),
             other => Error::UringUnavailable(other.to_string()),
         })?;
-        Ok(Driver { ring })
+        Ok(Driver {
+            ring,
+            zero_copy_from: usize::MAX,
+        })
+    }
+
+    /// Sends of at least `bytes` use `SEND_ZC` from now on, if the kernel has it.
+    pub(crate) fn set_zero_copy_from(&mut self, bytes: usize) {
+        if self.ring.probe().supports(weir_ring::Opcode::SendZc) {
+            self.zero_copy_from = bytes;
+        }
     }
 
     pub(crate) fn turn(&self, timeout: Option<Duration>) -> io::Result<()> {
@@ -86,6 +98,7 @@ impl Driver {
         Socket {
             ring: self.ring.clone(),
             fd: Arc::new(fd),
+            zero_copy_from: self.zero_copy_from,
         }
     }
 
@@ -177,6 +190,8 @@ unsafe impl weir_ring::BufferSource for PoolSource {
 pub(crate) struct Socket {
     ring: Ring,
     fd: SharedFd,
+    /// Sends of at least this many bytes use `SEND_ZC`.
+    zero_copy_from: usize,
 }
 
 /// A send into the socket that, dropped while the kernel still works on it, leaves itself in
@@ -334,9 +349,13 @@ impl Socket {
     }
 
     pub(crate) fn send<B: IoBuf>(&self, buf: B) -> Send<B> {
-        Send {
-            op: self.ring.send(&self.fd, buf),
-        }
+        let op = if buf.bytes_init() >= self.zero_copy_from {
+            stats::note(Count::ZeroCopySend);
+            self.ring.send_zc(&self.fd, buf)
+        } else {
+            self.ring.send(&self.fd, buf)
+        };
+        Send { op }
     }
 
     pub(crate) fn writev<B: IoBuf>(&self, bufs: Vec<B>) -> Writev<B> {

@@ -126,7 +126,7 @@ pub(crate) struct Read<'a, B: IoBufMut> {
     state: ReadStage<B>,
     /// Whether the cooperative budget was spent for this read.
     budget: bool,
-    /// The server's read timeout, if any (boxed: most streams have none).
+    /// The read's deadline (its own or the server's), if any.
     limit: Option<Sleep>,
     /// The limit is the server's (its expiries are counted).
     server_limit: bool,

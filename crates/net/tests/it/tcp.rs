@@ -433,3 +433,67 @@ fn accepted_streams_on_the_ring_make_no_mode_syscall() {
         "{calls} mode fcntls for {CONNS} accepted connections"
     );
 }
+
+#[test]
+fn sends_at_the_zero_copy_threshold_use_send_zc_and_arrive_intact() {
+    for backend in backends() {
+        let rt = weir_net::Runtime::builder()
+            .backend(backend)
+            .send_zc_threshold(16 * 1024)
+            .build()
+            .expect("runtime");
+        let has_send_zc = weir_ring::Ring::new()
+            .is_ok_and(|ring| ring.probe().supports(weir_ring::Opcode::SendZc));
+        if backend == weir_net::Backend::Uring && !has_send_zc {
+            println!("SKIPPED zero-copy sends on {backend:?}: this kernel lacks IORING_OP_SEND_ZC");
+            continue;
+        }
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let reader = std::thread::spawn(move || {
+                let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+                let mut got = Vec::new();
+                io::Read::read_to_end(&mut stream, &mut got).expect("read to the end");
+                got
+            });
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let before = weir_net::io_stats();
+            let mut sent = Vec::new();
+            for chunk in 0..4u8 {
+                let bytes: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8 ^ chunk).collect();
+                sent.extend_from_slice(&bytes);
+                let (written, _) = stream.write_all(bytes).await;
+                written.expect("write_all");
+            }
+            let zero_copy = weir_net::io_stats().zero_copy_sends - before.zero_copy_sends;
+            // A small send stays an ordinary one.
+            let (written, _) = stream.write_all(b"tail".to_vec()).await;
+            written.expect("write_all");
+            sent.extend_from_slice(b"tail");
+            assert_eq!(
+                weir_net::io_stats().zero_copy_sends - before.zero_copy_sends,
+                zero_copy,
+                "{backend:?}: a 4-byte send went zero-copy"
+            );
+            drop(stream);
+            let got = reader.join().expect("reader");
+            assert_eq!(got.len(), sent.len(), "{backend:?}");
+            assert!(
+                got == sent,
+                "{backend:?}: the zero-copy stream arrived changed"
+            );
+            if backend == weir_net::Backend::Uring {
+                assert!(
+                    zero_copy >= 4,
+                    "{backend:?}: {zero_copy} zero-copy sends for 4 chunks"
+                );
+            } else {
+                assert_eq!(
+                    zero_copy, 0,
+                    "{backend:?}: the reactor has no zero-copy send"
+                );
+            }
+        });
+    }
+}
