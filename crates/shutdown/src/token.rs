@@ -231,6 +231,39 @@ impl Token {
         }
     }
 
+    /// Runs `fut` until it completes (`Some(output)`) or this token is cancelled (`None`, and
+    /// `fut` is dropped), whichever comes first; if both are ready, cancellation wins. The
+    /// waiting task sleeps until one of them wakes it: no polling for the token.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_shutdown::Token;
+    ///
+    /// # fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    /// #     let mut fut = std::pin::pin!(fut);
+    /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) { return out; }
+    /// #     }
+    /// # }
+    /// let token = Token::new();
+    /// assert_eq!(block_on(token.run_until_cancelled(async { 7 })), Some(7));
+    /// token.cancel();
+    /// assert_eq!(block_on(token.run_until_cancelled(std::future::pending::<()>())), None);
+    /// ```
+    pub async fn run_until_cancelled<F: Future>(&self, fut: F) -> Option<F::Output> {
+        let mut fut = std::pin::pin!(fut);
+        let mut cancelled = std::pin::pin!(self.cancelled());
+        std::future::poll_fn(|cx| {
+            if cancelled.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            fut.as_mut().poll(cx).map(Some)
+        })
+        .await
+    }
+
     /// Like [`cancelled`](Token::cancelled), but owning a clone of the token, for `'static`
     /// tasks.
     pub fn cancelled_owned(self) -> CancelledOwned {

@@ -123,3 +123,46 @@ fn permit_returns_when_holder_panics() {
     assert!(result.is_err());
     assert_eq!(limit.available(), 1);
 }
+
+#[test]
+fn run_until_cancelled_sleeps_until_the_cancel_from_another_thread_and_drops_the_future() {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Poll;
+    let token = Token::new();
+    let polls = Arc::new(AtomicUsize::new(0));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    struct Forever(Arc<AtomicUsize>, Arc<AtomicUsize>);
+    impl std::future::Future for Forever {
+        type Output = ();
+        fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<()> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Poll::Pending
+        }
+    }
+    impl Drop for Forever {
+        fn drop(&mut self) {
+            self.1.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let canceller = {
+        let token = token.clone();
+        let polls = polls.clone();
+        std::thread::spawn(move || {
+            // Cancel once the future has been polled (the waiting task is asleep by then).
+            while polls.load(Ordering::SeqCst) == 0 {
+                std::thread::yield_now();
+            }
+            token.cancel();
+        })
+    };
+    let out = block_on(token.run_until_cancelled(Forever(polls.clone(), dropped.clone())));
+    canceller.join().expect("canceller");
+    assert_eq!(out, None, "cancelled, so no output");
+    assert_eq!(dropped.load(Ordering::SeqCst), 1, "the future was dropped");
+    // Polled at the start and at most once more when the cancel woke the task: never a loop.
+    let polled = polls.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&polled), "the future was polled {polled} times");
+    // Ready first: its output, even though the token is cancelled afterwards.
+    let token = Token::new();
+    assert_eq!(block_on(token.run_until_cancelled(async { 5 })), Some(5));
+}
