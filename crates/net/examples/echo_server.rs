@@ -13,34 +13,27 @@ use std::time::Duration;
 use weir_net::server::Server;
 use weir_net::{Backend, time};
 
+#[path = "support/args.rs"]
+mod args;
+use args::Args;
+
 fn main() {
-    let mut addr = "127.0.0.1:7000".to_string();
-    let mut backend = Backend::Auto;
-    let mut workers = 1;
-    let mut limit = 10_000;
-    let mut deadline = Duration::from_secs(5);
-    let mut max_fds: Option<u64> = None;
-    let mut hold_ms: u64 = 0;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().unwrap_or_default();
-        match flag.as_str() {
-            "--addr" => addr = value,
-            "--backend" => backend = value.parse().unwrap_or(Backend::Auto),
-            "--workers" => workers = value.parse().unwrap_or(1),
-            "--limit" => limit = value.parse().unwrap_or(10_000),
-            "--deadline-ms" => deadline = Duration::from_millis(value.parse().unwrap_or(5_000)),
-            // Holds each request up to this long before answering (a slow handler: the delay is
-            // the peer's port modulo hold + 1, so it varies from connection to connection).
-            "--hold-ms" => hold_ms = value.parse().unwrap_or(0),
-            // Lowers RLIMIT_NOFILE once started (to exercise the EMFILE backoff).
-            "--max-fds" => max_fds = value.parse().ok(),
-            other => {
-                eprintln!("unknown flag {other}");
-                std::process::exit(2);
-            }
-        }
-    }
+    let mut args = Args::parse(
+        "echo_server",
+        "[--addr HOST:PORT] [--backend uring|poll|auto] [--workers N] [--limit N] \
+         [--deadline-ms MS] [--hold-ms MS] [--max-fds N]",
+    );
+    let addr: String = args.get("--addr", "127.0.0.1:7000".into());
+    let backend: Backend = args.get("--backend", Backend::Auto);
+    let workers: usize = args.get("--workers", 1);
+    let limit: usize = args.get("--limit", 10_000);
+    let deadline = Duration::from_millis(args.get("--deadline-ms", 5_000));
+    // Holds each request up to this long before answering (a slow handler: the delay is the
+    // peer's port modulo hold + 1, so it varies from connection to connection).
+    let hold_ms: u64 = args.get("--hold-ms", 0);
+    // Lowers RLIMIT_NOFILE once started (to exercise the EMFILE backoff).
+    let max_fds: Option<u64> = args.get_opt("--max-fds");
+    args.finish();
     let server = Server::builder()
         .bind(addr)
         .backend(backend)
@@ -49,22 +42,17 @@ fn main() {
         .shutdown_timeout(deadline)
         .serve(move |mut stream, peer, stop| async move {
             let hold = Duration::from_millis(u64::from(peer.port()) % (hold_ms + 1));
-            loop {
-                // Wake up now and then to notice the shutdown while idle; reads are cancel-safe.
-                let read = time::timeout(
-                    Duration::from_millis(25),
-                    stream.read(Vec::with_capacity(16 * 1024)),
-                );
-                match read.await {
-                    Ok((Ok(n), buf)) if n > 0 => {
-                        time::sleep(hold).await; // finish the request even during a shutdown
-                        if stream.write_all(buf).await.0.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => return,
-                    Err(_) if stop.is_cancelled() => return,
-                    Err(_) => {}
+            // The read sleeps until data, end of stream or the shutdown (reads are cancel-safe).
+            while let Some((Ok(n), buf)) = stop
+                .run_until_cancelled(stream.read(Vec::with_capacity(16 * 1024)))
+                .await
+            {
+                if n == 0 {
+                    return;
+                }
+                time::sleep(hold).await; // finish the request even during a shutdown
+                if stream.write_all(buf).await.0.is_err() {
+                    return;
                 }
             }
         });

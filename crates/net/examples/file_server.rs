@@ -15,23 +15,19 @@ use std::path::PathBuf;
 use weir_net::server::Server;
 use weir_net::{Backend, TcpStream};
 
+#[path = "support/args.rs"]
+mod args;
+use args::Args;
+
 fn main() {
-    let mut addr = "127.0.0.1:7002".to_string();
-    let mut backend = Backend::Auto;
-    let mut dir = PathBuf::from(".");
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().unwrap_or_default();
-        match flag.as_str() {
-            "--addr" => addr = value,
-            "--dir" => dir = PathBuf::from(value),
-            "--backend" => backend = value.parse().unwrap_or(Backend::Auto),
-            other => {
-                eprintln!("unknown flag {other}");
-                std::process::exit(2);
-            }
-        }
-    }
+    let mut args = Args::parse(
+        "file_server",
+        "[--addr HOST:PORT] [--dir PATH] [--backend uring|poll|auto]",
+    );
+    let addr: String = args.get("--addr", "127.0.0.1:7002".into());
+    let dir: PathBuf = args.get("--dir", PathBuf::from("."));
+    let backend: Backend = args.get("--backend", Backend::Auto);
+    args.finish();
     let server = Server::builder()
         .bind(addr)
         .backend(backend)

@@ -20,6 +20,10 @@ use hyper::body::Frame;
 use weir_net::Backend;
 use weir_net::server::Server;
 
+#[path = "support/args.rs"]
+mod args;
+use args::Args;
+
 /// A body of one chunk.
 struct Text(Option<Bytes>);
 
@@ -36,22 +40,14 @@ impl hyper::body::Body for Text {
 }
 
 fn main() {
-    let mut addr = "127.0.0.1:8080".to_string();
-    let mut backend = Backend::Auto;
-    let mut workers = 1;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().unwrap_or_default();
-        match flag.as_str() {
-            "--addr" => addr = value,
-            "--backend" => backend = value.parse().unwrap_or(Backend::Auto),
-            "--workers" => workers = value.parse().unwrap_or(1),
-            other => {
-                eprintln!("unknown flag {other}");
-                std::process::exit(2);
-            }
-        }
-    }
+    let mut args = Args::parse(
+        "hyper_hello",
+        "[--addr HOST:PORT] [--backend uring|poll|auto] [--workers N]",
+    );
+    let addr: String = args.get("--addr", "127.0.0.1:8080".into());
+    let backend: Backend = args.get("--backend", Backend::Auto);
+    let workers: usize = args.get("--workers", 1);
+    args.finish();
     let server = Server::builder()
         .bind(addr)
         .backend(backend)

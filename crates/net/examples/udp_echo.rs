@@ -9,23 +9,19 @@
 
 use weir_net::{Backend, Runtime, UdpSocket};
 
+#[path = "support/args.rs"]
+mod args;
+use args::Args;
+
 fn main() {
-    let mut addr = "127.0.0.1:7001".to_string();
-    let mut backend = Backend::Auto;
-    let mut count: Option<u64> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().unwrap_or_default();
-        match flag.as_str() {
-            "--addr" => addr = value,
-            "--backend" => backend = value.parse().unwrap_or(Backend::Auto),
-            "--count" => count = value.parse().ok(),
-            other => {
-                eprintln!("unknown flag {other}");
-                std::process::exit(2);
-            }
-        }
-    }
+    let mut args = Args::parse(
+        "udp_echo",
+        "[--addr HOST:PORT] [--backend uring|poll|auto] [--count N]",
+    );
+    let addr: String = args.get("--addr", "127.0.0.1:7001".into());
+    let backend: Backend = args.get("--backend", Backend::Auto);
+    let count: Option<u64> = args.get_opt("--count");
+    args.finish();
     let runtime = match Runtime::builder().backend(backend).build() {
         Ok(runtime) => runtime,
         Err(error) => {

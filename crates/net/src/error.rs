@@ -12,6 +12,11 @@ pub enum Error {
     /// `WEIR_BACKEND` holds something other than `uring`, `poll` or `auto`.
     #[error("WEIR_BACKEND={0:?} is not one of uring, poll, auto")]
     BadBackendVariable(String),
+    /// A backend name other than `uring`, `poll` or `auto` (from [`Backend`]'s `FromStr`).
+    ///
+    /// [`Backend`]: crate::Backend
+    #[error("unknown backend {0:?}: expected one of uring, poll, auto")]
+    BadBackend(String),
     /// The driver could not be created.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -22,7 +27,9 @@ impl From<Error> for io::Error {
         match error {
             Error::Io(error) => error,
             Error::UringUnavailable(_) => io::Error::new(io::ErrorKind::Unsupported, error),
-            Error::BadBackendVariable(_) => io::Error::new(io::ErrorKind::InvalidInput, error),
+            Error::BadBackendVariable(_) | Error::BadBackend(_) => {
+                io::Error::new(io::ErrorKind::InvalidInput, error)
+            }
         }
     }
 }

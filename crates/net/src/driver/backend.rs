@@ -25,7 +25,7 @@ impl std::str::FromStr for Backend {
             "uring" => Ok(Backend::Uring),
             "poll" => Ok(Backend::Poll),
             "auto" | "" => Ok(Backend::Auto),
-            other => Err(Error::BadBackendVariable(other.to_string())),
+            other => Err(Error::BadBackend(other.to_string())),
         }
     }
 }
@@ -80,7 +80,12 @@ fn test_hook_blocks_uring() -> Option<String> {
 /// Resolves the requested backend against `WEIR_BACKEND` and the probe.
 pub(crate) fn choose(requested: Backend) -> Result<BackendReport, Error> {
     let from_env = match std::env::var("WEIR_BACKEND") {
-        Ok(value) => Some(value.parse::<Backend>()?).filter(|b| *b != Backend::Auto),
+        Ok(value) => Some(
+            value
+                .parse::<Backend>()
+                .map_err(|_| Error::BadBackendVariable(value))?,
+        )
+        .filter(|b| *b != Backend::Auto),
         Err(_) => None,
     };
     let (wanted, source) = match (requested, from_env) {

@@ -51,17 +51,9 @@ use crate::{Backend, RemoteJoinHandle, Runtime, TcpListener, TcpStream, Workers,
 ///     .shutdown_timeout(Duration::from_secs(1))
 ///     .handle_signals(false)
 ///     .serve(|mut stream, _peer, stop| async move {
-///         // Echo until the peer or the server says stop.
-///         loop {
-///             let read = weir_net::time::timeout(Duration::from_millis(50), stream.read(Vec::with_capacity(4096)));
-///             match read.await {
-///                 Ok((Ok(n), buf)) if n > 0 => {
-///                     if stream.write_all(buf).await.0.is_err() { break }
-///                 }
-///                 Ok(_) => break,
-///                 Err(_) if stop.is_cancelled() => break,
-///                 Err(_) => {}
-///             }
+///         // Echo until the peer or the server says stop; the read sleeps until one of them.
+///         while let Some((Ok(n), buf)) = stop.run_until_cancelled(stream.read(Vec::with_capacity(4096))).await {
+///             if n == 0 || stream.write_all(buf).await.0.is_err() { break }
 ///         }
 ///     })
 ///     .expect("server");

@@ -212,3 +212,50 @@ fn tokio_traits_drive_weir_streams() {
          feature (cargo xtask ci enables it)"
     );
 }
+
+#[test]
+fn examples_reject_bad_flags_with_a_message_and_status_2() {
+    let mut examples = vec!["echo_server", "udp_echo", "file_server"];
+    if cfg!(feature = "hyper") {
+        examples.push("hyper_hello");
+    } else {
+        eprintln!("hyper_hello not checked: weir-net was built without the `hyper` feature");
+    }
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--backend", "urnig"],
+            "--backend \"urnig\": unknown backend \"urnig\": expected one of uring, poll, auto",
+        ),
+        (&["--bogus", "1"], "unknown flag --bogus"),
+        (&["--addr"], "--addr needs a value"),
+        (&["stray"], "unexpected argument \"stray\""),
+    ];
+    for name in examples {
+        let binary = crate::support::example_binary(name);
+        assert!(binary.exists(), "{name} was not built");
+        for (args, message) in cases {
+            let child = std::process::Command::new(&binary)
+                .args(args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("run {name}: {e}"));
+            let pid = child.id();
+            let (done, exited) = std::sync::mpsc::channel();
+            std::thread::spawn(move || done.send(child.wait_with_output()));
+            let Ok(output) = exited.recv_timeout(Duration::from_secs(30)) else {
+                // SAFETY: signalling our own child (a wrong pid at worst signals nothing).
+                unsafe { libc::kill(i32::try_from(pid).expect("pid"), libc::SIGKILL) };
+                panic!("{name} {args:?} did not exit: it started despite the bad flag");
+            };
+            let output = output.unwrap_or_else(|e| panic!("wait for {name}: {e}"));
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{name} {args:?}: {stderr}");
+            assert!(
+                stderr.contains(message) && stderr.contains(&format!("usage: {name} ")),
+                "{name} {args:?} said {stderr:?}, wanted {message:?} and the usage"
+            );
+            assert!(output.stdout.is_empty(), "{name} {args:?} started anyway");
+        }
+    }
+}
