@@ -119,6 +119,8 @@ mod compat;
 mod coop;
 mod driver;
 mod error;
+#[cfg(feature = "hyper")]
+pub mod hyper_rt;
 mod io;
 mod pooled;
 mod runqueue;

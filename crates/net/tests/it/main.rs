@@ -5,6 +5,8 @@ mod affinity;
 mod cancel;
 mod examples;
 mod fallback;
+#[cfg(feature = "hyper")]
+mod hyper_rt;
 mod mixed_io;
 mod multishot;
 mod pooled;
