@@ -15,9 +15,12 @@ use weir_net::{Backend, time};
 
 #[path = "support/args.rs"]
 mod args;
+#[path = "support/weir_log.rs"]
+mod weir_log;
 use args::Args;
 
 fn main() {
+    weir_log::install(weir_log::to_stderr);
     let mut args = Args::parse(
         "echo_server",
         "[--addr HOST:PORT] [--backend uring|poll|auto] [--workers N] [--limit N] \

@@ -17,9 +17,12 @@ use weir_net::{Backend, TcpStream};
 
 #[path = "support/args.rs"]
 mod args;
+#[path = "support/weir_log.rs"]
+mod weir_log;
 use args::Args;
 
 fn main() {
+    weir_log::install(weir_log::to_stderr);
     let mut args = Args::parse(
         "file_server",
         "[--addr HOST:PORT] [--dir PATH] [--backend uring|poll|auto]",

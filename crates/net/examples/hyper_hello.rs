@@ -31,6 +31,8 @@ use weir_shutdown::Token;
 
 #[path = "support/args.rs"]
 mod args;
+#[path = "support/weir_log.rs"]
+mod weir_log;
 use args::Args;
 
 /// What an HTTP/2 connection starts with.
@@ -120,6 +122,7 @@ where
 }
 
 fn main() {
+    weir_log::install(weir_log::to_stderr);
     let mut args = Args::parse(
         "hyper_hello",
         "[--addr HOST:PORT] [--backend uring|poll|auto] [--workers N] [--header-timeout-ms MS]",

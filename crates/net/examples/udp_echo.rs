@@ -11,9 +11,12 @@ use weir_net::{Backend, Runtime, UdpSocket};
 
 #[path = "support/args.rs"]
 mod args;
+#[path = "support/weir_log.rs"]
+mod weir_log;
 use args::Args;
 
 fn main() {
+    weir_log::install(weir_log::to_stderr);
     let mut args = Args::parse(
         "udp_echo",
         "[--addr HOST:PORT] [--backend uring|poll|auto] [--count N]",

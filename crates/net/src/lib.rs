@@ -105,14 +105,20 @@
 //! waits in the socket. [`Builder::multishot_reads`] turns it off; [`io_stats`] counts arms,
 //! pauses and re-arms.
 
-/// Writes one log line to stderr, never panicking (a closed stderr must not take a server down).
-macro_rules! log {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+/// Emits a `tracing` event at `$level` (`ERROR`, `WARN`, `INFO`, `DEBUG`, `TRACE`) with a
+/// formatted message, with the `tracing` feature; without it, nothing (the arguments are still
+/// type-checked). Weir never writes to stderr itself.
+macro_rules! event {
+    ($level:ident, $($arg:tt)+) => {{
+        #[cfg(feature = "tracing")]
+        tracing::event!(target: "weir", tracing::Level::$level, $($arg)+);
+        #[cfg(not(feature = "tracing"))]
+        if false {
+            let _ = format_args!($($arg)+);
+        }
     }};
 }
-pub(crate) use log;
+pub(crate) use event;
 
 mod buf;
 mod compat;

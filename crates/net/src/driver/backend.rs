@@ -116,7 +116,7 @@ pub(crate) fn choose(requested: Backend) -> Result<BackendReport, Error> {
         },
     };
     if REPORT.set(report.clone()).is_ok() {
-        crate::log!("{report}");
+        crate::event!(INFO, "{report}");
     }
     Ok(report)
 }

@@ -189,7 +189,7 @@ impl Core {
 
     fn driver_failed(&self, error: &io::Error) {
         // A failing driver would otherwise spin; report it and back off briefly.
-        crate::log!("weir: driver turn failed: {error}");
+        crate::event!(ERROR, "weir: driver turn failed: {error}");
         std::thread::sleep(Duration::from_millis(1));
     }
 

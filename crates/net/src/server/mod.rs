@@ -281,8 +281,18 @@ fn coordinate(shared: Arc<Shared>, timeout: Duration) -> Report {
     shared.token.cancel();
     shared.tracker.close();
     let in_flight = shared.tracker.len();
+    crate::event!(
+        INFO,
+        "weir server: shutting down ({}), draining {in_flight} connections",
+        shared.token.reason().as_deref().unwrap_or("requested")
+    );
     let drained = park_until(shared.tracker.wait(), Some(started + timeout)).is_some();
     if !drained {
+        crate::event!(
+            WARN,
+            "weir server: the drain deadline passed with {} connections open; closing them",
+            shared.tracker.len()
+        );
         shared.force.cancel();
         // Force-closing is prompt (handlers are dropped at their next poll); wait for it.
         park_until(
@@ -293,6 +303,13 @@ fn coordinate(shared: Arc<Shared>, timeout: Duration) -> Report {
     shared.limit.close();
     let mut report = shared.metrics.report(in_flight as u64);
     report.drain_time = started.elapsed();
+    crate::event!(
+        INFO,
+        "weir server: stopped after {:?} (completed {}, forced {})",
+        report.drain_time,
+        report.completed,
+        report.forced
+    );
     report
 }
 
@@ -339,7 +356,7 @@ async fn accept_loop<H, F>(
         Ok(listener) => listener,
         Err(error) => {
             shared.metrics.error("listener");
-            crate::log!("weir server: {error}");
+            crate::event!(ERROR, "weir server: the listener cannot be used: {error}");
             return;
         }
     };
@@ -463,7 +480,10 @@ impl Backoff {
             .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
         {
             self.last_log = Some(Instant::now());
-            crate::log!("weir server: accept failed ({error}); backing off {delay:?}");
+            crate::event!(
+                WARN,
+                "weir server: accept failed ({error}); backing off {delay:?}"
+            );
         }
     }
 }

@@ -1,7 +1,7 @@
 //! SIGTERM and SIGINT as a shutdown trigger: blocked in the process's threads and received by a
 //! dedicated thread with `sigwait(3)`.
 
-use std::io::{self, Write};
+use std::io;
 
 use weir_shutdown::Token;
 
@@ -24,11 +24,7 @@ pub(crate) fn spawn(token: Token) -> io::Result<SignalThread> {
                     continue; // an interrupted wait: wait again
                 };
                 token.cancel_with(name);
-                // Never panic on a closed stderr: the shutdown matters more than the log line.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "weir server: {name} received, shutting down"
-                );
+                crate::event!(INFO, "weir server: {name} received, shutting down");
                 return;
             }
         })?;

@@ -2,10 +2,21 @@
 
 use weir_net::{Backend, Error, Runtime};
 
+#[path = "../../examples/support/weir_log.rs"]
+mod weir_log;
+
+/// The events Weir emitted in this process (with the `tracing` feature).
+static EVENTS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn collect(line: String) {
+    EVENTS.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+}
+
 /// The probe runs once per process, so the scenario runs in a child with io_uring "blocked".
 #[test]
 fn auto_falls_back_to_the_reactor_and_reports_why() {
     if std::env::var_os("WEIR_TEST_BLOCK_URING").is_some() {
+        weir_log::install(collect);
         let rt = Runtime::builder()
             .backend(Backend::Auto)
             .build()
@@ -14,6 +25,18 @@ fn auto_falls_back_to_the_reactor_and_reports_why() {
         assert_eq!(report.backend, Backend::Poll);
         assert!(report.reason.contains("EPERM"), "{report:?}");
         assert_eq!(weir_net::backend_report(), Some(report));
+        let events = EVENTS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if cfg!(feature = "tracing") {
+            assert!(
+                events.iter().any(|e| e.starts_with(
+                    "weir backend: poll (fell back to the reactor: io_uring_setup is not permitted"
+                )),
+                "no tracing event for the backend: {events:?}"
+            );
+        } else {
+            assert!(events.is_empty(), "events without the feature: {events:?}");
+            eprintln!("tracing events not checked: weir-net was built without `tracing`");
+        }
         let error = Runtime::builder()
             .backend(Backend::Uring)
             .build()
@@ -41,10 +64,17 @@ fn auto_falls_back_to_the_reactor_and_reports_why() {
         .output()
         .expect("run the child");
     let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "child failed: {stderr}");
     assert!(
-        stderr.contains("weir backend: poll (fell back to the reactor"),
-        "no log line: {stderr}"
+        stdout.contains("auto_falls_back_to_the_reactor_and_reports_why ... ok")
+            && stdout.contains("1 passed"),
+        "the child did not run the test: {stdout}"
+    );
+    // The report went to `tracing` (collected above), never to stderr by Weir itself.
+    assert!(
+        !stderr.contains("weir backend"),
+        "Weir wrote to stderr: {stderr}"
     );
 }
 
