@@ -26,6 +26,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::thread::JoinHandle as ThreadHandle;
 use std::time::{Duration, Instant};
@@ -78,6 +79,24 @@ pub struct Builder {
     backend: Backend,
     first_byte_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
+    shutdown_on: Option<ShutdownFuture>,
+}
+
+/// A caller's shutdown trigger, shared by clones of the builder: the first server started takes
+/// it.
+#[derive(Clone)]
+struct ShutdownFuture(Arc<std::sync::Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>>);
+
+impl ShutdownFuture {
+    fn take(&self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl fmt::Debug for ShutdownFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ShutdownFuture")
+    }
 }
 
 impl Default for Builder {
@@ -92,6 +111,7 @@ impl Default for Builder {
             backend: Backend::Auto,
             first_byte_timeout: None,
             idle_timeout: None,
+            shutdown_on: None,
         }
     }
 }
@@ -139,11 +159,44 @@ impl Builder {
         self
     }
 
-    /// Whether SIGTERM and SIGINT trigger the shutdown (default `true`). With signals handled,
-    /// they are blocked in the calling thread (and the threads it starts) and received by a
-    /// dedicated thread.
+    /// Whether SIGTERM and SIGINT trigger the shutdown (default `true`, unless
+    /// [`shutdown_on`](Builder::shutdown_on) was called).
+    ///
+    /// While a server handles them, a process-wide handler catches both signals whichever
+    /// thread the kernel delivers them to (no thread needs to block them, and none dies of the
+    /// default action). The first signal starts the graceful shutdown of every server of the
+    /// process that handles signals; a second one during the drain forces it (the handlers
+    /// still running are closed at once, as at the deadline). Once the last such server is
+    /// done, the dispositions from before come back.
     pub fn handle_signals(mut self, on: bool) -> Self {
         self.handle_signals = on;
+        self
+    }
+
+    /// Starts the graceful shutdown when `trigger` resolves, instead of on signals (call
+    /// [`handle_signals(true)`](Builder::handle_signals) afterwards for both). `trigger` is
+    /// polled on the server's shutdown thread, which has no Weir runtime: any runtime-agnostic
+    /// future works (a channel, a [`Token`]'s `cancelled_owned()`, a custom signal source).
+    ///
+    /// ```
+    /// use weir_net::server::Server;
+    /// use weir_shutdown::Token;
+    ///
+    /// let stop = Token::new();
+    /// let server = Server::builder()
+    ///     .bind("127.0.0.1:0")
+    ///     .shutdown_on(stop.clone().cancelled_owned())
+    ///     .serve(|_stream, _peer, _stop| async {})
+    ///     .expect("server");
+    /// stop.cancel();
+    /// let report = server.join();
+    /// assert_eq!(report.forced, 0);
+    /// ```
+    pub fn shutdown_on(mut self, trigger: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.shutdown_on = Some(ShutdownFuture(Arc::new(std::sync::Mutex::new(Some(
+            Box::pin(trigger),
+        )))));
+        self.handle_signals = false;
         self
     }
 
@@ -199,13 +252,15 @@ impl Builder {
             metrics: Metrics::default(),
         });
         let signals = if self.handle_signals {
-            Some(signals::spawn(shared.token.clone())?)
+            Some(signals::register(
+                shared.token.clone(),
+                shared.force.clone(),
+            )?)
         } else {
             None
         };
         let handler = Arc::new(handler);
         let timeouts = (self.first_byte_timeout, self.idle_timeout);
-        // The workers start after the signals are blocked, so they inherit the mask.
         let workers = Runtime::builder()
             .backend(self.backend)
             .build_workers(listeners.len())
@@ -223,9 +278,10 @@ impl Builder {
         let coordinator = {
             let shared = shared.clone();
             let timeout = self.shutdown_timeout;
+            let trigger = self.shutdown_on.as_ref().and_then(ShutdownFuture::take);
             std::thread::Builder::new()
                 .name("weir-shutdown".into())
-                .spawn(move || coordinate(shared, timeout))?
+                .spawn(move || coordinate(shared, timeout, trigger))?
         };
         Ok(ServerHandle {
             shared,
@@ -275,10 +331,22 @@ struct Shared {
 /// Runs on its own thread with no runtime and no descriptor of its own (a runtime would need an
 /// epoll or io_uring descriptor, which a process out of descriptors cannot open): the lifecycle
 /// primitives work under any executor, here a thread that parks between wake-ups.
-fn coordinate(shared: Arc<Shared>, timeout: Duration) -> Report {
-    park_until(shared.token.cancelled(), None);
+fn coordinate(
+    shared: Arc<Shared>,
+    timeout: Duration,
+    trigger: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+) -> Report {
+    match trigger {
+        Some(trigger) => {
+            park_until(select(shared.token.cancelled(), trigger), None);
+        }
+        None => {
+            park_until(shared.token.cancelled(), None);
+        }
+    }
     let started = Instant::now();
-    shared.token.cancel();
+    // The first reason stays: a signal or `shutdown()` that came first keeps its name.
+    shared.token.cancel_with("the shutdown future resolved");
     shared.tracker.close();
     let in_flight = shared.tracker.len();
     crate::event!(
@@ -514,7 +582,7 @@ pub struct ServerHandle {
     accept_loops: Vec<RemoteJoinHandle<()>>,
     workers: Option<Workers>,
     coordinator: Option<ThreadHandle<Report>>,
-    _signals: Option<signals::SignalThread>,
+    _signals: Option<signals::Registration>,
 }
 
 impl ServerHandle {

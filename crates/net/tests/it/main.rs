@@ -11,6 +11,7 @@ mod mixed_io;
 mod multishot;
 mod pooled;
 mod server;
+mod signals;
 mod sigterm;
 mod support;
 mod tasks;
