@@ -80,7 +80,9 @@ impl Builder {
         self
     }
 
-    /// io_uring submission queue size (default 256).
+    /// io_uring submission queue size, 1 to 32,768 (default 256). Under `Backend::Auto` a size
+    /// outside that range falls back to the reactor (the backend report says why); with
+    /// `Backend::Uring` it makes [`build`](Builder::build) fail with `InvalidInput`.
     pub fn ring_entries(mut self, entries: u32) -> Self {
         self.ring_entries = entries;
         self
@@ -131,7 +133,7 @@ impl Builder {
     /// [`Error::UringUnavailable`] if `Backend::Uring` was asked for and io_uring cannot be used;
     /// [`Error::BadBackendVariable`]; or the driver's setup failed.
     pub fn build(self) -> Result<Runtime, Error> {
-        let report = backend::choose(self.backend)?;
+        let report = backend::choose(self.backend, self.ring_entries)?;
         let mut driver = Driver::new(report.backend, self.ring_entries, self.sqpoll)?;
         driver.set_zero_copy_from(self.send_zc_threshold);
         let unpark = driver.unparker();
