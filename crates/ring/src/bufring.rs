@@ -68,19 +68,21 @@ struct Inner {
     entries: u16,
     memory: NonNull<BufRingEntry>,
     layout: Layout,
-    /// Weir's tail (entries written; published to the kernel after each write), and which ids
-    /// are in the ring.
+    /// Weir's tail (entries written; published to the kernel after each write), which ids are
+    /// in the ring, and how many provided buffers it counts.
     tail: Mutex<Tail>,
     source: Box<dyn BufferSource>,
     recycled: AtomicU64,
-    /// Buffers put in with `provide`, and taken out for good with `into_id`.
-    provided: AtomicU64,
-    taken_out: AtomicU64,
 }
 
 struct Tail {
     value: u16,
     in_ring: Vec<bool>,
+    /// Buffers put in with `provide` and not yet taken out for good with `into_id`: in the
+    /// ring, or out of it in a `ProvidedBuf` that goes back on drop. Never above `entries`
+    /// (checked and counted in one step, under the lock, so the tail cannot overrun entries
+    /// the kernel has not consumed).
+    provided: u32,
 }
 
 // SAFETY: `memory` is shared with the kernel and only written under `tail`'s lock; everything
@@ -152,11 +154,10 @@ impl BufRing {
             tail: Mutex::new(Tail {
                 value: 0,
                 in_ring: vec![false; usize::from(source.buffer_count())],
+                provided: 0,
             }),
             source: Box::new(source),
             recycled: AtomicU64::new(0),
-            provided: AtomicU64::new(0),
-            taken_out: AtomicU64::new(0),
         };
         Ok(BufRing {
             inner: Arc::new(inner),
@@ -167,8 +168,10 @@ impl BufRing {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for an id the source does not have; `StorageFull` if the ring already
-    /// holds as many buffers as it has room for (the id stays with the caller).
+    /// `InvalidInput` for an id the source does not have or that is in the ring already;
+    /// `StorageFull` if the ring already holds as many buffers as it has room for (the id stays
+    /// with the caller). Safe to call from several threads at once: the check and the insertion
+    /// are one step.
     ///
     /// # Safety
     ///
@@ -181,21 +184,24 @@ impl BufRing {
                 "no such buffer in this source",
             ));
         }
-        let in_ring = self.inner.provided.load(Ordering::Relaxed)
-            - self.inner.taken_out.load(Ordering::Relaxed);
-        if in_ring >= u64::from(self.inner.entries) {
+        let mut tail = lock(&self.inner.tail);
+        if tail.in_ring.get(usize::from(id)) == Some(&true) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "this buffer is in the ring already",
+            ));
+        }
+        if tail.provided >= u32::from(self.inner.entries) {
             return Err(io::ErrorKind::StorageFull.into());
         }
-        self.inner.provided.fetch_add(1, Ordering::Relaxed);
-        self.inner.push(id);
+        tail.provided += 1;
+        self.inner.push_locked(&mut tail, id);
         Ok(())
     }
 
     /// `true` if the ring has room for another buffer (see [`provide`](BufRing::provide)).
     pub fn has_room(&self) -> bool {
-        let in_ring = self.inner.provided.load(Ordering::Relaxed)
-            - self.inner.taken_out.load(Ordering::Relaxed);
-        in_ring < u64::from(self.inner.entries)
+        lock(&self.inner.tail).provided < u32::from(self.inner.entries)
     }
 
     /// The buffer group id to name in receive ops.
@@ -224,6 +230,21 @@ impl BufRing {
             ring: self.clone(),
             id,
             len,
+        })
+    }
+
+    /// What a receive's CQE delivered: data in the buffer it names, the end of the stream, or
+    /// an error. A buffer an empty or failed completion names goes back to the kernel.
+    fn received(&self, cqe: Cqe) -> io::Result<Received> {
+        let buf = self.take(cqe);
+        if cqe.result < 0 {
+            drop(buf);
+            return Err(io::Error::from_raw_os_error(-cqe.result));
+        }
+        Ok(match buf {
+            Some(buf) if cqe.result > 0 => Received::Data(buf),
+            // An empty completion is the peer's end of stream (its buffer, if any, goes back).
+            _ => Received::Eof,
         })
     }
 
@@ -258,7 +279,11 @@ fn recycle_discarded(data: &mut (dyn std::any::Any + Send), cqe: Cqe) {
 impl Inner {
     /// Puts buffer `id` back at the tail and publishes it.
     fn push(&self, id: u16) {
-        let mut tail = lock(&self.tail);
+        self.push_locked(&mut lock(&self.tail), id);
+    }
+
+    /// [`push`](Inner::push) with the tail's lock held.
+    fn push_locked(&self, tail: &mut Tail, id: u16) {
         if let Some(present) = tail.in_ring.get_mut(usize::from(id)) {
             *present = true;
         }
@@ -328,7 +353,10 @@ impl ProvidedBuf {
     /// fed with [`BufRing::provide`]).
     pub fn into_id(self) -> (u16, usize) {
         let this = std::mem::ManuallyDrop::new(self);
-        this.ring.inner.taken_out.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut tail = lock(&this.ring.inner.tail);
+            tail.provided = tail.provided.saturating_sub(1);
+        }
         // SAFETY: `this` is never used or dropped again, so moving its ring handle out is the
         // only read of that field; dropping the handle keeps the count of clones right.
         drop(unsafe { std::ptr::read(&this.ring) });
@@ -405,13 +433,79 @@ impl RecvStream {
         let Some(cqe) = cqe else {
             return Poll::Ready(None);
         };
-        if cqe.result < 0 {
-            return Poll::Ready(Some(Err(io::Error::from_raw_os_error(-cqe.result))));
+        Poll::Ready(Some(self.ring.received(cqe)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Buffers in leaked memory (a test's few bytes), so they outlive every registration.
+    struct Leaked {
+        memory: NonNull<u8>,
+        count: u16,
+    }
+
+    const SIZE: u32 = 64;
+
+    fn leaked(count: u16) -> Leaked {
+        let memory = Box::leak(vec![0u8; usize::from(count) * SIZE as usize].into_boxed_slice());
+        Leaked {
+            memory: NonNull::from(memory).cast(),
+            count,
         }
-        Poll::Ready(Some(Ok(match self.ring.take(cqe) {
-            Some(buf) if cqe.result > 0 => Received::Data(buf),
-            // An empty completion is the peer's end of stream (its buffer, if any, goes back).
-            _ => Received::Eof,
-        })))
+    }
+
+    // SAFETY: leaked memory is never freed or moved; ids map to disjoint ranges of it.
+    unsafe impl Send for Leaked {}
+    // SAFETY: as above.
+    unsafe impl Sync for Leaked {}
+
+    // SAFETY: see `Send`: `count` disjoint `SIZE`-byte buffers that live forever.
+    unsafe impl BufferSource for Leaked {
+        fn buffer_count(&self) -> u16 {
+            self.count
+        }
+        fn buffer_len(&self) -> u32 {
+            SIZE
+        }
+        fn buffer_ptr(&self, id: u16) -> NonNull<u8> {
+            // SAFETY: `id < count` (the ring checks), so the offset is inside the allocation.
+            unsafe { self.memory.add(usize::from(id) * SIZE as usize) }
+        }
+    }
+
+    /// `IORING_CQE_F_BUFFER` naming buffer `id`.
+    fn names(id: u16) -> u32 {
+        1 | (u32::from(id) << 16)
+    }
+
+    #[test]
+    fn a_failed_completion_gives_the_buffer_it_names_back() {
+        let ring = Ring::new().expect("ring");
+        let group = BufRing::register_empty(&ring, 3, leaked(2), 2).expect("register");
+        // SAFETY: buffer 0 is ours and not in the ring.
+        unsafe { group.provide(0) }.expect("provide");
+        let failed = Cqe {
+            result: -libc::ECONNRESET,
+            flags: names(0),
+        };
+        let error = group.received(failed).expect_err("a failed completion");
+        assert_eq!(error.raw_os_error(), Some(libc::ECONNRESET));
+        assert_eq!(group.recycled(), 1, "the buffer never went back");
+        assert_eq!(lock(&group.inner.tail).in_ring.first(), Some(&true));
+    }
+
+    #[test]
+    fn provide_refuses_a_buffer_already_in_the_ring() {
+        let ring = Ring::new().expect("ring");
+        let group = BufRing::register_empty(&ring, 4, leaked(2), 2).expect("register");
+        // SAFETY: buffer 1 is ours and not in the ring; the second call is refused.
+        unsafe { group.provide(1) }.expect("provide");
+        // SAFETY: as above (refused: the buffer is in the ring).
+        let again = unsafe { group.provide(1) }.expect_err("in the ring already");
+        assert_eq!(again.kind(), io::ErrorKind::InvalidInput);
+        assert!(group.has_room());
     }
 }

@@ -135,9 +135,11 @@ pub(crate) struct Provided {
     group: BufRing,
 }
 
-/// How many pool buffers the kernel can name (ids are 16-bit, rings hold at most 32,768).
+/// How many pool buffers the kernel can name: all of them (`Pooled::get` refuses a pool of more
+/// than `MAX_POOLED_BUFFERS`, 32,768).
 fn source_count(pool: &Pool) -> u16 {
-    u16::try_from(pool.stats().capacity.min(1 << 15)).unwrap_or(1 << 15)
+    let count = pool.stats().capacity.min(crate::pooled::MAX_POOLED_BUFFERS);
+    u16::try_from(count).unwrap_or(u16::MAX)
 }
 
 /// Fills the provided ring with free pool buffers, up to its room.

@@ -90,7 +90,8 @@ impl Builder {
 
     /// The buffer pool behind pooled reads (`read_pooled`, `recv_pooled`); default 512 buffers of
     /// 16 KiB, allocated on the first pooled read. It must not grow (on io_uring its buffers are
-    /// registered with the kernel up front).
+    /// registered with the kernel up front) and holds at most 32,768 buffers (what a provided
+    /// buffer ring can name); the first pooled read fails with `InvalidInput` otherwise.
     pub fn buffer_pool(mut self, config: weir_bufpool::Config) -> Self {
         self.buffer_pool = config;
         self

@@ -222,3 +222,48 @@ fn emfile_scenario() {
     );
     println!("multishot accept: {accepted_total} accepted across {emfile_endings} EMFILE endings");
 }
+
+/// `provide` from two threads at once never puts more buffers in the ring than it has room for
+/// (a fullness check and an increment that are not one step let both threads through the last
+/// slot, and the tail would overrun entries the kernel has not consumed). Each thread plays the
+/// kernel for its own buffer: it takes it back with a CQE naming it, as a pool's reader would.
+#[test]
+fn concurrent_provides_never_overrun_the_ring() {
+    const ROUNDS: usize = 200_000;
+    let ring = Ring::builder().entries(4).build().expect("ring");
+    let group = BufRing::register_empty(&ring, 9, SliceSource::new(2, 64), 1).expect("register");
+    // Threads between a successful `provide` and the take-out of their buffer: the ring counts
+    // each of them, so more than one is an overrun of a ring with room for one.
+    let holding = std::sync::atomic::AtomicUsize::new(0);
+    let overruns = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for id in 0..2u16 {
+            let (group, holding, overruns) = (&group, &holding, &overruns);
+            scope.spawn(move || {
+                for _ in 0..ROUNDS {
+                    // SAFETY: buffer `id` belongs to this thread alone, and it is out of the
+                    // ring (taken out below after each successful provide).
+                    if unsafe { group.provide(id) }.is_err() {
+                        continue;
+                    }
+                    if holding.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+                        overruns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    holding.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    // IORING_CQE_F_BUFFER, with the buffer id in the upper 16 bits.
+                    let cqe = weir_ring::Cqe {
+                        result: 0,
+                        flags: 1 | (u32::from(id) << 16),
+                    };
+                    let taken = group.take(cqe).expect("the CQE names a buffer");
+                    assert_eq!(taken.into_id().0, id);
+                }
+            });
+        }
+    });
+    let overruns = overruns.into_inner();
+    assert_eq!(
+        overruns, 0,
+        "{overruns} provides overran a ring with room for one"
+    );
+}
