@@ -17,7 +17,7 @@
 //! come from a [`BufferSource`] (in `weir-net`, the buffer pool); this crate does not depend on
 //! any pool.
 
-use crate::sync::unmodelled::{Arc, AtomicU16, AtomicU64, Ordering};
+use crate::sync::unmodelled::{Arc, AtomicU16, AtomicU64, Ordering, Weak};
 use std::alloc::{self, Layout};
 use std::fmt;
 use std::io;
@@ -31,7 +31,7 @@ use io_uring::{cqueue, opcode, types};
 use crate::lifecycle::Cqe;
 use crate::op::MultiOp;
 use crate::ops::SharedFd;
-use crate::ring::Ring;
+use crate::ring::{Ring, Shared};
 use crate::sync::{Mutex, lock};
 
 /// Memory the kernel may fill with received data.
@@ -57,13 +57,19 @@ pub unsafe trait BufferSource: Send + Sync + 'static {
 }
 
 /// A registered provided-buffer ring (one buffer group). Clones share it.
+///
+/// A `BufRing` holds its [`Ring`]; the group itself (what a receive in flight keeps alive in
+/// the op table) holds the ring only weakly, so a ring dropped with such a receive in flight is
+/// not kept alive by it (op data → group → ring → op table would be a cycle).
 #[derive(Clone)]
 pub struct BufRing {
+    ring: Ring,
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    ring: Ring,
+    /// Weak: see [`BufRing`]. Used only to unregister the group when it is dropped.
+    ring: Weak<Shared>,
     group: u16,
     entries: u16,
     memory: NonNull<BufRingEntry>,
@@ -101,8 +107,11 @@ impl BufRing {
     pub fn register(ring: &Ring, group: u16, source: impl BufferSource) -> io::Result<BufRing> {
         let count = source.buffer_count();
         let group = BufRing::register_empty(ring, group, source, count)?;
-        for id in 0..count {
-            group.inner.push(id);
+        {
+            let mut tail = lock(&group.inner.tail);
+            for id in 0..count {
+                group.inner.push_locked(&mut tail, id);
+            }
         }
         Ok(group)
     }
@@ -146,7 +155,7 @@ impl BufRing {
             return Err(error);
         }
         let inner = Inner {
-            ring: ring.clone(),
+            ring: Arc::downgrade(&ring.shared),
             group,
             entries,
             memory,
@@ -160,6 +169,7 @@ impl BufRing {
             recycled: AtomicU64::new(0),
         };
         Ok(BufRing {
+            ring: ring.clone(),
             inner: Arc::new(inner),
         })
     }
@@ -216,21 +226,7 @@ impl BufRing {
 
     /// Adopts the buffer a CQE reported (`IORING_CQE_F_BUFFER`), if it names one.
     pub fn take(&self, cqe: Cqe) -> Option<ProvidedBuf> {
-        let id = cqueue::buffer_select(cqe.flags)?;
-        if id >= self.inner.source.buffer_count() {
-            return None;
-        }
-        if let Some(present) = lock(&self.inner.tail).in_ring.get_mut(usize::from(id)) {
-            *present = false;
-        }
-        let len = usize::try_from(cqe.result.max(0)).unwrap_or(0);
-        let len = len.min(self.inner.source.buffer_len() as usize);
-        crate::memcheck::mark_initialised(self.inner.source.buffer_ptr(id).as_ptr(), len);
-        Some(ProvidedBuf {
-            ring: self.clone(),
-            id,
-            len,
-        })
+        take(&self.inner, cqe)
     }
 
     /// What a receive's CQE delivered: data in the buffer it names, the end of the stream, or
@@ -254,8 +250,8 @@ impl BufRing {
     /// new receive once buffers are back — nothing is lost.
     pub fn recv_multi(&self, socket: &SharedFd) -> RecvStream {
         let group = self.inner.group;
-        let op = self.inner.ring.submit_multishot(
-            (socket.clone(), self.clone()),
+        let op = self.ring.submit_multishot(
+            (socket.clone(), Group(self.inner.clone())),
             move |(fd, _)| {
                 opcode::RecvMulti::new(types::Fd(std::os::fd::AsRawFd::as_raw_fd(&**fd)), group)
                     .build()
@@ -269,10 +265,33 @@ impl BufRing {
     }
 }
 
+/// What a receive over the group parks in the op table: the group, without the ring (see
+/// [`BufRing`]).
+struct Group(Arc<Inner>);
+
+/// Adopts the buffer a CQE reported (`IORING_CQE_F_BUFFER`), if it names one of `inner`'s.
+fn take(inner: &Arc<Inner>, cqe: Cqe) -> Option<ProvidedBuf> {
+    let id = cqueue::buffer_select(cqe.flags)?;
+    if id >= inner.source.buffer_count() {
+        return None;
+    }
+    if let Some(present) = lock(&inner.tail).in_ring.get_mut(usize::from(id)) {
+        *present = false;
+    }
+    let len = usize::try_from(cqe.result.max(0)).unwrap_or(0);
+    let len = len.min(inner.source.buffer_len() as usize);
+    crate::memcheck::mark_initialised(inner.source.buffer_ptr(id).as_ptr(), len);
+    Some(ProvidedBuf {
+        inner: inner.clone(),
+        id,
+        len,
+    })
+}
+
 /// A CQE nobody will read: give its buffer back to the kernel.
 fn recycle_discarded(data: &mut (dyn std::any::Any + Send), cqe: Cqe) {
-    if let Some((_, ring)) = data.downcast_mut::<(SharedFd, BufRing)>() {
-        drop(ring.take(cqe));
+    if let Some((_, Group(inner))) = data.downcast_mut::<(SharedFd, Group)>() {
+        drop(take(inner, cqe));
     }
 }
 
@@ -308,10 +327,19 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Every op that could pick from this group holds a clone, so none is in flight.
-        // If unregistering fails the kernel may still hold the memory: leak it rather than
-        // free memory it can read.
-        if self.ring.unregister_buf_ring(self.group).is_ok() {
+        // Every op that could pick from this group holds a clone, so none is in flight, and
+        // none can start: the kernel reads this memory no more. While the ring lives, the group
+        // is unregistered (its id free again); if unregistering fails the kernel may still hold
+        // the memory: leak it rather than free memory it can read. Once the ring is gone (or
+        // being torn down: no handle is left to submit with), the kernel drops the registration
+        // with the ring. The ring never drops a group while it holds its own lock (`reap` hands
+        // the final CQEs' op data back to be dropped after the lock is released), so taking it
+        // here cannot deadlock.
+        let unregistered = match self.ring.upgrade() {
+            Some(shared) => Ring { shared }.unregister_buf_ring(self.group).is_ok(),
+            None => true,
+        };
+        if unregistered {
             // SAFETY: allocated in `register` with `layout`; the kernel let go of it above.
             unsafe { alloc::dealloc(self.memory.as_ptr().cast(), self.layout) };
             // The kernel can no longer pick these: they go back to their source.
@@ -337,7 +365,7 @@ impl fmt::Debug for BufRing {
 
 /// A received buffer from a [`BufRing`]; goes back to the kernel when dropped.
 pub struct ProvidedBuf {
-    ring: BufRing,
+    inner: Arc<Inner>,
     id: u16,
     len: usize,
 }
@@ -354,12 +382,12 @@ impl ProvidedBuf {
     pub fn into_id(self) -> (u16, usize) {
         let this = std::mem::ManuallyDrop::new(self);
         {
-            let mut tail = lock(&this.ring.inner.tail);
+            let mut tail = lock(&this.inner.tail);
             tail.provided = tail.provided.saturating_sub(1);
         }
-        // SAFETY: `this` is never used or dropped again, so moving its ring handle out is the
+        // SAFETY: `this` is never used or dropped again, so moving its group handle out is the
         // only read of that field; dropping the handle keeps the count of clones right.
-        drop(unsafe { std::ptr::read(&this.ring) });
+        drop(unsafe { std::ptr::read(&this.inner) });
         (this.id, this.len)
     }
 }
@@ -368,7 +396,7 @@ impl Deref for ProvidedBuf {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        let ptr = self.ring.inner.source.buffer_ptr(self.id);
+        let ptr = self.inner.source.buffer_ptr(self.id);
         // SAFETY: the kernel filled `len` bytes of this buffer (its CQE said so) and gave it up;
         // until this guard drops nobody else writes it (the `BufferSource` contract).
         unsafe { std::slice::from_raw_parts(ptr.as_ptr(), self.len) }
@@ -377,8 +405,8 @@ impl Deref for ProvidedBuf {
 
 impl Drop for ProvidedBuf {
     fn drop(&mut self) {
-        self.ring.inner.push(self.id);
-        self.ring.inner.recycled.fetch_add(1, Ordering::Relaxed);
+        self.inner.push(self.id);
+        self.inner.recycled.fetch_add(1, Ordering::Relaxed);
     }
 }
 

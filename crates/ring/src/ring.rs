@@ -174,6 +174,11 @@ pub(crate) struct Shared {
     wake_read_done: AtomicBool,
     /// The wakers a turn collects, kept between turns so that turning allocates nothing.
     wake_buf: Mutex<Vec<Waker>>,
+    /// Op data whose final CQE a reap took, dropped only once `uring` is unlocked
+    /// ([`release_reaped`](Shared::release_reaped)): dropping it can run code that takes `uring`
+    /// again (the last handle of a buffer group unregisters it), which under the lock would
+    /// deadlock. Only the owner touches it; the storage is kept between turns.
+    reaped: Mutex<Vec<OpBox>>,
     setup: SetupReport,
     probe: ProbeReport,
     stats: Stats,
@@ -243,6 +248,7 @@ impl Ring {
                 wake_read: AtomicU64::new(NO_WAKE_READ),
                 wake_read_done: AtomicBool::new(false),
                 wake_buf: Mutex::new(Vec::new()),
+                reaped: Mutex::new(Vec::new()),
                 setup: SetupReport {
                     sq_entries,
                     cq_entries,
@@ -389,6 +395,7 @@ impl Shared {
                 let mut uring = lock(&self.uring);
                 self.push_locked(&mut uring, sqes.entries(), &mut wakers);
             }
+            self.release_reaped();
             wakers.into_iter().for_each(Waker::wake);
         } else {
             let count = sqes.entries().len() as u64;
@@ -511,14 +518,32 @@ impl Shared {
             self.collect_wake_read();
             if let Some(error) = failed {
                 drop(uring);
+                self.release_reaped();
                 wakers.drain(..).for_each(Waker::wake);
                 *lock(&self.wake_buf) = wakers;
                 return Err(error);
             }
         }
+        self.release_reaped();
         wakers.drain(..).for_each(Waker::wake);
         *lock(&self.wake_buf) = wakers;
         Ok(reaped)
+    }
+
+    /// Drops the op data reaps took since the last call (see `reaped`); `uring` must not be
+    /// locked by the caller.
+    fn release_reaped(&self) {
+        let mut reaped = std::mem::take(&mut *lock(&self.reaped));
+        if reaped.is_empty() {
+            *lock(&self.reaped) = reaped;
+            return;
+        }
+        // Each box is released here, after its final CQE, with no lock held.
+        reaped.clear();
+        let mut kept = lock(&self.reaped);
+        if kept.is_empty() {
+            *kept = reaped;
+        }
     }
 
     /// Pushes the cancels and the other threads' SQEs queued since the last turn.
@@ -624,8 +649,8 @@ impl Shared {
             };
             match self.ops.complete(cqe.user_data(), record, discard) {
                 CompleteOutcome::Queued(waker) => wakers.extend(waker),
-                // The box is released here, after its final CQE.
-                CompleteOutcome::Reaped(op) => drop(op),
+                // The box is released after its final CQE, once `uring` is unlocked.
+                CompleteOutcome::Reaped(op) => lock(&self.reaped).push(op),
                 CompleteOutcome::Discarded | CompleteOutcome::Stale => {}
             }
         }
@@ -671,6 +696,7 @@ impl Drop for Shared {
             let mut wakers = Vec::new();
             self.push_locked(&mut uring, &[cancel_all], &mut wakers);
             drop(uring);
+            self.release_reaped();
             wakers.into_iter().for_each(Waker::wake);
         }
         while !self.ops.is_empty() && Instant::now() < deadline {

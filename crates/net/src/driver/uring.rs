@@ -114,9 +114,9 @@ impl Driver {
 
     pub(crate) fn finish(&self) {
         // The dropped tasks' ops were cancelled; reap their final completions now, so the data
-        // they parked (a multishot receive holds the provided ring, which holds the ring) is
-        // released instead of keeping the ring alive in a cycle. Bounded: what the kernel still
-        // holds after a second stays with the ring's own teardown.
+        // they parked (descriptors, the provided ring's group) is released while the runtime
+        // is still whole. Bounded: what the kernel still holds after a second stays with the
+        // ring's own teardown.
         let deadline = Instant::now() + Duration::from_secs(1);
         while self.ring.in_flight() > 0 && Instant::now() < deadline {
             if self.ring.turn(Some(Duration::from_millis(10))).is_err() {

@@ -267,3 +267,84 @@ fn concurrent_provides_never_overrun_the_ring() {
         "{overruns} provides overran a ring with room for one"
     );
 }
+
+/// A source that says when it is dropped (the group's teardown released it).
+struct Flagged(SliceSource, Arc<std::sync::atomic::AtomicBool>);
+
+// SAFETY: delegates to `SliceSource`, whose buffers are disjoint, stable and live as long as it.
+unsafe impl BufferSource for Flagged {
+    fn buffer_count(&self) -> u16 {
+        self.0.buffer_count()
+    }
+    fn buffer_len(&self) -> u32 {
+        self.0.buffer_len()
+    }
+    fn buffer_ptr(&self, id: u16) -> NonNull<u8> {
+        self.0.buffer_ptr(id)
+    }
+}
+
+impl Drop for Flagged {
+    fn drop(&mut self) {
+        self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The last handle of a buffer group can be the one a cancelled receive parked: it is dropped
+/// when the receive's final CQE is reaped, inside the ring's turn. Unregistering the group there
+/// must not take the ring's lock the turn holds (it deadlocked). Run in a thread with a deadline,
+/// so a deadlock fails the test instead of hanging it.
+#[test]
+fn the_last_group_handle_dropped_by_a_reap_unregisters_it() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let ring = Ring::builder().entries(8).build().expect("ring");
+        let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let source = Flagged(SliceSource::new(2, 64), released.clone());
+        let group = BufRing::register(&ring, 11, source).expect("register");
+        let (_writer, reader) = UnixStream::pair().expect("socketpair");
+        let reader = Arc::new(std::os::fd::OwnedFd::from(reader));
+        let stream = group.recv_multi(&reader);
+        ring.turn(Some(Duration::ZERO)).expect("submit the receive");
+        // The receive is cancelled; its parked data now holds the group's last handle.
+        drop(stream);
+        drop(group);
+        crate::support::settle(&ring);
+        let unregistered = released.load(std::sync::atomic::Ordering::SeqCst);
+        // The group id is free again only if the reap really unregistered it.
+        let again = BufRing::register(&ring, 11, SliceSource::new(1, 64)).map(drop);
+        let _ = tx.send((unregistered, again.map_err(|e| e.to_string())));
+    });
+    let (unregistered, again) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the ring deadlocked dropping the group inside its own reap");
+    assert!(unregistered, "the group's source was never released");
+    again.expect("the group id is registered still");
+}
+
+/// A ring whose handles are all dropped while a receive over a buffer group is still in flight
+/// tears down: the receive's parked data holds the group, and the group must not hold the ring
+/// (a reference cycle kept the ring, its descriptors and the group alive for good).
+#[test]
+fn a_ring_dropped_with_a_group_receive_in_flight_tears_down() {
+    let _serial = serial();
+    let before = crate::support::fd_count();
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let ring = Ring::builder().entries(8).build().expect("ring");
+        let source = Flagged(SliceSource::new(2, 64), released.clone());
+        let group = BufRing::register(&ring, 12, source).expect("register");
+        let (writer, reader) = UnixStream::pair().expect("socketpair");
+        let reader = Arc::new(std::os::fd::OwnedFd::from(reader));
+        let stream = group.recv_multi(&reader);
+        ring.turn(Some(Duration::ZERO)).expect("submit the receive");
+        drop((stream, group, reader, writer));
+        // The last ring handle: teardown cancels the receive and reaps it.
+        drop(ring);
+    }
+    assert!(
+        released.load(std::sync::atomic::Ordering::SeqCst),
+        "the group (and the ring it held) were never torn down"
+    );
+    assert_eq!(crate::support::fd_count(), before, "descriptors leaked");
+}
