@@ -222,3 +222,37 @@ fn teardown_with_pending_accept_recv_and_timeout_is_bounded() {
         "the ring or a socket leaked a descriptor"
     );
 }
+
+/// Teardown with the submission queue full (SQEs pushed since the last turn): the cancel of
+/// everything in flight must still reach the kernel (submitting what fills the queue to make
+/// room), so every op ends and its data is released: the listener a pending accept held is
+/// closed and its port free again, and no descriptor is left.
+#[test]
+fn teardown_with_a_full_submission_queue_releases_everything() {
+    let _serial = serial();
+    let baseline = fd_count();
+    let addr;
+    {
+        let ring = ring(2);
+        assert_eq!(ring.setup().sq_entries, 2);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        addr = listener.local_addr().expect("addr");
+        let listener = shared(listener);
+        let noop = &mut Context::from_waker(Waker::noop());
+        let mut accept = Box::pin(ring.accept(&listener));
+        let _ = accept.as_mut().poll(noop);
+        ring.turn(Some(Duration::ZERO)).expect("submit the accept");
+        // Two more ops fill the two-entry queue; no turn submits them.
+        let mut later: Vec<_> = (0..2)
+            .map(|_| Box::pin(ring.timeout(Duration::from_secs(60))))
+            .collect();
+        for op in &mut later {
+            let _ = op.as_mut().poll(noop);
+        }
+        assert_eq!(ring.in_flight(), 3);
+        drop((accept, later, listener));
+        drop(ring); // the last handle: cancels and reaps before returning
+    }
+    TcpListener::bind(addr).expect("the listener's port is still bound after teardown");
+    assert_eq!(fd_count(), baseline, "a descriptor leaked");
+}
