@@ -171,8 +171,9 @@ pub(crate) fn strace_child(
 }
 
 /// Asserts that the peer closed `stream`: a read sees the end of the stream (or a reset), not a
-/// timeout. Sets a read timeout so a peer that never closes fails the test instead of hanging it.
-pub(crate) fn assert_closed(stream: &mut std::net::TcpStream) {
+/// timeout (which `read().unwrap_or(0) == 0` took for a close). Sets a read timeout so a peer
+/// that never closes fails the test instead of hanging it; `what` names the connection.
+pub(crate) fn assert_closed(stream: &mut std::net::TcpStream, what: &str) {
     use std::io::Read;
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))
@@ -181,31 +182,9 @@ pub(crate) fn assert_closed(stream: &mut std::net::TcpStream) {
     match stream.read(&mut byte) {
         Ok(0) => {}
         Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {}
-        Ok(n) => panic!("expected the end of the stream, read {n} byte(s)"),
-        Err(error) => panic!("expected the end of the stream, got {error}"),
+        Ok(n) => panic!("{what}: expected the end of the stream, read {n} byte(s)"),
+        Err(error) => panic!("{what}: expected the end of the stream, got {error}"),
     }
 }
 
-/// Re-runs test `name` of this binary in a child with `env` set; panics unless the child
-/// succeeded and ran exactly that test (a renamed test must not pass with zero tests run).
-/// Returns the child's output.
-pub(crate) fn run_child_test(name: &str, env: &[(&str, &str)]) -> std::process::Output {
-    let mut command = std::process::Command::new(std::env::current_exe().expect("own path"));
-    command.args(["--exact", name, "--nocapture", "--test-threads", "1"]);
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let output = command.output().expect("run the child");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "child {name} failed ({}): {stdout}\n{stderr}",
-        output.status
-    );
-    assert!(
-        stdout.contains("1 passed") && stdout.contains(name),
-        "the child did not run {name}: {stdout}\n{stderr}"
-    );
-    output
-}
+pub(crate) use weir_testkit::run_child_test;

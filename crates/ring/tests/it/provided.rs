@@ -144,18 +144,9 @@ fn multishot_accept_ended_by_emfile_is_re_armed() {
         emfile_scenario();
         return;
     }
-    let status = std::process::Command::new(std::env::current_exe().expect("own path"))
-        .args([
-            "--exact",
-            "provided::multishot_accept_ended_by_emfile_is_re_armed",
-            "--nocapture",
-        ])
-        .env("WEIR_RING_EMFILE_CHILD", "1")
-        .status()
-        .expect("run the child");
-    assert!(
-        status.success(),
-        "the EMFILE scenario failed in the child: {status}"
+    weir_testkit::run_child_test(
+        "provided::multishot_accept_ended_by_emfile_is_re_armed",
+        &[("WEIR_RING_EMFILE_CHILD", "1")],
     );
 }
 
