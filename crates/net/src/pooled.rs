@@ -14,6 +14,12 @@ pub(crate) struct Pooled {
     pub(crate) provided: Provided,
 }
 
+/// The most buffers the runtime's pool may hold: an io_uring provided buffer ring holds at most
+/// 32,768, and a buffer it cannot name would be handed out by the pool, refused by the ring and
+/// handed back, over and over. The same limit on both backends, so a configuration that works on
+/// one works on the other.
+pub(crate) const MAX_POOLED_BUFFERS: usize = 1 << 15;
+
 /// The default pool: 512 buffers of 16 KiB (8 MiB), allocated when the first pooled read runs.
 pub(crate) fn default_config() -> Config {
     Config::new(16 * 1024, 512)
@@ -35,6 +41,16 @@ impl Pooled {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "the runtime's buffer pool must not grow (its buffers are registered up front)",
+            ));
+        }
+        if stats.capacity > MAX_POOLED_BUFFERS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the runtime's buffer pool holds at most {MAX_POOLED_BUFFERS} buffers (what an \
+                     io_uring provided buffer ring can name), not {}",
+                    stats.capacity
+                ),
             ));
         }
         let provided = driver.provide(&pool)?;

@@ -17,7 +17,7 @@
 //! come from a [`BufferSource`] (in `weir-net`, the buffer pool); this crate does not depend on
 //! any pool.
 
-use crate::sync::unmodelled::{Arc, AtomicU16, AtomicU64, Ordering};
+use crate::sync::unmodelled::{Arc, AtomicU16, AtomicU64, Ordering, Weak};
 use std::alloc::{self, Layout};
 use std::fmt;
 use std::io;
@@ -31,7 +31,7 @@ use io_uring::{cqueue, opcode, types};
 use crate::lifecycle::Cqe;
 use crate::op::MultiOp;
 use crate::ops::SharedFd;
-use crate::ring::Ring;
+use crate::ring::{Ring, Shared};
 use crate::sync::{Mutex, lock};
 
 /// Memory the kernel may fill with received data.
@@ -57,30 +57,38 @@ pub unsafe trait BufferSource: Send + Sync + 'static {
 }
 
 /// A registered provided-buffer ring (one buffer group). Clones share it.
+///
+/// A `BufRing` holds its [`Ring`]; the group itself (what a receive in flight keeps alive in
+/// the op table) holds the ring only weakly, so a ring dropped with such a receive in flight is
+/// not kept alive by it (op data → group → ring → op table would be a cycle).
 #[derive(Clone)]
 pub struct BufRing {
+    ring: Ring,
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    ring: Ring,
+    /// Weak: see [`BufRing`]. Used only to unregister the group when it is dropped.
+    ring: Weak<Shared>,
     group: u16,
     entries: u16,
     memory: NonNull<BufRingEntry>,
     layout: Layout,
-    /// Weir's tail (entries written; published to the kernel after each write), and which ids
-    /// are in the ring.
+    /// Weir's tail (entries written; published to the kernel after each write), which ids are
+    /// in the ring, and how many provided buffers it counts.
     tail: Mutex<Tail>,
     source: Box<dyn BufferSource>,
     recycled: AtomicU64,
-    /// Buffers put in with `provide`, and taken out for good with `into_id`.
-    provided: AtomicU64,
-    taken_out: AtomicU64,
 }
 
 struct Tail {
     value: u16,
     in_ring: Vec<bool>,
+    /// Buffers put in with `provide` and not yet taken out for good with `into_id`: in the
+    /// ring, or out of it in a `ProvidedBuf` that goes back on drop. Never above `entries`
+    /// (checked and counted in one step, under the lock, so the tail cannot overrun entries
+    /// the kernel has not consumed).
+    provided: u32,
 }
 
 // SAFETY: `memory` is shared with the kernel and only written under `tail`'s lock; everything
@@ -99,8 +107,11 @@ impl BufRing {
     pub fn register(ring: &Ring, group: u16, source: impl BufferSource) -> io::Result<BufRing> {
         let count = source.buffer_count();
         let group = BufRing::register_empty(ring, group, source, count)?;
-        for id in 0..count {
-            group.inner.push(id);
+        {
+            let mut tail = lock(&group.inner.tail);
+            for id in 0..count {
+                group.inner.push_locked(&mut tail, id);
+            }
         }
         Ok(group)
     }
@@ -144,7 +155,7 @@ impl BufRing {
             return Err(error);
         }
         let inner = Inner {
-            ring: ring.clone(),
+            ring: Arc::downgrade(&ring.shared),
             group,
             entries,
             memory,
@@ -152,13 +163,13 @@ impl BufRing {
             tail: Mutex::new(Tail {
                 value: 0,
                 in_ring: vec![false; usize::from(source.buffer_count())],
+                provided: 0,
             }),
             source: Box::new(source),
             recycled: AtomicU64::new(0),
-            provided: AtomicU64::new(0),
-            taken_out: AtomicU64::new(0),
         };
         Ok(BufRing {
+            ring: ring.clone(),
             inner: Arc::new(inner),
         })
     }
@@ -167,8 +178,10 @@ impl BufRing {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for an id the source does not have; `StorageFull` if the ring already
-    /// holds as many buffers as it has room for (the id stays with the caller).
+    /// `InvalidInput` for an id the source does not have or that is in the ring already;
+    /// `StorageFull` if the ring already holds as many buffers as it has room for (the id stays
+    /// with the caller). Safe to call from several threads at once: the check and the insertion
+    /// are one step.
     ///
     /// # Safety
     ///
@@ -181,21 +194,24 @@ impl BufRing {
                 "no such buffer in this source",
             ));
         }
-        let in_ring = self.inner.provided.load(Ordering::Relaxed)
-            - self.inner.taken_out.load(Ordering::Relaxed);
-        if in_ring >= u64::from(self.inner.entries) {
+        let mut tail = lock(&self.inner.tail);
+        if tail.in_ring.get(usize::from(id)) == Some(&true) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "this buffer is in the ring already",
+            ));
+        }
+        if tail.provided >= u32::from(self.inner.entries) {
             return Err(io::ErrorKind::StorageFull.into());
         }
-        self.inner.provided.fetch_add(1, Ordering::Relaxed);
-        self.inner.push(id);
+        tail.provided += 1;
+        self.inner.push_locked(&mut tail, id);
         Ok(())
     }
 
     /// `true` if the ring has room for another buffer (see [`provide`](BufRing::provide)).
     pub fn has_room(&self) -> bool {
-        let in_ring = self.inner.provided.load(Ordering::Relaxed)
-            - self.inner.taken_out.load(Ordering::Relaxed);
-        in_ring < u64::from(self.inner.entries)
+        lock(&self.inner.tail).provided < u32::from(self.inner.entries)
     }
 
     /// The buffer group id to name in receive ops.
@@ -210,20 +226,21 @@ impl BufRing {
 
     /// Adopts the buffer a CQE reported (`IORING_CQE_F_BUFFER`), if it names one.
     pub fn take(&self, cqe: Cqe) -> Option<ProvidedBuf> {
-        let id = cqueue::buffer_select(cqe.flags)?;
-        if id >= self.inner.source.buffer_count() {
-            return None;
+        take(&self.inner, cqe)
+    }
+
+    /// What a receive's CQE delivered: data in the buffer it names, the end of the stream, or
+    /// an error. A buffer an empty or failed completion names goes back to the kernel.
+    fn received(&self, cqe: Cqe) -> io::Result<Received> {
+        let buf = self.take(cqe);
+        if cqe.result < 0 {
+            drop(buf);
+            return Err(io::Error::from_raw_os_error(-cqe.result));
         }
-        if let Some(present) = lock(&self.inner.tail).in_ring.get_mut(usize::from(id)) {
-            *present = false;
-        }
-        let len = usize::try_from(cqe.result.max(0)).unwrap_or(0);
-        let len = len.min(self.inner.source.buffer_len() as usize);
-        crate::memcheck::mark_initialised(self.inner.source.buffer_ptr(id).as_ptr(), len);
-        Some(ProvidedBuf {
-            ring: self.clone(),
-            id,
-            len,
+        Ok(match buf {
+            Some(buf) if cqe.result > 0 => Received::Data(buf),
+            // An empty completion is the peer's end of stream (its buffer, if any, goes back).
+            _ => Received::Eof,
         })
     }
 
@@ -233,8 +250,8 @@ impl BufRing {
     /// new receive once buffers are back — nothing is lost.
     pub fn recv_multi(&self, socket: &SharedFd) -> RecvStream {
         let group = self.inner.group;
-        let op = self.inner.ring.submit_multishot(
-            (socket.clone(), self.clone()),
+        let op = self.ring.submit_multishot(
+            (socket.clone(), Group(self.inner.clone())),
             move |(fd, _)| {
                 opcode::RecvMulti::new(types::Fd(std::os::fd::AsRawFd::as_raw_fd(&**fd)), group)
                     .build()
@@ -248,17 +265,44 @@ impl BufRing {
     }
 }
 
+/// What a receive over the group parks in the op table: the group, without the ring (see
+/// [`BufRing`]).
+struct Group(Arc<Inner>);
+
+/// Adopts the buffer a CQE reported (`IORING_CQE_F_BUFFER`), if it names one of `inner`'s.
+fn take(inner: &Arc<Inner>, cqe: Cqe) -> Option<ProvidedBuf> {
+    let id = cqueue::buffer_select(cqe.flags)?;
+    if id >= inner.source.buffer_count() {
+        return None;
+    }
+    if let Some(present) = lock(&inner.tail).in_ring.get_mut(usize::from(id)) {
+        *present = false;
+    }
+    let len = usize::try_from(cqe.result.max(0)).unwrap_or(0);
+    let len = len.min(inner.source.buffer_len() as usize);
+    crate::memcheck::mark_initialised(inner.source.buffer_ptr(id).as_ptr(), len);
+    Some(ProvidedBuf {
+        inner: inner.clone(),
+        id,
+        len,
+    })
+}
+
 /// A CQE nobody will read: give its buffer back to the kernel.
 fn recycle_discarded(data: &mut (dyn std::any::Any + Send), cqe: Cqe) {
-    if let Some((_, ring)) = data.downcast_mut::<(SharedFd, BufRing)>() {
-        drop(ring.take(cqe));
+    if let Some((_, Group(inner))) = data.downcast_mut::<(SharedFd, Group)>() {
+        drop(take(inner, cqe));
     }
 }
 
 impl Inner {
     /// Puts buffer `id` back at the tail and publishes it.
     fn push(&self, id: u16) {
-        let mut tail = lock(&self.tail);
+        self.push_locked(&mut lock(&self.tail), id);
+    }
+
+    /// [`push`](Inner::push) with the tail's lock held.
+    fn push_locked(&self, tail: &mut Tail, id: u16) {
         if let Some(present) = tail.in_ring.get_mut(usize::from(id)) {
             *present = true;
         }
@@ -283,10 +327,19 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Every op that could pick from this group holds a clone, so none is in flight.
-        // If unregistering fails the kernel may still hold the memory: leak it rather than
-        // free memory it can read.
-        if self.ring.unregister_buf_ring(self.group).is_ok() {
+        // Every op that could pick from this group holds a clone, so none is in flight, and
+        // none can start: the kernel reads this memory no more. While the ring lives, the group
+        // is unregistered (its id free again); if unregistering fails the kernel may still hold
+        // the memory: leak it rather than free memory it can read. Once the ring is gone (or
+        // being torn down: no handle is left to submit with), the kernel drops the registration
+        // with the ring. The ring never drops a group while it holds its own lock (`reap` hands
+        // the final CQEs' op data back to be dropped after the lock is released), so taking it
+        // here cannot deadlock.
+        let unregistered = match self.ring.upgrade() {
+            Some(shared) => Ring { shared }.unregister_buf_ring(self.group).is_ok(),
+            None => true,
+        };
+        if unregistered {
             // SAFETY: allocated in `register` with `layout`; the kernel let go of it above.
             unsafe { alloc::dealloc(self.memory.as_ptr().cast(), self.layout) };
             // The kernel can no longer pick these: they go back to their source.
@@ -312,7 +365,7 @@ impl fmt::Debug for BufRing {
 
 /// A received buffer from a [`BufRing`]; goes back to the kernel when dropped.
 pub struct ProvidedBuf {
-    ring: BufRing,
+    inner: Arc<Inner>,
     id: u16,
     len: usize,
 }
@@ -328,10 +381,13 @@ impl ProvidedBuf {
     /// fed with [`BufRing::provide`]).
     pub fn into_id(self) -> (u16, usize) {
         let this = std::mem::ManuallyDrop::new(self);
-        this.ring.inner.taken_out.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: `this` is never used or dropped again, so moving its ring handle out is the
+        {
+            let mut tail = lock(&this.inner.tail);
+            tail.provided = tail.provided.saturating_sub(1);
+        }
+        // SAFETY: `this` is never used or dropped again, so moving its group handle out is the
         // only read of that field; dropping the handle keeps the count of clones right.
-        drop(unsafe { std::ptr::read(&this.ring) });
+        drop(unsafe { std::ptr::read(&this.inner) });
         (this.id, this.len)
     }
 }
@@ -340,7 +396,7 @@ impl Deref for ProvidedBuf {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        let ptr = self.ring.inner.source.buffer_ptr(self.id);
+        let ptr = self.inner.source.buffer_ptr(self.id);
         // SAFETY: the kernel filled `len` bytes of this buffer (its CQE said so) and gave it up;
         // until this guard drops nobody else writes it (the `BufferSource` contract).
         unsafe { std::slice::from_raw_parts(ptr.as_ptr(), self.len) }
@@ -349,8 +405,8 @@ impl Deref for ProvidedBuf {
 
 impl Drop for ProvidedBuf {
     fn drop(&mut self) {
-        self.ring.inner.push(self.id);
-        self.ring.inner.recycled.fetch_add(1, Ordering::Relaxed);
+        self.inner.push(self.id);
+        self.inner.recycled.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -405,13 +461,79 @@ impl RecvStream {
         let Some(cqe) = cqe else {
             return Poll::Ready(None);
         };
-        if cqe.result < 0 {
-            return Poll::Ready(Some(Err(io::Error::from_raw_os_error(-cqe.result))));
+        Poll::Ready(Some(self.ring.received(cqe)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Buffers in leaked memory (a test's few bytes), so they outlive every registration.
+    struct Leaked {
+        memory: NonNull<u8>,
+        count: u16,
+    }
+
+    const SIZE: u32 = 64;
+
+    fn leaked(count: u16) -> Leaked {
+        let memory = Box::leak(vec![0u8; usize::from(count) * SIZE as usize].into_boxed_slice());
+        Leaked {
+            memory: NonNull::from(memory).cast(),
+            count,
         }
-        Poll::Ready(Some(Ok(match self.ring.take(cqe) {
-            Some(buf) if cqe.result > 0 => Received::Data(buf),
-            // An empty completion is the peer's end of stream (its buffer, if any, goes back).
-            _ => Received::Eof,
-        })))
+    }
+
+    // SAFETY: leaked memory is never freed or moved; ids map to disjoint ranges of it.
+    unsafe impl Send for Leaked {}
+    // SAFETY: as above.
+    unsafe impl Sync for Leaked {}
+
+    // SAFETY: see `Send`: `count` disjoint `SIZE`-byte buffers that live forever.
+    unsafe impl BufferSource for Leaked {
+        fn buffer_count(&self) -> u16 {
+            self.count
+        }
+        fn buffer_len(&self) -> u32 {
+            SIZE
+        }
+        fn buffer_ptr(&self, id: u16) -> NonNull<u8> {
+            // SAFETY: `id < count` (the ring checks), so the offset is inside the allocation.
+            unsafe { self.memory.add(usize::from(id) * SIZE as usize) }
+        }
+    }
+
+    /// `IORING_CQE_F_BUFFER` naming buffer `id`.
+    fn names(id: u16) -> u32 {
+        1 | (u32::from(id) << 16)
+    }
+
+    #[test]
+    fn a_failed_completion_gives_the_buffer_it_names_back() {
+        let ring = Ring::new().expect("ring");
+        let group = BufRing::register_empty(&ring, 3, leaked(2), 2).expect("register");
+        // SAFETY: buffer 0 is ours and not in the ring.
+        unsafe { group.provide(0) }.expect("provide");
+        let failed = Cqe {
+            result: -libc::ECONNRESET,
+            flags: names(0),
+        };
+        let error = group.received(failed).expect_err("a failed completion");
+        assert_eq!(error.raw_os_error(), Some(libc::ECONNRESET));
+        assert_eq!(group.recycled(), 1, "the buffer never went back");
+        assert_eq!(lock(&group.inner.tail).in_ring.first(), Some(&true));
+    }
+
+    #[test]
+    fn provide_refuses_a_buffer_already_in_the_ring() {
+        let ring = Ring::new().expect("ring");
+        let group = BufRing::register_empty(&ring, 4, leaked(2), 2).expect("register");
+        // SAFETY: buffer 1 is ours and not in the ring; the second call is refused.
+        unsafe { group.provide(1) }.expect("provide");
+        // SAFETY: as above (refused: the buffer is in the ring).
+        let again = unsafe { group.provide(1) }.expect_err("in the ring already");
+        assert_eq!(again.kind(), io::ErrorKind::InvalidInput);
+        assert!(group.has_room());
     }
 }

@@ -19,8 +19,9 @@
 //! queues its cancel the same way. Completions wake the op's task wherever it runs (wakers are
 //! `Send`).
 
-use crate::sync::unmodelled::{Arc, AtomicBool, AtomicU64, Ordering};
+use crate::sync::unmodelled::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::any::Any;
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::task::{Context, Waker};
@@ -30,7 +31,7 @@ use io_uring::types::{SubmitArgs, Timespec};
 use io_uring::{IoUring, opcode, squeue};
 
 use crate::error::Error;
-use crate::lifecycle::{CompleteOutcome, Cqe, OpId, OpTable};
+use crate::lifecycle::{CQE_F_MORE, CompleteOutcome, Cqe, OpId, OpTable};
 use crate::notify::{Notifier, NotifyShared};
 use crate::setup::{ProbeReport, SetupFlag, SetupReport};
 use crate::sync::{Mutex, lock};
@@ -104,8 +105,16 @@ pub struct Counters {
     pub enters: u64,
     /// CQEs reaped.
     pub cqes: u64,
-    /// Times the kernel reported completion-queue overflow (completions it had to buffer).
+    /// Times the completion queue overflowed into the kernel's overflow list (completions it
+    /// had to buffer, `IORING_FEAT_NODROP`), counted once per episode; the ring flushes them.
+    /// Ops in the kernel are bounded by the completion queue, so only multishot ops, which may
+    /// post many completions each, can make it overflow.
     pub overflows: u64,
+    /// Completions the kernel dropped (it could not buffer them: out of memory), from its
+    /// cumulative count. The ops they belonged to never see them; nonzero means trouble.
+    pub dropped: u64,
+    /// Ops that waited in the ring for room in the completion queue before reaching the kernel.
+    pub held: u64,
     /// Async cancels queued for dropped futures.
     pub cancels: u64,
     /// CQEs that matched no op.
@@ -122,6 +131,8 @@ struct Stats {
     enters: AtomicU64,
     cqes: AtomicU64,
     overflows: AtomicU64,
+    dropped: AtomicU64,
+    held: AtomicU64,
     cancels: AtomicU64,
     leaked: AtomicU64,
     remote_sqes: AtomicU64,
@@ -174,6 +185,24 @@ pub(crate) struct Shared {
     wake_read_done: AtomicBool,
     /// The wakers a turn collects, kept between turns so that turning allocates nothing.
     wake_buf: Mutex<Vec<Waker>>,
+    /// Op data whose final CQE a reap took, dropped only once `uring` is unlocked
+    /// ([`release_reaped`](Shared::release_reaped)): dropping it can run code that takes `uring`
+    /// again (the last handle of a buffer group unregisters it), which under the lock would
+    /// deadlock. Only the owner touches it; the storage is kept between turns.
+    reaped: Mutex<Vec<OpBox>>,
+    /// Completions owed by the SQEs in the kernel: one per SQE pushed until its CQE without
+    /// `F_MORE` is reaped. Only the owner touches it (under `uring`).
+    owed: AtomicUsize,
+    /// The most completions ops may owe at once: the completion queue's size, less one entry
+    /// for the wake-up read. An op that would owe more waits in `held` (in order) until reaps
+    /// make room, so the completion queue cannot overflow from single-shot ops. (An op is let
+    /// through whatever the bound when nothing is owed, so a tiny ring still makes progress.)
+    owed_limit: usize,
+    /// Ops waiting for room (see `owed_limit`), pushed in order at the start of each turn.
+    /// Only the owner touches it.
+    held: Mutex<VecDeque<Submission>>,
+    /// What the kernel's completion queue told the last reap (see [`OverflowWatch`]).
+    overflow_watch: Mutex<OverflowWatch>,
     setup: SetupReport,
     probe: ProbeReport,
     stats: Stats,
@@ -243,6 +272,14 @@ impl Ring {
                 wake_read: AtomicU64::new(NO_WAKE_READ),
                 wake_read_done: AtomicBool::new(false),
                 wake_buf: Mutex::new(Vec::new()),
+                reaped: Mutex::new(Vec::new()),
+                owed: AtomicUsize::new(0),
+                owed_limit: usize::try_from(cq_entries)
+                    .unwrap_or(usize::MAX)
+                    .saturating_sub(1)
+                    .max(1),
+                held: Mutex::new(VecDeque::new()),
+                overflow_watch: Mutex::new(OverflowWatch::default()),
                 setup: SetupReport {
                     sq_entries,
                     cq_entries,
@@ -292,6 +329,8 @@ impl Ring {
             enters: s.enters.load(Ordering::Relaxed),
             cqes: s.cqes.load(Ordering::Relaxed),
             overflows: s.overflows.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            held: s.held.load(Ordering::Relaxed),
             cancels: s.cancels.load(Ordering::Relaxed),
             stale: self.shared.ops.stale(),
             leaked: s.leaked.load(Ordering::Relaxed),
@@ -387,8 +426,9 @@ impl Shared {
             let mut wakers = Vec::new();
             {
                 let mut uring = lock(&self.uring);
-                self.push_locked(&mut uring, sqes.entries(), &mut wakers);
+                self.push_bounded(&mut uring, sqes, &mut wakers);
             }
+            self.release_reaped();
             wakers.into_iter().for_each(Waker::wake);
         } else {
             let count = sqes.entries().len() as u64;
@@ -424,6 +464,8 @@ impl Shared {
                     self.stats
                         .sqes
                         .fetch_add(sqes.len() as u64, Ordering::Relaxed);
+                    // Relaxed: only the owner reads and writes it, under `uring`.
+                    self.owed.fetch_add(sqes.len(), Ordering::Relaxed);
                     return;
                 }
             }
@@ -460,6 +502,75 @@ impl Shared {
         }
     }
 
+    /// Pushes one op's SQEs if the completions it will owe fit in the bound (`owed_limit`),
+    /// else holds it, behind any op held before it. SQEs that carry no op (cancels) are never
+    /// held: they free the kernel's resources.
+    fn push_bounded(&self, uring: &mut IoUring, sqes: Submission, wakers: &mut Vec<Waker>) {
+        let untracked = sqes
+            .entries()
+            .first()
+            .is_none_or(|e| e.get_user_data() == u64::MAX);
+        let mut held = lock(&self.held);
+        if !untracked && (!held.is_empty() || !self.has_room_for(sqes.entries().len())) {
+            held.push_back(sqes);
+            self.stats.held.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        drop(held);
+        self.push_locked(uring, sqes.entries(), wakers);
+    }
+
+    /// `true` if ops may owe `count` more completions (always when nothing is owed).
+    fn has_room_for(&self, count: usize) -> bool {
+        // Relaxed: only the owner reads and writes it, under `uring`.
+        let owed = self.owed.load(Ordering::Relaxed);
+        owed == 0 || owed + count <= self.owed_limit
+    }
+
+    /// Pushes the held ops that fit now, in order.
+    fn push_held(&self, uring: &mut IoUring, wakers: &mut Vec<Waker>) {
+        loop {
+            let next = {
+                let mut held = lock(&self.held);
+                match held.front() {
+                    Some(sqes) if self.has_room_for(sqes.entries().len()) => held.pop_front(),
+                    _ => None,
+                }
+            };
+            let Some(sqes) = next else {
+                return;
+            };
+            self.push_locked(uring, sqes.entries(), wakers);
+        }
+    }
+
+    /// Ends a held op that was cancelled before it reached the kernel; `false` if `user_data`
+    /// is not held (it is in the kernel, or done).
+    fn cancel_held(&self, user_data: u64, wakers: &mut Vec<Waker>) -> bool {
+        {
+            let mut held = lock(&self.held);
+            let Some(at) = held.iter().position(|sqes| {
+                sqes.entries()
+                    .first()
+                    .is_some_and(|e| e.get_user_data() == user_data)
+            }) else {
+                return false;
+            };
+            // The SQEs never reached the kernel: forget them.
+            held.remove(at);
+        }
+        let cancelled = Cqe {
+            result: -libc::ECANCELED,
+            flags: 0,
+        };
+        match self.ops.complete(user_data, cancelled, discard) {
+            CompleteOutcome::Queued(waker) => wakers.extend(waker),
+            CompleteOutcome::Reaped(op) => lock(&self.reaped).push(op),
+            CompleteOutcome::Discarded | CompleteOutcome::Stale => {}
+        }
+        true
+    }
+
     /// One turn; `wake_read` arms the notifier's read before a blocking enter (not during
     /// teardown, which waits for every op to finish).
     fn turn(&self, timeout: Option<Duration>, wake_read: bool) -> io::Result<usize> {
@@ -469,6 +580,7 @@ impl Shared {
         {
             let mut uring = lock(&self.uring);
             self.push_queued(&mut uring, &mut wakers);
+            self.push_held(&mut uring, &mut wakers);
             let may_block = timeout != Some(Duration::ZERO);
             if may_block && wake_read {
                 self.arm_wake_read(&mut uring, &mut wakers);
@@ -495,10 +607,12 @@ impl Shared {
                 None => submitter.submit_and_wait(1),
             };
             let failed = match result {
+                // EBADR: the kernel dropped completions (counted from its cumulative count by
+                // the reap below); the ring goes on.
                 Err(error)
                     if !matches!(
                         error.raw_os_error(),
-                        Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                        Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN | libc::EBADR)
                     ) =>
                 {
                     Some(error)
@@ -511,14 +625,32 @@ impl Shared {
             self.collect_wake_read();
             if let Some(error) = failed {
                 drop(uring);
+                self.release_reaped();
                 wakers.drain(..).for_each(Waker::wake);
                 *lock(&self.wake_buf) = wakers;
                 return Err(error);
             }
         }
+        self.release_reaped();
         wakers.drain(..).for_each(Waker::wake);
         *lock(&self.wake_buf) = wakers;
         Ok(reaped)
+    }
+
+    /// Drops the op data reaps took since the last call (see `reaped`); `uring` must not be
+    /// locked by the caller.
+    fn release_reaped(&self) {
+        let mut reaped = std::mem::take(&mut *lock(&self.reaped));
+        if reaped.is_empty() {
+            *lock(&self.reaped) = reaped;
+            return;
+        }
+        // Each box is released here, after its final CQE, with no lock held.
+        reaped.clear();
+        let mut kept = lock(&self.reaped);
+        if kept.is_empty() {
+            *kept = reaped;
+        }
     }
 
     /// Pushes the cancels and the other threads' SQEs queued since the last turn.
@@ -530,8 +662,8 @@ impl Shared {
         if self.has_remote.load(Ordering::Relaxed) && self.has_remote.swap(false, Ordering::Acquire)
         {
             let remote = std::mem::take(&mut *lock(&self.remote));
-            for sqes in &remote {
-                self.push_locked(uring, sqes.entries(), wakers);
+            for sqes in remote {
+                self.push_bounded(uring, sqes, wakers);
             }
         }
         // Acquire: pairs with the release in `queue_cancel`; the load first keeps the common
@@ -543,6 +675,9 @@ impl Shared {
         }
         let mut cancels = std::mem::take(&mut *lock(&self.pending_cancels));
         for &user_data in &cancels {
+            if self.cancel_held(user_data, wakers) {
+                continue;
+            }
             let entry = opcode::AsyncCancel::new(user_data)
                 .build()
                 .user_data(u64::MAX);
@@ -606,12 +741,10 @@ impl Shared {
     /// Reaps every CQE; returns how many, and the wakers to wake once the lock is released.
     fn reap(&self, uring: &mut IoUring, wakers: &mut Vec<Waker>) -> usize {
         let mut count = 0;
+        let mut finals = 0;
         let mut completion = uring.completion();
-        if completion.overflow() > 0 {
-            // The kernel counts completions it dropped (only without NODROP, which we require)
-            // or buffered; either way, note it.
-            self.stats.overflows.fetch_add(1, Ordering::Relaxed);
-        }
+        // The kernel's count of completions it dropped, since the ring was set up.
+        let dropped_total = completion.overflow();
         let wake_read = self.wake_read.load(Ordering::Relaxed);
         for cqe in &mut completion {
             count += 1;
@@ -622,20 +755,71 @@ impl Shared {
                 result: cqe.result(),
                 flags: cqe.flags(),
             };
+            if record.flags & CQE_F_MORE == 0 {
+                finals += 1;
+            }
             match self.ops.complete(cqe.user_data(), record, discard) {
                 CompleteOutcome::Queued(waker) => wakers.extend(waker),
-                // The box is released here, after its final CQE.
-                CompleteOutcome::Reaped(op) => drop(op),
+                // The box is released after its final CQE, once `uring` is unlocked.
+                CompleteOutcome::Reaped(op) => lock(&self.reaped).push(op),
                 CompleteOutcome::Discarded | CompleteOutcome::Stale => {}
             }
         }
         completion.sync();
         drop(completion);
-        if uring.submission().cq_overflow() {
+        // Set while the kernel holds completions in its overflow list; the next enter with
+        // GETEVENTS (every turn's) flushes them.
+        let overflowing = uring.submission().cq_overflow();
+        let seen = lock(&self.overflow_watch).observe(dropped_total, overflowing);
+        if seen.new_episode {
             self.stats.overflows.fetch_add(1, Ordering::Relaxed);
         }
+        if seen.dropped > 0 {
+            self.stats
+                .dropped
+                .fetch_add(u64::from(seen.dropped), Ordering::Relaxed);
+        }
+        // Final completions pay what their SQEs owed; dropped ones will never come, so they
+        // are owed no more either (or the bound would shrink for good).
+        let paid = finals + usize::try_from(seen.dropped).unwrap_or(usize::MAX);
+        // Relaxed: only the owner reads and writes it, under `uring`.
+        let owed = self.owed.load(Ordering::Relaxed);
+        self.owed
+            .store(owed.saturating_sub(paid), Ordering::Relaxed);
         self.stats.cqes.fetch_add(count as u64, Ordering::Relaxed);
         count
+    }
+}
+
+/// What the kernel's completion queue says about overflow, as events: its count of dropped
+/// completions is cumulative (and wraps), and its overflow flag stays set until the overflow
+/// list is flushed; so a reap must count the change, not the value.
+#[derive(Debug, Default)]
+struct OverflowWatch {
+    /// The kernel's dropped count at the last reap.
+    dropped_total: u32,
+    /// The overflow flag at the last reap.
+    overflowing: bool,
+}
+
+/// What one reap newly saw ([`OverflowWatch::observe`]).
+#[derive(Debug, PartialEq, Eq)]
+struct OverflowSeen {
+    /// Completions dropped since the last reap.
+    dropped: u32,
+    /// The completion queue began to overflow into the kernel's list.
+    new_episode: bool,
+}
+
+impl OverflowWatch {
+    fn observe(&mut self, dropped_total: u32, overflowing: bool) -> OverflowSeen {
+        let seen = OverflowSeen {
+            dropped: dropped_total.wrapping_sub(self.dropped_total),
+            new_episode: overflowing && !self.overflowing,
+        };
+        self.dropped_total = dropped_total;
+        self.overflowing = overflowing;
+        seen
     }
 }
 
@@ -652,8 +836,13 @@ impl Drop for Shared {
         if armed != NO_WAKE_READ {
             drop(self.ops.cancel(OpId::from_user_data(armed), |_, _| {}));
         }
-        // SQEs queued by other threads never reached the kernel: their ops end here.
-        for sqes in std::mem::take(&mut *lock(&self.remote)) {
+        // SQEs queued by other threads or held for room never reached the kernel: their ops end
+        // here.
+        let held = std::mem::take(&mut *lock(&self.held));
+        for sqes in std::mem::take(&mut *lock(&self.remote))
+            .into_iter()
+            .chain(held)
+        {
             if let Some(first) = sqes.entries().first() {
                 let cancelled = Cqe {
                     result: -libc::ECANCELED,
@@ -671,6 +860,7 @@ impl Drop for Shared {
             let mut wakers = Vec::new();
             self.push_locked(&mut uring, &[cancel_all], &mut wakers);
             drop(uring);
+            self.release_reaped();
             wakers.into_iter().for_each(Waker::wake);
         }
         while !self.ops.is_empty() && Instant::now() < deadline {
@@ -697,5 +887,35 @@ impl fmt::Debug for Ring {
             .field("in_flight", &self.in_flight())
             .field("counters", &self.counters())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{OverflowSeen, OverflowWatch};
+
+    #[test]
+    fn overflow_is_counted_by_its_changes_not_its_value() {
+        let mut watch = OverflowWatch::default();
+        let seen = |dropped, new_episode| OverflowSeen {
+            dropped,
+            new_episode,
+        };
+        assert_eq!(watch.observe(0, false), seen(0, false));
+        // Three completions dropped: counted once, not again at every later reap.
+        assert_eq!(watch.observe(3, false), seen(3, false));
+        assert_eq!(watch.observe(3, false), seen(0, false));
+        assert_eq!(watch.observe(5, false), seen(2, false));
+        // The overflow flag stays set across reaps: one episode.
+        assert_eq!(watch.observe(5, true), seen(0, true));
+        assert_eq!(watch.observe(5, true), seen(0, false));
+        assert_eq!(watch.observe(5, false), seen(0, false));
+        assert_eq!(watch.observe(5, true), seen(0, true));
+        // The kernel's count is a wrapping u32.
+        let mut watch = OverflowWatch {
+            dropped_total: u32::MAX,
+            overflowing: false,
+        };
+        assert_eq!(watch.observe(1, false), seen(2, false));
     }
 }

@@ -27,6 +27,6 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// always `std`. (The op table and the notifier's wake-up flag are what the models check.)
 #[cfg(target_os = "linux")]
 pub(crate) mod unmodelled {
-    pub(crate) use std::sync::Arc;
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use std::sync::{Arc, Weak};
 }

@@ -9,7 +9,8 @@
 //! future that goes [`WATCHDOG`] without a wake-up panics the test rather than hanging the
 //! suite, so a lost wake-up is a failure with a message, not a stuck CI job.
 //!
-//! Also [`sqpoll_threads`], the count of this process's io_uring SQPOLL kernel threads.
+//! Also [`sqpoll_threads`], the count of this process's io_uring SQPOLL kernel threads, and
+//! [`run_child_test`], which re-runs one test of the calling test binary in a child process.
 //!
 //! # How it works
 //!
@@ -159,6 +160,32 @@ pub fn sqpoll_threads() -> usize {
                 .count()
         })
         .unwrap_or(0)
+}
+
+/// Re-runs test `name` (its full path, `module::test`) of the calling test binary in a child
+/// process with `env` set, and returns the child's output. Panics unless the child succeeded
+/// *and* ran exactly that test: a renamed or filtered-out test must not pass with zero tests run.
+pub fn run_child_test(name: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut command = std::process::Command::new(exe);
+    command.args(["--exact", name, "--nocapture", "--test-threads", "1"]);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().expect("run the child");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "child {name} failed ({}): {stdout}\n{stderr}",
+        output.status
+    );
+    assert!(
+        stdout.contains(&format!("test {name} ... "))
+            && stdout.contains("test result: ok. 1 passed"),
+        "the child did not run {name}: {stdout}\n{stderr}"
+    );
+    output
 }
 
 #[cfg(test)]

@@ -77,8 +77,19 @@ fn test_hook_blocks_uring() -> Option<String> {
     })
 }
 
-/// Resolves the requested backend against `WEIR_BACKEND` and the probe.
-pub(crate) fn choose(requested: Backend) -> Result<BackendReport, Error> {
+/// The largest io_uring submission queue (`IORING_MAX_ENTRIES`).
+const MAX_RING_ENTRIES: u32 = 32_768;
+
+/// Why a runtime configured with `ring_entries` cannot have a ring, if it cannot.
+fn ring_entries_problem(ring_entries: u32) -> Option<String> {
+    (ring_entries == 0 || ring_entries > MAX_RING_ENTRIES)
+        .then(|| format!("ring_entries({ring_entries}) is outside 1 to {MAX_RING_ENTRIES}"))
+}
+
+/// Resolves the requested backend against `WEIR_BACKEND`, the probe and the ring's
+/// configuration: under `Auto` a ring size io_uring cannot have falls back to the reactor (and
+/// says so); an explicit io_uring fails with `InvalidInput`.
+pub(crate) fn choose(requested: Backend, ring_entries: u32) -> Result<BackendReport, Error> {
     let from_env = match std::env::var("WEIR_BACKEND") {
         Ok(value) => Some(
             value
@@ -92,12 +103,22 @@ pub(crate) fn choose(requested: Backend) -> Result<BackendReport, Error> {
         (Backend::Auto, Some(env)) => (env, "WEIR_BACKEND"),
         (requested, _) => (requested, "the runtime builder"),
     };
+    let problem = ring_entries_problem(ring_entries);
     let report = match wanted {
         Backend::Poll => BackendReport {
             backend: Backend::Poll,
             reason: format!("requested by {source}"),
         },
         Backend::Uring => match probe() {
+            Ok(()) if problem.is_some() => {
+                return Err(Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "invalid io_uring configuration: {}",
+                        problem.unwrap_or_default()
+                    ),
+                )));
+            }
             Ok(()) => BackendReport {
                 backend: Backend::Uring,
                 reason: format!("requested by {source}"),
@@ -105,6 +126,10 @@ pub(crate) fn choose(requested: Backend) -> Result<BackendReport, Error> {
             Err(why) => return Err(Error::UringUnavailable(why)),
         },
         Backend::Auto => match probe() {
+            Ok(()) if problem.is_some() => BackendReport {
+                backend: Backend::Poll,
+                reason: format!("fell back to the reactor: {}", problem.unwrap_or_default()),
+            },
             Ok(()) => BackendReport {
                 backend: Backend::Uring,
                 reason: "io_uring probed and working".into(),

@@ -63,10 +63,24 @@ impl Driver {
             Some(idle) => builder.sqpoll(idle),
             None => builder,
         };
-        let ring = builder.build().map_err(|error| match error {
-            weir_ring::Error::InvalidConfig(_) => Error::Io(error.into()),
-            other => Error::UringUnavailable(other.to_string()),
-        })?;
+        // The ring bounds the ops in the kernel by its completion queue (ops beyond wait in the
+        // ring), and a connection's armed receive stays in the kernel while it is idle: a
+        // completion queue of at least `SERVED_OPS` lets that many connections and their sends
+        // be in flight at once. Where the locked-memory limit refuses that much (kernels before
+        // 5.12 count ring memory against RLIMIT_MEMLOCK), the default size does.
+        let cq_entries = entries.saturating_mul(2).clamp(SERVED_OPS, MAX_CQ_ENTRIES);
+        let ring = builder
+            .clone()
+            .cq_entries(cq_entries)
+            .build()
+            .or_else(|error| match error {
+                weir_ring::Error::Unavailable { .. } => builder.build(),
+                other => Err(other),
+            })
+            .map_err(|error| match error {
+                weir_ring::Error::InvalidConfig(_) => Error::Io(error.into()),
+                other => Error::UringUnavailable(other.to_string()),
+            })?;
         Ok(Driver {
             ring,
             zero_copy_from: usize::MAX,
@@ -114,9 +128,9 @@ impl Driver {
 
     pub(crate) fn finish(&self) {
         // The dropped tasks' ops were cancelled; reap their final completions now, so the data
-        // they parked (a multishot receive holds the provided ring, which holds the ring) is
-        // released instead of keeping the ring alive in a cycle. Bounded: what the kernel still
-        // holds after a second stays with the ring's own teardown.
+        // they parked (descriptors, the provided ring's group) is released while the runtime
+        // is still whole. Bounded: what the kernel still holds after a second stays with the
+        // ring's own teardown.
         let deadline = Instant::now() + Duration::from_secs(1);
         while self.ring.in_flight() > 0 && Instant::now() < deadline {
             if self.ring.turn(Some(Duration::from_millis(10))).is_err() {
@@ -125,6 +139,13 @@ impl Driver {
         }
     }
 }
+
+/// Completion queue entries a runtime's ring asks for at least (256 KiB of completion queue):
+/// the ops it can have in the kernel at once.
+const SERVED_OPS: u32 = 16_384;
+
+/// The largest completion queue the kernel accepts (`IORING_MAX_CQ_ENTRIES`).
+const MAX_CQ_ENTRIES: u32 = 65_536;
 
 /// The provided buffer ring's group id (one ring per runtime).
 const GROUP: u16 = 0;
@@ -135,9 +156,11 @@ pub(crate) struct Provided {
     group: BufRing,
 }
 
-/// How many pool buffers the kernel can name (ids are 16-bit, rings hold at most 32,768).
+/// How many pool buffers the kernel can name: all of them (`Pooled::get` refuses a pool of more
+/// than `MAX_POOLED_BUFFERS`, 32,768).
 fn source_count(pool: &Pool) -> u16 {
-    u16::try_from(pool.stats().capacity.min(1 << 15)).unwrap_or(1 << 15)
+    let count = pool.stats().capacity.min(crate::pooled::MAX_POOLED_BUFFERS);
+    u16::try_from(count).unwrap_or(u16::MAX)
 }
 
 /// Fills the provided ring with free pool buffers, up to its room.

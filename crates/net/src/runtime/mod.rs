@@ -80,7 +80,9 @@ impl Builder {
         self
     }
 
-    /// io_uring submission queue size (default 256).
+    /// io_uring submission queue size, 1 to 32,768 (default 256). Under `Backend::Auto` a size
+    /// outside that range falls back to the reactor (the backend report says why); with
+    /// `Backend::Uring` it makes [`build`](Builder::build) fail with `InvalidInput`.
     pub fn ring_entries(mut self, entries: u32) -> Self {
         self.ring_entries = entries;
         self
@@ -88,7 +90,8 @@ impl Builder {
 
     /// The buffer pool behind pooled reads (`read_pooled`, `recv_pooled`); default 512 buffers of
     /// 16 KiB, allocated on the first pooled read. It must not grow (on io_uring its buffers are
-    /// registered with the kernel up front).
+    /// registered with the kernel up front) and holds at most 32,768 buffers (what a provided
+    /// buffer ring can name); the first pooled read fails with `InvalidInput` otherwise.
     pub fn buffer_pool(mut self, config: weir_bufpool::Config) -> Self {
         self.buffer_pool = config;
         self
@@ -131,7 +134,7 @@ impl Builder {
     /// [`Error::UringUnavailable`] if `Backend::Uring` was asked for and io_uring cannot be used;
     /// [`Error::BadBackendVariable`]; or the driver's setup failed.
     pub fn build(self) -> Result<Runtime, Error> {
-        let report = backend::choose(self.backend)?;
+        let report = backend::choose(self.backend, self.ring_entries)?;
         let mut driver = Driver::new(report.backend, self.ring_entries, self.sqpoll)?;
         driver.set_zero_copy_from(self.send_zc_threshold);
         let unpark = driver.unparker();

@@ -31,7 +31,8 @@ pub struct Report {
     pub forced: u64,
     /// Times the accept loop had to wait for a permit (the limit was reached).
     pub queued: u64,
-    /// Backoffs after resource errors (EMFILE, ENFILE, ENOBUFS, ENOMEM).
+    /// Backoffs after resource errors (EMFILE, ENFILE, ENOBUFS, ENOMEM) and accept errors Weir does
+    /// not know (retried at once, they could spin).
     pub backoffs: u64,
     /// Reads that failed because a client was too slow (first byte or idle timeout).
     pub timeouts: u64,

@@ -354,7 +354,8 @@ fn coordinate(
         "weir server: shutting down ({}), draining {in_flight} connections",
         shared.token.reason().as_deref().unwrap_or("requested")
     );
-    let drained = park_until(shared.tracker.wait(), Some(started + timeout)).is_some();
+    // A timeout too long to add to now (`Duration::MAX`) has no deadline: wait for every handler.
+    let drained = park_until(shared.tracker.wait(), started.checked_add(timeout)).is_some();
     if !drained {
         crate::event!(
             WARN,
@@ -500,10 +501,12 @@ async fn accept_loop<H, F>(
     shared.tracker.wait().await;
 }
 
+#[derive(Debug, PartialEq, Eq)]
 enum AcceptError {
     /// The connection failed before we got it: skip it and accept again at once.
     PerConnection(&'static str),
-    /// The process or system is out of something: back off.
+    /// The process or system is out of something, or the error is one we do not know (which
+    /// may well come back at once, so retrying at once could spin): back off.
     Resource(&'static str),
 }
 
@@ -517,7 +520,7 @@ fn classify(error: &io::Error) -> AcceptError {
         Some(libc::ECONNRESET) => AcceptError::PerConnection("ECONNRESET"),
         Some(libc::EPERM) => AcceptError::PerConnection("EPERM"),
         Some(libc::EPROTO) => AcceptError::PerConnection("EPROTO"),
-        _ => AcceptError::PerConnection("other"),
+        _ => AcceptError::Resource("other"),
     }
 }
 
@@ -635,3 +638,21 @@ impl fmt::Debug for ServerHandle {
 
 /// Errors counted by kind, for the report.
 pub(crate) type ErrorCounts = BTreeMap<&'static str, u64>;
+
+#[cfg(test)]
+mod tests {
+    use super::{AcceptError, classify};
+
+    #[test]
+    fn unknown_accept_errors_back_off() {
+        for errno in [libc::EINVAL, libc::EBADF, libc::ENOTSOCK, libc::EIO] {
+            let error = std::io::Error::from_raw_os_error(errno);
+            assert_eq!(classify(&error), AcceptError::Resource("other"), "{error}");
+        }
+        let aborted = std::io::Error::from_raw_os_error(libc::ECONNABORTED);
+        assert_eq!(
+            classify(&aborted),
+            AcceptError::PerConnection("ECONNABORTED")
+        );
+    }
+}

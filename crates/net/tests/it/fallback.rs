@@ -2,6 +2,8 @@
 
 use weir_net::{Backend, Error, Runtime};
 
+use crate::support::run_child_test;
+
 #[path = "../../examples/support/weir_log.rs"]
 mod weir_log;
 
@@ -53,24 +55,12 @@ fn auto_falls_back_to_the_reactor_and_reports_why() {
         });
         return;
     }
-    let output = std::process::Command::new(std::env::current_exe().expect("own path"))
-        .args([
-            "--exact",
-            "fallback::auto_falls_back_to_the_reactor_and_reports_why",
-            "--nocapture",
-        ])
-        .env("WEIR_TEST_BLOCK_URING", "1")
-        .env_remove("WEIR_BACKEND")
-        .output()
-        .expect("run the child");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "child failed: {stderr}");
-    assert!(
-        stdout.contains("auto_falls_back_to_the_reactor_and_reports_why ... ok")
-            && stdout.contains("1 passed"),
-        "the child did not run the test: {stdout}"
+    // The child must not be forced onto a backend: `WEIR_BACKEND` empty means `Auto`.
+    let output = run_child_test(
+        "fallback::auto_falls_back_to_the_reactor_and_reports_why",
+        &[("WEIR_TEST_BLOCK_URING", "1"), ("WEIR_BACKEND", "")],
     );
+    let stderr = String::from_utf8_lossy(&output.stderr);
     // The report went to `tracing` (collected above), never to stderr by Weir itself.
     assert!(
         !stderr.contains("weir backend"),
@@ -88,14 +78,8 @@ fn a_bad_backend_variable_is_a_clear_error() {
         );
         return;
     }
-    let status = std::process::Command::new(std::env::current_exe().expect("own path"))
-        .args([
-            "--exact",
-            "fallback::a_bad_backend_variable_is_a_clear_error",
-        ])
-        .env("WEIR_TEST_BAD_BACKEND", "1")
-        .env("WEIR_BACKEND", "iouring")
-        .status()
-        .expect("run the child");
-    assert!(status.success());
+    run_child_test(
+        "fallback::a_bad_backend_variable_is_a_clear_error",
+        &[("WEIR_TEST_BAD_BACKEND", "1"), ("WEIR_BACKEND", "iouring")],
+    );
 }

@@ -2,6 +2,7 @@
 //! forces).
 
 mod affinity;
+mod bad_args;
 mod cancel;
 mod examples;
 mod fallback;

@@ -223,3 +223,38 @@ fn a_growing_pool_is_refused_with_a_clear_error() {
         });
     });
 }
+
+/// io_uring's provided buffer ring names at most 32,768 buffers: a bigger pool is refused with a
+/// clear error on both backends (on the ring, buffers beyond that were refused one by one and
+/// handed back to the top of the pool, which handed the same one out again: pooled reads spun
+/// forever). Run in a thread with a deadline, so a spin fails the test instead of hanging it.
+#[test]
+fn a_pool_of_more_than_32768_buffers_is_refused_with_a_clear_error() {
+    let _serial = crate::support::serial();
+    for backend in backends() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = Runtime::builder()
+                .backend(backend)
+                .buffer_pool(Config::new(64, 32_769))
+                .build()
+                .expect("runtime");
+            let outcome = rt.block_on(async {
+                let (mut client, mut server) = pair().await;
+                client.write_all(b"x".to_vec()).await.0.expect("send");
+                server.read_pooled().await.map(|b| b.map(|b| b.len()))
+            });
+            let _ = tx.send(outcome.map_err(|e| (e.kind(), e.to_string())));
+        });
+        let outcome = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("{backend:?}: the pooled read never returned"));
+        let (kind, message) = outcome.expect_err("a pool of 32769 buffers");
+        assert_eq!(
+            kind,
+            std::io::ErrorKind::InvalidInput,
+            "{backend:?}: {message}"
+        );
+        assert!(message.contains("32768"), "{backend:?}: {message}");
+    }
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use weir_net::server::{Server, ServerHandle};
 use weir_net::{Backend, time};
 
-use crate::support::{backends, fd_count, serial};
+use crate::support::{assert_closed, backends, fd_count, serial};
 
 /// A handler that reads one 8-byte request, holds it for `hold`, and answers it, repeatedly,
 /// until the peer closes or the server stops (finishing the current request first).
@@ -252,15 +252,7 @@ fn graceful_shutdown_finishes_in_flight_requests_and_closes_idle_ones() {
             assert_eq!(u64::from_le_bytes(reply), id, "{backend:?}");
         }
         for mut stream in idle {
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .expect("timeout");
-            let mut byte = [0u8; 1];
-            assert_eq!(
-                stream.read(&mut byte).unwrap_or(0),
-                0,
-                "{backend:?}: idle connection closed"
-            );
+            assert_closed(&mut stream, &format!("{backend:?}: idle connection"));
         }
         let report = server.join();
         assert_eq!(report.forced, 0, "{backend:?}: {report:?}");
@@ -305,15 +297,7 @@ fn handlers_that_never_finish_are_forced_at_the_deadline() {
         let took = began.elapsed();
         assert_eq!(report.forced, 20, "{backend:?}: {report:?}");
         for mut client in clients {
-            client
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .expect("timeout");
-            let mut byte = [0u8; 1];
-            assert_eq!(
-                client.read(&mut byte).unwrap_or(0),
-                0,
-                "{backend:?}: forced connection closed"
-            );
+            assert_closed(&mut client, &format!("{backend:?}: forced connection"));
         }
         // Give the kernel a moment to release the closed sockets.
         std::thread::sleep(Duration::from_millis(50));
@@ -382,18 +366,13 @@ fn slowloris_connections_are_closed_at_the_timeouts_while_others_are_served() {
             stream
                 .set_read_timeout(Some(Duration::from_secs(10)))
                 .expect("timeout");
-            let mut buf = [0u8; 8];
             if n % 2 == 0 {
                 let mut echo = [0u8; 1];
                 stream
                     .read_exact(&mut echo)
                     .expect("the one byte is echoed");
             }
-            assert_eq!(
-                stream.read(&mut buf).unwrap_or(0),
-                0,
-                "{backend:?}: slow client {n} not closed"
-            );
+            assert_closed(stream, &format!("{backend:?}: slow client {n}"));
         }
         let closed_after = began.elapsed();
         assert!(

@@ -169,3 +169,22 @@ pub(crate) fn strace_child(
     let _ = std::fs::remove_file(&trace);
     Some(text)
 }
+
+/// Asserts that the peer closed `stream`: a read sees the end of the stream (or a reset), not a
+/// timeout (which `read().unwrap_or(0) == 0` took for a close). Sets a read timeout so a peer
+/// that never closes fails the test instead of hanging it; `what` names the connection.
+pub(crate) fn assert_closed(stream: &mut std::net::TcpStream, what: &str) {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("read timeout");
+    let mut byte = [0; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Ok(n) => panic!("{what}: expected the end of the stream, read {n} byte(s)"),
+        Err(error) => panic!("{what}: expected the end of the stream, got {error}"),
+    }
+}
+
+pub(crate) use weir_testkit::run_child_test;

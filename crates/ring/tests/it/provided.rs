@@ -144,18 +144,9 @@ fn multishot_accept_ended_by_emfile_is_re_armed() {
         emfile_scenario();
         return;
     }
-    let status = std::process::Command::new(std::env::current_exe().expect("own path"))
-        .args([
-            "--exact",
-            "provided::multishot_accept_ended_by_emfile_is_re_armed",
-            "--nocapture",
-        ])
-        .env("WEIR_RING_EMFILE_CHILD", "1")
-        .status()
-        .expect("run the child");
-    assert!(
-        status.success(),
-        "the EMFILE scenario failed in the child: {status}"
+    weir_testkit::run_child_test(
+        "provided::multishot_accept_ended_by_emfile_is_re_armed",
+        &[("WEIR_RING_EMFILE_CHILD", "1")],
     );
 }
 
@@ -221,4 +212,130 @@ fn emfile_scenario() {
         "the descriptor limit never ended the multishot"
     );
     println!("multishot accept: {accepted_total} accepted across {emfile_endings} EMFILE endings");
+}
+
+/// `provide` from two threads at once never puts more buffers in the ring than it has room for
+/// (a fullness check and an increment that are not one step let both threads through the last
+/// slot, and the tail would overrun entries the kernel has not consumed). Each thread plays the
+/// kernel for its own buffer: it takes it back with a CQE naming it, as a pool's reader would.
+#[test]
+fn concurrent_provides_never_overrun_the_ring() {
+    const ROUNDS: usize = 200_000;
+    let ring = Ring::builder().entries(4).build().expect("ring");
+    let group = BufRing::register_empty(&ring, 9, SliceSource::new(2, 64), 1).expect("register");
+    // Threads between a successful `provide` and the take-out of their buffer: the ring counts
+    // each of them, so more than one is an overrun of a ring with room for one.
+    let holding = std::sync::atomic::AtomicUsize::new(0);
+    let overruns = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for id in 0..2u16 {
+            let (group, holding, overruns) = (&group, &holding, &overruns);
+            scope.spawn(move || {
+                for _ in 0..ROUNDS {
+                    // SAFETY: buffer `id` belongs to this thread alone, and it is out of the
+                    // ring (taken out below after each successful provide).
+                    if unsafe { group.provide(id) }.is_err() {
+                        continue;
+                    }
+                    if holding.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+                        overruns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    holding.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    // IORING_CQE_F_BUFFER, with the buffer id in the upper 16 bits.
+                    let cqe = weir_ring::Cqe {
+                        result: 0,
+                        flags: 1 | (u32::from(id) << 16),
+                    };
+                    let taken = group.take(cqe).expect("the CQE names a buffer");
+                    assert_eq!(taken.into_id().0, id);
+                }
+            });
+        }
+    });
+    let overruns = overruns.into_inner();
+    assert_eq!(
+        overruns, 0,
+        "{overruns} provides overran a ring with room for one"
+    );
+}
+
+/// A source that says when it is dropped (the group's teardown released it).
+struct Flagged(SliceSource, Arc<std::sync::atomic::AtomicBool>);
+
+// SAFETY: delegates to `SliceSource`, whose buffers are disjoint, stable and live as long as it.
+unsafe impl BufferSource for Flagged {
+    fn buffer_count(&self) -> u16 {
+        self.0.buffer_count()
+    }
+    fn buffer_len(&self) -> u32 {
+        self.0.buffer_len()
+    }
+    fn buffer_ptr(&self, id: u16) -> NonNull<u8> {
+        self.0.buffer_ptr(id)
+    }
+}
+
+impl Drop for Flagged {
+    fn drop(&mut self) {
+        self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The last handle of a buffer group can be the one a cancelled receive parked: it is dropped
+/// when the receive's final CQE is reaped, inside the ring's turn. Unregistering the group there
+/// must not take the ring's lock the turn holds (it deadlocked). Run in a thread with a deadline,
+/// so a deadlock fails the test instead of hanging it.
+#[test]
+fn the_last_group_handle_dropped_by_a_reap_unregisters_it() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let ring = Ring::builder().entries(8).build().expect("ring");
+        let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let source = Flagged(SliceSource::new(2, 64), released.clone());
+        let group = BufRing::register(&ring, 11, source).expect("register");
+        let (_writer, reader) = UnixStream::pair().expect("socketpair");
+        let reader = Arc::new(std::os::fd::OwnedFd::from(reader));
+        let stream = group.recv_multi(&reader);
+        ring.turn(Some(Duration::ZERO)).expect("submit the receive");
+        // The receive is cancelled; its parked data now holds the group's last handle.
+        drop(stream);
+        drop(group);
+        crate::support::settle(&ring);
+        let unregistered = released.load(std::sync::atomic::Ordering::SeqCst);
+        // The group id is free again only if the reap really unregistered it.
+        let again = BufRing::register(&ring, 11, SliceSource::new(1, 64)).map(drop);
+        let _ = tx.send((unregistered, again.map_err(|e| e.to_string())));
+    });
+    let (unregistered, again) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the ring deadlocked dropping the group inside its own reap");
+    assert!(unregistered, "the group's source was never released");
+    again.expect("the group id is registered still");
+}
+
+/// A ring whose handles are all dropped while a receive over a buffer group is still in flight
+/// tears down: the receive's parked data holds the group, and the group must not hold the ring
+/// (a reference cycle kept the ring, its descriptors and the group alive for good).
+#[test]
+fn a_ring_dropped_with_a_group_receive_in_flight_tears_down() {
+    let _serial = serial();
+    let before = crate::support::fd_count();
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let ring = Ring::builder().entries(8).build().expect("ring");
+        let source = Flagged(SliceSource::new(2, 64), released.clone());
+        let group = BufRing::register(&ring, 12, source).expect("register");
+        let (writer, reader) = UnixStream::pair().expect("socketpair");
+        let reader = Arc::new(std::os::fd::OwnedFd::from(reader));
+        let stream = group.recv_multi(&reader);
+        ring.turn(Some(Duration::ZERO)).expect("submit the receive");
+        drop((stream, group, reader, writer));
+        // The last ring handle: teardown cancels the receive and reaps it.
+        drop(ring);
+    }
+    assert!(
+        released.load(std::sync::atomic::Ordering::SeqCst),
+        "the group (and the ring it held) were never torn down"
+    );
+    assert_eq!(crate::support::fd_count(), before, "descriptors leaked");
 }
