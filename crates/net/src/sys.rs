@@ -1,20 +1,15 @@
 //! Every raw system call weir-net makes outside the backend crates, behind one [`syscall!`]
 //! helper: the non-blocking socket calls of the readiness driver (through `socket2` where it has
-//! them), `sendfile(2)`, `pipe2(2)` and the server's signal mask. Descriptors become `OwnedFd`s
+//! them), `sendfile(2)`, `pipe2(2)` and the server's signal handler. Descriptors become `OwnedFd`s
 //! at once.
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::BorrowedFd;
-#[cfg(target_os = "linux")]
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use socket2::{MaybeUninitSlice, SockAddr, SockRef};
 
-#[cfg_attr(
-    not(target_os = "linux"),
-    allow(unused_macros, reason = "the Linux-only calls use it")
-)]
 /// Calls a `libc` function that returns `-1` and sets `errno` on failure; evaluates to the
 /// result or the `io::Error`.
 macro_rules! syscall {
@@ -128,4 +123,120 @@ pub(crate) fn sendfile(
     let sent = send(socket, &chunk[..got])?;
     *offset += sent as i64;
     Ok(sent)
+}
+
+/// SIGTERM and SIGINT, the signals that start a server's graceful shutdown, with their names.
+pub(crate) const SHUTDOWN_SIGNALS: [(libc::c_int, &str); 2] =
+    [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")];
+
+/// The actions SIGTERM and SIGINT had before [`catch_shutdown_signals`].
+pub(crate) struct SignalActions([libc::sigaction; 2]);
+
+// SAFETY: `libc::sigaction` is plain data (a handler address, flags and a mask); it is only
+// handed back to the kernel.
+unsafe impl Send for SignalActions {}
+
+/// Installs `handler` for SIGTERM and SIGINT (process-wide, `SA_RESTART`); returns what they had.
+pub(crate) fn catch_shutdown_signals(
+    handler: extern "C" fn(libc::c_int),
+) -> io::Result<SignalActions> {
+    // SAFETY: all-zero is a valid `sigaction` (no handler, no flags, an empty mask).
+    let mut previous: [libc::sigaction; 2] = unsafe { std::mem::zeroed() };
+    for ((signal, _), previous) in SHUTDOWN_SIGNALS.into_iter().zip(&mut previous) {
+        // SAFETY: as above.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = handler as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        // SAFETY: a valid action and out-pointer; the caller's handler is async-signal-safe.
+        syscall!(sigaction(signal, &action, previous))?;
+    }
+    Ok(SignalActions(previous))
+}
+
+/// Puts back the actions [`catch_shutdown_signals`] replaced.
+pub(crate) fn restore_signal_actions(actions: &SignalActions) {
+    for ((signal, _), previous) in SHUTDOWN_SIGNALS.into_iter().zip(&actions.0) {
+        // SAFETY: an action the kernel gave us for this signal; a failure leaves ours, which
+        // only writes to a pipe nobody reads once no server is registered.
+        let _ = syscall!(sigaction(signal, previous, std::ptr::null_mut()));
+    }
+}
+
+/// A pipe for a signal handler: both ends close-on-exec, the write end non-blocking (a handler
+/// must never block).
+pub(crate) fn signal_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut ends = [0; 2];
+    // SAFETY: `pipe` writes two descriptors into `ends`, which lives across the call.
+    syscall!(pipe(ends.as_mut_ptr()))?;
+    // SAFETY: `pipe` succeeded: both descriptors are new and ours alone.
+    let read = unsafe { OwnedFd::from_raw_fd(ends[0]) };
+    // SAFETY: as above.
+    let write = unsafe { OwnedFd::from_raw_fd(ends[1]) };
+    for (fd, status) in [(&read, 0), (&write, libc::O_NONBLOCK)] {
+        // SAFETY: F_SETFD on a descriptor we own.
+        syscall!(fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC))?;
+        // SAFETY: F_SETFL on a descriptor we own.
+        syscall!(fcntl(fd.as_raw_fd(), libc::F_SETFL, status))?;
+    }
+    Ok((read, write))
+}
+
+/// From a signal handler: writes `signal` as one byte to `fd` and keeps the interrupted code's
+/// `errno`. Async-signal-safe. A full pipe drops the byte (a signal is already pending).
+pub(crate) fn write_from_handler(fd: std::os::fd::RawFd, signal: libc::c_int) {
+    let saved = io::Error::last_os_error().raw_os_error();
+    let byte = u8::try_from(signal).unwrap_or(0);
+    // SAFETY: `fd` is a pipe's write end kept open for the process's life; one byte from a
+    // local.
+    let _ = syscall!(write(fd, (&raw const byte).cast(), 1));
+    if let Some(errno) = saved {
+        set_errno(errno);
+    }
+}
+
+/// Sets the calling thread's `errno`.
+fn set_errno(errno: libc::c_int) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    // SAFETY: no preconditions; it returns the calling thread's errno location.
+    let location = unsafe { libc::__errno_location() };
+    #[cfg(any(target_os = "freebsd", target_os = "macos", target_os = "ios"))]
+    // SAFETY: as above (these systems name it `__error`).
+    let location = unsafe { libc::__error() };
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "macos",
+        target_os = "ios"
+    ))]
+    // SAFETY: the thread's errno, valid and only this thread's for the thread's life.
+    unsafe {
+        *location = errno;
+    }
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "macos",
+        target_os = "ios"
+    )))]
+    let _ = errno;
+}
+
+/// Waits for the next signal a handler wrote to the pipe `fd` with [`write_from_handler`]: its
+/// name, or `None` once the pipe failed or closed.
+pub(crate) fn read_signal(fd: BorrowedFd<'_>) -> Option<&'static str> {
+    loop {
+        let mut byte = 0u8;
+        // SAFETY: one byte into a local.
+        match syscall!(read(fd.as_raw_fd(), (&raw mut byte).cast(), 1)) {
+            Ok(1) => {
+                let signal = libc::c_int::from(byte);
+                let name = SHUTDOWN_SIGNALS.iter().find(|(s, _)| *s == signal);
+                return Some(name.map_or("a shutdown signal", |(_, name)| name));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            _ => return None,
+        }
+    }
 }

@@ -85,10 +85,13 @@ pub struct Builder {
 /// A caller's shutdown trigger, shared by clones of the builder: the first server started takes
 /// it.
 #[derive(Clone)]
-struct ShutdownFuture(Arc<std::sync::Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>>);
+struct ShutdownFuture(Arc<std::sync::Mutex<Option<Trigger>>>);
+
+/// What [`Builder::shutdown_on`] was given.
+type Trigger = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl ShutdownFuture {
-    fn take(&self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+    fn take(&self) -> Option<Trigger> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
@@ -331,11 +334,7 @@ struct Shared {
 /// Runs on its own thread with no runtime and no descriptor of its own (a runtime would need an
 /// epoll or io_uring descriptor, which a process out of descriptors cannot open): the lifecycle
 /// primitives work under any executor, here a thread that parks between wake-ups.
-fn coordinate(
-    shared: Arc<Shared>,
-    timeout: Duration,
-    trigger: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
-) -> Report {
+fn coordinate(shared: Arc<Shared>, timeout: Duration, trigger: Option<Trigger>) -> Report {
     match trigger {
         Some(trigger) => {
             park_until(select(shared.token.cancelled(), trigger), None);

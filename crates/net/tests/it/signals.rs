@@ -55,8 +55,9 @@ fn in_child(test: &str, expect: &str) -> bool {
 }
 
 fn signal_self(signal: libc::c_int) {
+    let me = i32::try_from(std::process::id()).expect("pid");
     // SAFETY: signalling this process.
-    assert_eq!(unsafe { libc::kill(libc::getpid(), signal) }, 0);
+    assert_eq!(unsafe { libc::kill(me, signal) }, 0);
 }
 
 /// SIGTERM's handler address now (`SIG_DFL` when nothing is installed).
@@ -64,10 +65,8 @@ fn sigterm_disposition() -> libc::sighandler_t {
     // SAFETY: all-zero is a valid out-value; a null new action only queries.
     let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: valid out-pointer.
-    assert_eq!(
-        unsafe { libc::sigaction(libc::SIGTERM, std::ptr::null(), &mut current) },
-        0
-    );
+    let rc = unsafe { libc::sigaction(libc::SIGTERM, std::ptr::null(), &mut current) };
+    assert_eq!(rc, 0);
     current.sa_sigaction
 }
 
