@@ -165,14 +165,30 @@ pub fn sqpoll_threads() -> usize {
 /// Re-runs test `name` (its full path, `module::test`) of the calling test binary in a child
 /// process with `env` set, and returns the child's output. Panics unless the child succeeded
 /// *and* ran exactly that test: a renamed or filtered-out test must not pass with zero tests run.
+/// A child still running after two minutes is killed and the test fails (a hang never hangs the
+/// suite).
 pub fn run_child_test(name: &str, env: &[(&str, &str)]) -> std::process::Output {
     let exe = std::env::current_exe().expect("the test binary's path");
     let mut command = std::process::Command::new(exe);
-    command.args(["--exact", name, "--nocapture", "--test-threads", "1"]);
+    command
+        .args(["--exact", name, "--nocapture", "--test-threads", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     for (key, value) in env {
         command.env(key, value);
     }
-    let output = command.output().expect("run the child");
+    let child = command.spawn().expect("start the child");
+    let pid = child.id();
+    let (done, exited) = std::sync::mpsc::channel();
+    thread::spawn(move || done.send(child.wait_with_output()));
+    let Ok(output) = exited.recv_timeout(Duration::from_secs(120)) else {
+        // The child hangs: kill it (`kill` from the shell, to need no unsafe code here).
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        panic!("child {name} still running after 120 s: killed");
+    };
+    let output = output.expect("wait for the child");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

@@ -15,41 +15,15 @@ use weir_shutdown::Token;
 
 const CHILD: &str = "WEIR_TEST_SIGNAL_CHILD";
 
-/// In the child: `true` (run the scenario). In the parent: runs the child on `test`, waits up to
-/// 60 s, and checks it passed that one test and printed `expect` (on stderr); returns `false`.
+/// In the child: `true` (run the scenario). In the parent: runs the child on `test` (which must
+/// pass that one test, within two minutes) and checks it printed `expect` on stderr; `false`.
 fn in_child(test: &str, expect: &str) -> bool {
     if std::env::var(CHILD).as_deref() == Ok(test) {
         return true;
     }
     let _serial = crate::support::serial();
-    let name = format!("signals::{test}");
-    let child = std::process::Command::new(std::env::current_exe().expect("own path"))
-        .args(["--exact", &name, "--nocapture", "--test-threads", "1"])
-        .env(CHILD, test)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the child");
-    let pid = child.id();
-    let (done, exited) = mpsc::channel();
-    std::thread::spawn(move || done.send(child.wait_with_output()));
-    let Ok(output) = exited.recv_timeout(Duration::from_secs(60)) else {
-        // SAFETY: signalling our own child (a wrong pid at worst signals nothing).
-        unsafe { libc::kill(i32::try_from(pid).expect("pid"), libc::SIGKILL) };
-        panic!("{test}: the child did not finish within 60 s (a drain that never ended)");
-    };
-    let output = output.expect("wait for the child");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let output = crate::support::run_child_test(&format!("signals::{test}"), &[(CHILD, test)]);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{test}: the child failed ({}): {stdout}\n{stderr}",
-        output.status
-    );
-    assert!(
-        stdout.contains(&format!("test {name} ... ok")) && stdout.contains("1 passed"),
-        "{test}: the child did not run the test: {stdout}"
-    );
     assert!(stderr.contains(expect), "{test}: no {expect:?} in {stderr}");
     false
 }
@@ -118,7 +92,7 @@ fn a_second_signal_during_the_drain_forces_it() {
         return;
     }
     let (events, seen) = mpsc::channel();
-    // A deadline far beyond the parent's 60 s watchdog: only the second signal can end it.
+    // A deadline far beyond the child's two-minute watchdog: only the second signal ends it.
     let server = holding_server(events, Duration::from_secs(3600));
     let mut client = std::net::TcpStream::connect(server.local_addr()).expect("connect");
     let wait = |what| {
