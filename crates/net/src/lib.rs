@@ -129,6 +129,7 @@ mod error;
 pub mod hyper_rt;
 mod io;
 mod pooled;
+mod resolve;
 mod runqueue;
 mod runtime;
 pub mod server;

@@ -142,18 +142,36 @@ impl TcpStream {
         self.inner.set_read_timeouts(first_byte, idle, counter);
     }
 
-    /// Connects to `addr`.
+    /// Connects to `addr`: a socket address, or a name (`"example.com:443"`,
+    /// `("example.com", 443)`) resolved on another thread, so the executor never blocks on
+    /// DNS. Each resolved address is tried in turn until one connects.
     ///
     /// # Errors
     ///
-    /// Resolving, `socket(2)` or the connection failed (refused, unreachable...).
+    /// Resolving failed or found nothing, or every address failed: the last address's error
+    /// (refused, unreachable...).
     ///
     /// # Panics
     ///
     /// Outside a Weir runtime.
-    pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
-        let addr = resolve(addr)?;
-        TcpSocket::new_for(addr)?.connect(addr).await
+    pub async fn connect<A>(addr: A) -> io::Result<TcpStream>
+    where
+        A: ToSocketAddrs + Send + 'static,
+    {
+        let mut last = None;
+        for addr in crate::resolve::resolve(addr).await? {
+            let attempt = match TcpSocket::new_for(addr) {
+                Ok(socket) => socket.connect(addr).await,
+                Err(error) => Err(error),
+            };
+            match attempt {
+                Ok(stream) => return Ok(stream),
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")
+        }))
     }
 
     /// Connects `socket` (configured, perhaps bound) to `addr`.

@@ -497,3 +497,69 @@ fn sends_at_the_zero_copy_threshold_use_send_zc_and_arrive_intact() {
         });
     }
 }
+
+/// Addresses handed out only once `gate` opens: a stand-in for a slow DNS lookup that only
+/// another task of the same runtime can finish.
+struct GatedLookup {
+    addrs: Vec<std::net::SocketAddr>,
+    gate: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl std::net::ToSocketAddrs for GatedLookup {
+    type Iter = std::vec::IntoIter<std::net::SocketAddr>;
+
+    fn to_socket_addrs(&self) -> io::Result<Self::Iter> {
+        let gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        gate.recv_timeout(Duration::from_secs(10)).map_err(|_| {
+            io::Error::other("the lookup ran on the executor's thread: the gate never opened")
+        })?;
+        Ok(self.addrs.clone().into_iter())
+    }
+}
+
+#[test]
+fn connect_resolves_off_the_executor_and_tries_each_address_in_turn() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let good = listener.local_addr().expect("addr");
+            // A port nothing listens on: the first address is refused.
+            let refused = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port");
+            let (open, gate) = std::sync::mpsc::channel();
+            // This task can only run while the lookup runs elsewhere.
+            let opener = spawn(async move { open.send(()).expect("gate") });
+            let lookup = GatedLookup {
+                addrs: vec![refused, good],
+                gate: std::sync::Mutex::new(gate),
+            };
+            // The kernel completes the handshake into the backlog; accept afterwards.
+            let stream = TcpStream::connect(lookup)
+                .await
+                .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+            let (_, peer) = listener.accept().await.expect("accept");
+            assert_eq!(stream.local_addr().expect("addr"), peer, "{backend:?}");
+            opener.await.expect("opener");
+
+            // Every address refused: the error is the last one's.
+            let (open, gate) = std::sync::mpsc::channel();
+            open.send(()).expect("gate");
+            let lookup = GatedLookup {
+                addrs: vec![refused, refused],
+                gate: std::sync::Mutex::new(gate),
+            };
+            let error = TcpStream::connect(lookup).await.expect_err("refused");
+            assert_eq!(
+                error.kind(),
+                io::ErrorKind::ConnectionRefused,
+                "{backend:?}"
+            );
+            // A name that resolves to nothing is a clear error, not a panic.
+            let error = TcpStream::connect("host.invalid:80")
+                .await
+                .expect_err("no such host");
+            assert!(!error.to_string().is_empty(), "{backend:?}");
+        });
+    });
+}
