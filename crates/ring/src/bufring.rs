@@ -336,7 +336,9 @@ impl Drop for Inner {
         // the final CQEs' op data back to be dropped after the lock is released), so taking it
         // here cannot deadlock.
         let unregistered = match self.ring.upgrade() {
-            Some(shared) => Ring { shared }.unregister_buf_ring(self.group).is_ok(),
+            Some(shared) => Ring::from_shared(shared)
+                .unregister_buf_ring(self.group)
+                .is_ok(),
             None => true,
         };
         if unregistered {

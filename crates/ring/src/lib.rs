@@ -43,6 +43,8 @@ mod op;
 #[cfg(target_os = "linux")]
 mod ops;
 #[cfg(target_os = "linux")]
+mod orphan;
+#[cfg(target_os = "linux")]
 mod recycle;
 #[cfg(target_os = "linux")]
 mod ring;

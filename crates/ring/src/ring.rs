@@ -17,13 +17,15 @@
 //! queue and the owner is woken through the [`Notifier`](crate::Notifier); the owner pushes
 //! remote SQEs at the start of its next turn, in order. A future dropped on another thread
 //! queues its cancel the same way. Completions wake the op's task wherever it runs (wakers are
-//! `Send`).
+//! `Send`). A ring whose last handle is dropped on another thread goes to its owner, which tears
+//! it down at its next turn or build, or when it exits (`orphan`).
 
 use crate::sync::unmodelled::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
@@ -162,7 +164,8 @@ fn this_thread() -> u64 {
 /// cancels reach the owner through a queue and a wake-up (module docs).
 #[derive(Clone)]
 pub struct Ring {
-    pub(crate) shared: Arc<Shared>,
+    /// Taken only in `Drop for Ring`, which decides where the ring is torn down.
+    pub(crate) shared: ManuallyDrop<Arc<Shared>>,
 }
 
 pub(crate) struct Shared {
@@ -259,37 +262,45 @@ impl Ring {
         // keeps the ring's file in the thread's table until it is unregistered or the thread
         // exits, so a dropped ring would live on in the kernel (its SQPOLL thread too), and the
         // index it returns would have to be kept by every `io_uring_enter`.
-        Ok(Ring {
-            shared: Arc::new(Shared {
-                uring: Mutex::new(uring),
-                ops: OpTable::new(),
-                owner: this_thread(),
-                remote: Mutex::new(Vec::new()),
-                has_remote: AtomicBool::new(false),
-                pending_cancels: Mutex::new(Vec::new()),
-                has_cancels: AtomicBool::new(false),
-                notify: Arc::new(NotifyShared::new()?),
-                wake_read: AtomicU64::new(NO_WAKE_READ),
-                wake_read_done: AtomicBool::new(false),
-                wake_buf: Mutex::new(Vec::new()),
-                reaped: Mutex::new(Vec::new()),
-                owed: AtomicUsize::new(0),
-                owed_limit: usize::try_from(cq_entries)
-                    .unwrap_or(usize::MAX)
-                    .saturating_sub(1)
-                    .max(1),
-                held: Mutex::new(VecDeque::new()),
-                overflow_watch: Mutex::new(OverflowWatch::default()),
-                setup: SetupReport {
-                    sq_entries,
-                    cq_entries,
-                    flags,
-                    sqpoll,
-                },
-                probe,
-                stats: Stats::default(),
-            }),
-        })
+        let owner = this_thread();
+        crate::orphan::register_owner(owner);
+        crate::orphan::collect(owner);
+        Ok(Ring::from_shared(Arc::new(Shared {
+            uring: Mutex::new(uring),
+            ops: OpTable::new(),
+            owner,
+            remote: Mutex::new(Vec::new()),
+            has_remote: AtomicBool::new(false),
+            pending_cancels: Mutex::new(Vec::new()),
+            has_cancels: AtomicBool::new(false),
+            notify: Arc::new(NotifyShared::new()?),
+            wake_read: AtomicU64::new(NO_WAKE_READ),
+            wake_read_done: AtomicBool::new(false),
+            wake_buf: Mutex::new(Vec::new()),
+            reaped: Mutex::new(Vec::new()),
+            owed: AtomicUsize::new(0),
+            owed_limit: usize::try_from(cq_entries)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(1)
+                .max(1),
+            held: Mutex::new(VecDeque::new()),
+            overflow_watch: Mutex::new(OverflowWatch::default()),
+            setup: SetupReport {
+                sq_entries,
+                cq_entries,
+                flags,
+                sqpoll,
+            },
+            probe,
+            stats: Stats::default(),
+        })))
+    }
+
+    /// A handle to `shared`.
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Ring {
+        Ring {
+            shared: ManuallyDrop::new(shared),
+        }
     }
 
     /// What the setup got.
@@ -353,6 +364,7 @@ impl Ring {
                 "weir-ring: only the thread that built a ring may turn it",
             ));
         }
+        crate::orphan::collect(self.shared.owner);
         self.shared.turn(timeout, true)
     }
 
@@ -832,6 +844,9 @@ impl Drop for Shared {
     fn drop(&mut self) {
         // Every op future holds a `Ring`, so any op still here was cancelled (or is the wake-up
         // read). Ask the kernel to drop them all, then wait (bounded) for their final CQEs.
+        // This runs on the owner's thread (`Drop for Ring` hands the ring to its owner,
+        // `orphan`), unless the owner has exited: then the kernel refuses the enters and
+        // what is in flight is leaked below.
         let armed = self.wake_read.swap(NO_WAKE_READ, Ordering::Relaxed);
         if armed != NO_WAKE_READ {
             drop(self.ops.cancel(OpId::from_user_data(armed), |_, _| {}));
@@ -876,6 +891,25 @@ impl Drop for Shared {
             .fetch_add(leaked.len() as u64, Ordering::Relaxed);
         for op in leaked {
             std::mem::forget(op);
+        }
+    }
+}
+
+impl Drop for Ring {
+    /// The last handle tears the ring down (`Drop for Shared`) — on the owner's thread, the only
+    /// one the kernel lets enter it: dropped elsewhere, the ring goes to its owner (`orphan`),
+    /// which tears it down at its next turn or build, or when it exits.
+    fn drop(&mut self) {
+        // SAFETY: this is the handle's drop; `shared` is not used again.
+        let shared = unsafe { ManuallyDrop::take(&mut self.shared) };
+        // Of all the handles' drops, exactly one gets the ring.
+        let Some(shared) = Arc::into_inner(shared) else {
+            return;
+        };
+        if this_thread() != shared.owner {
+            let owner = shared.owner;
+            // The owner has exited: tear it down here, as well as can be done without it.
+            drop(crate::orphan::adopt(owner, shared));
         }
     }
 }

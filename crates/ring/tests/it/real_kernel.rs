@@ -330,3 +330,55 @@ fn held_ops_dropped_before_reaching_the_kernel_end_at_once() {
     settle(&ring);
     assert_eq!(ring.in_flight(), 0);
 }
+
+/// A ring with an accept in flight on `listener`, the accept's future dropped (cancelled).
+fn ring_with_a_cancelled_accept() -> (Ring, std::net::SocketAddr) {
+    let ring = ring(8);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let listener = shared(listener);
+    let noop = &mut Context::from_waker(Waker::noop());
+    let mut accept = Box::pin(ring.accept(&listener));
+    let _ = accept.as_mut().poll(noop);
+    ring.turn(Some(Duration::ZERO)).expect("submit the accept");
+    assert_eq!(ring.in_flight(), 1);
+    drop((accept, listener));
+    (ring, addr)
+}
+
+/// The ring's last handle dropped on a thread that is not its owner: the kernel lets only the
+/// owner enter a `SINGLE_ISSUER` ring, so the teardown (cancel, reap, release the accept's
+/// listener) waits for the owner's next ring call — here the owner builds another ring — instead
+/// of failing its enters and leaking every op with the descriptors their data holds.
+#[test]
+fn a_ring_dropped_on_another_thread_is_torn_down_by_its_owner() {
+    let _serial = serial();
+    let baseline = fd_count();
+    let (ring, addr) = ring_with_a_cancelled_accept();
+    std::thread::spawn(move || drop(ring))
+        .join()
+        .expect("dropping thread");
+    // The owner's next ring call tears the orphan down.
+    let next = self::ring(2);
+    TcpListener::bind(addr).expect("the listener's port is still bound after teardown");
+    drop(next);
+    assert_eq!(fd_count(), baseline, "a descriptor leaked");
+}
+
+/// As above, with the owner thread exiting instead: its exit tears the orphan down.
+#[test]
+fn a_ring_dropped_on_another_thread_is_torn_down_when_its_owner_exits() {
+    let _serial = serial();
+    let baseline = fd_count();
+    let addr = std::thread::spawn(|| {
+        let (ring, addr) = ring_with_a_cancelled_accept();
+        std::thread::spawn(move || drop(ring))
+            .join()
+            .expect("dropping thread");
+        addr
+    })
+    .join()
+    .expect("owner thread");
+    TcpListener::bind(addr).expect("the listener's port is still bound after teardown");
+    assert_eq!(fd_count(), baseline, "a descriptor leaked");
+}
