@@ -51,6 +51,10 @@ const PUSH_ATTEMPTS: u32 = 1_000;
 pub(crate) struct OpBox {
     pub(crate) data: Box<dyn Any + Send>,
     pub(crate) discard: fn(&mut (dyn Any + Send), Cqe),
+    /// `false` while the op's SQE waits in another thread's queue for the owner: a probe for
+    /// lost completions (`probe_if_lost`) must not ask the kernel about it, or its "not found"
+    /// would pass for "done" and free what the SQE, pushed later, points to.
+    in_kernel: bool,
     /// Drops the data and keeps its box for the next op of its type (`recycle`).
     recycle: fn(Box<dyn Any + Send>),
 }
@@ -63,6 +67,7 @@ impl OpBox {
         OpBox {
             data,
             discard,
+            in_kernel: true,
             recycle: recycle_as::<T>,
         }
     }
@@ -206,10 +211,21 @@ pub(crate) struct Shared {
     held: Mutex<VecDeque<Submission>>,
     /// What the kernel's completion queue told the last reap (see [`OverflowWatch`]).
     overflow_watch: Mutex<OverflowWatch>,
+    /// Set by a reap that found completions lost (the kernel dropped them): their ops would
+    /// wait forever, so the ring probes every op in the kernel (`probe_if_lost`).
+    lost: AtomicBool,
+    /// Fault injection ([`Ring::inject_lost_completions`]): op completions the next reaps
+    /// discard as if the kernel had dropped them.
+    inject_lost: AtomicUsize,
     setup: SetupReport,
     probe: ProbeReport,
     stats: Stats,
 }
+
+/// Tags a probe's cancel with the op it asks about (`probe_if_lost`): bit 31 of the index half
+/// of `user_data`, which no op has (a table never holds 2^31 entries). `u64::MAX` (the SQEs that
+/// carry no op) has it too, and is told apart first.
+const PROBE: u64 = 1 << 31;
 
 /// `wake_read` when no wake-up read is armed (`u64::MAX` is never an op's `user_data`).
 const NO_WAKE_READ: u64 = u64::MAX;
@@ -285,6 +301,8 @@ impl Ring {
                 .max(1),
             held: Mutex::new(VecDeque::new()),
             overflow_watch: Mutex::new(OverflowWatch::default()),
+            lost: AtomicBool::new(false),
+            inject_lost: AtomicUsize::new(0),
             setup: SetupReport {
                 sq_entries,
                 cq_entries,
@@ -378,8 +396,19 @@ impl Ring {
     ) -> (OpId, squeue::Entry) {
         let mut boxed = crate::recycle::boxed(data);
         let entry = build(&mut boxed);
-        let id = self.shared.ops.insert(OpBox::new(boxed, discard));
+        let mut op = OpBox::new(boxed, discard);
+        // Only the owner pushes SQEs: from another thread the SQE is queued first.
+        op.in_kernel = self.is_owner();
+        let id = self.shared.ops.insert(op);
         (id, entry.user_data(id.user_data()))
+    }
+
+    /// Fault injection for tests: the next `count` op completions are discarded by the reaps
+    /// that find them, counted in [`Counters::dropped`], and recovered from, exactly as if the
+    /// kernel had dropped them (it does only when it cannot buffer an overflowing completion).
+    #[doc(hidden)]
+    pub fn inject_lost_completions(&self, count: usize) {
+        self.shared.inject_lost.fetch_add(count, Ordering::Relaxed);
     }
 
     /// Submits one op's SQE (see [`park`](Ring::park)).
@@ -593,6 +622,7 @@ impl Shared {
             let mut uring = lock(&self.uring);
             self.push_queued(&mut uring, &mut wakers);
             self.push_held(&mut uring, &mut wakers);
+            self.probe_if_lost(&mut uring, &mut wakers);
             let may_block = timeout != Some(Duration::ZERO);
             if may_block && wake_read {
                 self.arm_wake_read(&mut uring, &mut wakers);
@@ -634,6 +664,8 @@ impl Shared {
             // Reap even after a failed enter: CQEs reaped while making room above are already
             // gathered, and their tasks must be woken.
             reaped = self.reap(&mut uring, &mut wakers);
+            // Probes pushed now go in with the next turn's enter, which they then end promptly.
+            self.probe_if_lost(&mut uring, &mut wakers);
             self.collect_wake_read();
             if let Some(error) = failed {
                 drop(uring);
@@ -665,6 +697,51 @@ impl Shared {
         }
     }
 
+    /// After completions were lost: asks the kernel to cancel every op in it, tagging each
+    /// cancel with its op (`PROBE`). A cancel that finds nothing (`ENOENT`) means the op is done
+    /// in the kernel — and since its completion came before the cancel's and was not reaped, it
+    /// was lost: the reap ends that op with `EIO` (`reap_probe`) instead of leaving it to wait
+    /// forever. The others end cancelled (or with their own result). Ops whose SQEs have not
+    /// reached the kernel (held, or queued by another thread) are left alone.
+    fn probe_if_lost(&self, uring: &mut IoUring, wakers: &mut Vec<Waker>) {
+        // Relaxed: only the owner reads and writes it.
+        if !self.lost.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let held: Vec<u64> = lock(&self.held)
+            .iter()
+            .filter_map(|sqes| sqes.entries().first().map(squeue::Entry::get_user_data))
+            .collect();
+        for user_data in self.ops.pending(|op| op.in_kernel) {
+            if held.contains(&user_data) {
+                continue;
+            }
+            let probe = opcode::AsyncCancel::new(user_data)
+                .build()
+                .user_data(user_data | PROBE);
+            self.push_locked(uring, &[probe], wakers);
+        }
+    }
+
+    /// A probe's completion (see `probe_if_lost`).
+    fn reap_probe(&self, user_data: u64, result: i32, wakers: &mut Vec<Waker>) {
+        if result != -libc::ENOENT || !self.ops.is_pending(user_data) {
+            return;
+        }
+        if user_data == self.wake_read.load(Ordering::Relaxed) {
+            self.wake_read_done.store(true, Ordering::Relaxed);
+        }
+        let lost = Cqe {
+            result: -libc::EIO,
+            flags: 0,
+        };
+        match self.ops.complete(user_data, lost, discard) {
+            CompleteOutcome::Queued(waker) => wakers.extend(waker),
+            CompleteOutcome::Reaped(op) => lock(&self.reaped).push(op),
+            CompleteOutcome::Discarded | CompleteOutcome::Stale => {}
+        }
+    }
+
     /// Pushes the cancels and the other threads' SQEs queued since the last turn.
     /// The other threads' SQEs go first: a cancel queued for an op started on another thread
     /// must reach the kernel after that op, or it would find nothing to cancel.
@@ -675,6 +752,12 @@ impl Shared {
         {
             let remote = std::mem::take(&mut *lock(&self.remote));
             for sqes in remote {
+                if let Some(first) = sqes.entries().first() {
+                    // From here on its SQE is the owner's: pushed now, or held (and a probe
+                    // leaves held ops alone).
+                    self.ops
+                        .update(first.get_user_data(), |op| op.in_kernel = true);
+                }
                 self.push_bounded(uring, sqes, wakers);
             }
         }
@@ -758,8 +841,21 @@ impl Shared {
         // The kernel's count of completions it dropped, since the ring was set up.
         let dropped_total = completion.overflow();
         let wake_read = self.wake_read.load(Ordering::Relaxed);
+        let mut injected = 0;
         for cqe in &mut completion {
             count += 1;
+            let user_data = cqe.user_data();
+            // Relaxed: a test's knob, read and decremented by the owner only.
+            if user_data != u64::MAX && self.inject_lost.load(Ordering::Relaxed) > 0 {
+                self.inject_lost.fetch_sub(1, Ordering::Relaxed);
+                injected += 1;
+                continue;
+            }
+            if user_data != u64::MAX && user_data & PROBE != 0 {
+                finals += 1;
+                self.reap_probe(user_data & !PROBE, cqe.result(), wakers);
+                continue;
+            }
             if cqe.user_data() == wake_read {
                 self.wake_read_done.store(true, Ordering::Relaxed);
             }
@@ -786,14 +882,15 @@ impl Shared {
         if seen.new_episode {
             self.stats.overflows.fetch_add(1, Ordering::Relaxed);
         }
-        if seen.dropped > 0 {
-            self.stats
-                .dropped
-                .fetch_add(u64::from(seen.dropped), Ordering::Relaxed);
+        let dropped = u64::from(seen.dropped) + injected as u64;
+        if dropped > 0 {
+            self.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
+            // Relaxed: only the owner reads and writes it.
+            self.lost.store(true, Ordering::Relaxed);
         }
         // Final completions pay what their SQEs owed; dropped ones will never come, so they
         // are owed no more either (or the bound would shrink for good).
-        let paid = finals + usize::try_from(seen.dropped).unwrap_or(usize::MAX);
+        let paid = finals + usize::try_from(dropped).unwrap_or(usize::MAX);
         // Relaxed: only the owner reads and writes it, under `uring`.
         let owed = self.owed.load(Ordering::Relaxed);
         self.owed

@@ -382,3 +382,30 @@ fn a_ring_dropped_on_another_thread_is_torn_down_when_its_owner_exits() {
     TcpListener::bind(addr).expect("the listener's port is still bound after teardown");
     assert_eq!(fd_count(), baseline, "a descriptor leaked");
 }
+
+/// A completion the kernel dropped (it does when it cannot buffer an overflowing completion;
+/// injected here) must not leave its op waiting forever: the ring notices the loss, asks the
+/// kernel about every op in it, and ends the one whose completion was lost with `EIO` (the
+/// others are cancelled: the ring cannot tell which of them will ever complete otherwise).
+#[test]
+fn an_op_whose_completion_was_dropped_ends_instead_of_hanging() {
+    let _serial = serial();
+    let ring = ring(8);
+    let long = ring.timeout(Duration::from_secs(3600));
+    let mut long = Box::pin(long);
+    let noop = &mut Context::from_waker(Waker::noop());
+    let _ = long.as_mut().poll(noop);
+    ring.inject_lost_completions(1);
+    // Its completion is the one dropped; without recovery this waits until the watchdog.
+    let lost = block_on(&ring, ring.timeout(Duration::from_millis(1)));
+    let error = lost.expect_err("the op's completion was lost");
+    assert_eq!(error.raw_os_error(), Some(libc::EIO), "{error}");
+    let cancelled = block_on(&ring, long).expect_err("cancelled by the recovery");
+    assert_eq!(
+        cancelled.raw_os_error(),
+        Some(libc::ECANCELED),
+        "{cancelled}"
+    );
+    assert_eq!(ring.counters().dropped, 1, "{:?}", ring.counters());
+    settle(&ring);
+}
