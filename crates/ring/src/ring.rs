@@ -604,11 +604,7 @@ impl Shared {
             result: -libc::ECANCELED,
             flags: 0,
         };
-        match self.ops.complete(user_data, cancelled, discard) {
-            CompleteOutcome::Queued(waker) => wakers.extend(waker),
-            CompleteOutcome::Reaped(op) => lock(&self.reaped).push(op),
-            CompleteOutcome::Discarded | CompleteOutcome::Stale => {}
-        }
+        self.complete(user_data, cancelled, wakers);
         true
     }
 
@@ -735,7 +731,13 @@ impl Shared {
             result: -libc::EIO,
             flags: 0,
         };
-        match self.ops.complete(user_data, lost, discard) {
+        self.complete(user_data, lost, wakers);
+    }
+
+    /// Records a CQE for op `user_data`: its task's waker goes to `wakers`; an op whose future
+    /// is gone has its box released after its final CQE, once `uring` is unlocked (`reaped`).
+    fn complete(&self, user_data: u64, cqe: Cqe, wakers: &mut Vec<Waker>) {
+        match self.ops.complete(user_data, cqe, discard) {
             CompleteOutcome::Queued(waker) => wakers.extend(waker),
             CompleteOutcome::Reaped(op) => lock(&self.reaped).push(op),
             CompleteOutcome::Discarded | CompleteOutcome::Stale => {}
@@ -866,12 +868,7 @@ impl Shared {
             if record.flags & CQE_F_MORE == 0 {
                 finals += 1;
             }
-            match self.ops.complete(cqe.user_data(), record, discard) {
-                CompleteOutcome::Queued(waker) => wakers.extend(waker),
-                // The box is released after its final CQE, once `uring` is unlocked.
-                CompleteOutcome::Reaped(op) => lock(&self.reaped).push(op),
-                CompleteOutcome::Discarded | CompleteOutcome::Stale => {}
-            }
+            self.complete(user_data, record, wakers);
         }
         completion.sync();
         drop(completion);
