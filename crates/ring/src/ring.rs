@@ -488,7 +488,14 @@ impl Shared {
     /// queue to the kernel (and reaping) to make room. If the kernel will not take entries, the
     /// op is completed here with the error (`EBUSY` after [`PUSH_ATTEMPTS`]) instead of waiting
     /// forever.
-    fn push_locked(&self, uring: &mut IoUring, sqes: &[squeue::Entry], wakers: &mut Vec<Waker>) {
+    ///
+    /// Returns `true` if the entries were pushed.
+    fn push_locked(
+        &self,
+        uring: &mut IoUring,
+        sqes: &[squeue::Entry],
+        wakers: &mut Vec<Waker>,
+    ) -> bool {
         let mut attempts = 0;
         loop {
             let room = {
@@ -507,7 +514,7 @@ impl Shared {
                         .fetch_add(sqes.len() as u64, Ordering::Relaxed);
                     // Relaxed: only the owner reads and writes it, under `uring`.
                     self.owed.fetch_add(sqes.len(), Ordering::Relaxed);
-                    return;
+                    return true;
                 }
             }
             self.stats.enters.fetch_add(1, Ordering::Relaxed);
@@ -531,14 +538,11 @@ impl Shared {
                     result: -errno,
                     flags: 0,
                 };
-                if let Some(first) = sqes.first() {
-                    if let CompleteOutcome::Queued(waker) =
-                        self.ops.complete(first.get_user_data(), failed, discard)
-                    {
-                        wakers.extend(waker);
-                    }
+                // An SQE that carries no op (a cancel) has nothing to complete.
+                if let Some(first) = sqes.first().filter(|e| e.get_user_data() != u64::MAX) {
+                    self.complete(first.get_user_data(), failed, wakers);
                 }
-                return;
+                return false;
             }
         }
     }
@@ -961,18 +965,22 @@ impl Drop for Shared {
             }
         }
         let deadline = Instant::now() + TEARDOWN_BOUND;
-        {
-            let mut uring = lock(&self.uring);
-            let cancel_all = opcode::AsyncCancel2::new(io_uring::types::CancelBuilder::any())
-                .build()
-                .user_data(u64::MAX);
-            let mut wakers = Vec::new();
-            self.push_locked(&mut uring, &[cancel_all], &mut wakers);
-            drop(uring);
-            self.release_reaped();
-            wakers.into_iter().for_each(Waker::wake);
-        }
+        // The cancel of everything must reach the kernel: if the queue would not take it (the
+        // push hands a full queue to the kernel to make room, and gives up only when the kernel
+        // refuses entries), it is pushed again at each turn of the wait.
+        let mut cancelled_all = false;
         while !self.ops.is_empty() && Instant::now() < deadline {
+            if !cancelled_all {
+                let mut uring = lock(&self.uring);
+                let cancel_all = opcode::AsyncCancel2::new(io_uring::types::CancelBuilder::any())
+                    .build()
+                    .user_data(u64::MAX);
+                let mut wakers = Vec::new();
+                cancelled_all = self.push_locked(&mut uring, &[cancel_all], &mut wakers);
+                drop(uring);
+                self.release_reaped();
+                wakers.into_iter().for_each(Waker::wake);
+            }
             if self.turn(Some(Duration::from_millis(10)), false).is_err() {
                 break;
             }
