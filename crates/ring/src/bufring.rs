@@ -336,7 +336,9 @@ impl Drop for Inner {
         // the final CQEs' op data back to be dropped after the lock is released), so taking it
         // here cannot deadlock.
         let unregistered = match self.ring.upgrade() {
-            Some(shared) => Ring { shared }.unregister_buf_ring(self.group).is_ok(),
+            Some(shared) => Ring::from_shared(shared)
+                .unregister_buf_ring(self.group)
+                .is_ok(),
             None => true,
         };
         if unregistered {
@@ -469,29 +471,42 @@ impl RecvStream {
 mod tests {
     use super::*;
 
-    /// Buffers in leaked memory (a test's few bytes), so they outlive every registration.
-    struct Leaked {
+    /// Buffers in one boxed slice the source owns (freed when the group drops it, after the
+    /// group is unregistered).
+    struct Owned {
         memory: NonNull<u8>,
         count: u16,
     }
 
     const SIZE: u32 = 64;
 
-    fn leaked(count: u16) -> Leaked {
-        let memory = Box::leak(vec![0u8; usize::from(count) * SIZE as usize].into_boxed_slice());
-        Leaked {
-            memory: NonNull::from(memory).cast(),
+    fn owned(count: u16) -> Owned {
+        let memory =
+            Box::into_raw(vec![0u8; usize::from(count) * SIZE as usize].into_boxed_slice());
+        Owned {
+            memory: NonNull::new(memory.cast::<u8>()).expect("a box is never null"),
             count,
         }
     }
 
-    // SAFETY: leaked memory is never freed or moved; ids map to disjoint ranges of it.
-    unsafe impl Send for Leaked {}
-    // SAFETY: as above.
-    unsafe impl Sync for Leaked {}
+    impl Drop for Owned {
+        fn drop(&mut self) {
+            let len = usize::from(self.count) * SIZE as usize;
+            let slice = std::ptr::slice_from_raw_parts_mut(self.memory.as_ptr(), len);
+            // SAFETY: `memory` came from `Box::into_raw` of a slice of exactly `len` bytes, and
+            // the group drops its source only after the kernel let go of the buffers.
+            drop(unsafe { Box::from_raw(slice) });
+        }
+    }
 
-    // SAFETY: see `Send`: `count` disjoint `SIZE`-byte buffers that live forever.
-    unsafe impl BufferSource for Leaked {
+    // SAFETY: the memory is owned by the source alone and never moves; ids map to disjoint
+    // ranges of it.
+    unsafe impl Send for Owned {}
+    // SAFETY: as above.
+    unsafe impl Sync for Owned {}
+
+    // SAFETY: see `Send`: `count` disjoint `SIZE`-byte buffers that live as long as the source.
+    unsafe impl BufferSource for Owned {
         fn buffer_count(&self) -> u16 {
             self.count
         }
@@ -512,7 +527,7 @@ mod tests {
     #[test]
     fn a_failed_completion_gives_the_buffer_it_names_back() {
         let ring = Ring::new().expect("ring");
-        let group = BufRing::register_empty(&ring, 3, leaked(2), 2).expect("register");
+        let group = BufRing::register_empty(&ring, 3, owned(2), 2).expect("register");
         // SAFETY: buffer 0 is ours and not in the ring.
         unsafe { group.provide(0) }.expect("provide");
         let failed = Cqe {
@@ -528,7 +543,7 @@ mod tests {
     #[test]
     fn provide_refuses_a_buffer_already_in_the_ring() {
         let ring = Ring::new().expect("ring");
-        let group = BufRing::register_empty(&ring, 4, leaked(2), 2).expect("register");
+        let group = BufRing::register_empty(&ring, 4, owned(2), 2).expect("register");
         // SAFETY: buffer 1 is ours and not in the ring; the second call is refused.
         unsafe { group.provide(1) }.expect("provide");
         // SAFETY: as above (refused: the buffer is in the ring).

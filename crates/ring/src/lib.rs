@@ -15,6 +15,13 @@
 //! * The thread that builds a ring owns it and turns it. Ops may be started, polled and dropped
 //!   on any thread: from elsewhere their SQEs and cancels are queued for the owner, which a
 //!   [`Notifier`] (an eventfd the ring keeps a read armed on) wakes.
+//! * Ops in the kernel are bounded by the completion queue: an op that would owe more
+//!   completions than it holds waits in the ring and goes in as reaps make room, so single-shot
+//!   ops cannot overflow it. What multishot ops overflow the kernel buffers and the ring flushes
+//!   ([`Counters::overflows`]); completions the kernel really dropped ([`Counters::dropped`]) end
+//!   their ops with `EIO` instead of leaving them waiting.
+//! * A ring whose last handle is dropped on another thread is torn down by its owner (at its
+//!   next turn or ring build, or when it exits): only the owner may enter the ring.
 //! * Dropping an op's future parks its data in the table and queues an async cancel; the data
 //!   is released only after the op's final CQE, and a result nobody will read (an accepted
 //!   descriptor, a provided buffer) is cleaned up. The op lifecycle ([`OpTable`]) contains no
@@ -42,6 +49,8 @@ mod notify;
 mod op;
 #[cfg(target_os = "linux")]
 mod ops;
+#[cfg(target_os = "linux")]
+mod orphan;
 #[cfg(target_os = "linux")]
 mod recycle;
 #[cfg(target_os = "linux")]

@@ -383,6 +383,58 @@ impl<R> OpTable<R> {
         CancelOutcome::CancelInKernel(id.user_data())
     }
 
+    /// `true` if op `user_data` is still waiting for its final CQE (its future may be gone).
+    pub fn is_pending(&self, user_data: u64) -> bool {
+        let mut slab = lock(&self.slab);
+        matches!(
+            slab.entry_mut(OpId::from_user_data(user_data))
+                .map(|entry| &entry.state),
+            Some(
+                State::Active {
+                    finished: false,
+                    ..
+                } | State::Cancelled { .. }
+            )
+        )
+    }
+
+    /// The `user_data` of every op still waiting for its final CQE whose resources pass `keep`.
+    pub fn pending(&self, mut keep: impl FnMut(&R) -> bool) -> Vec<u64> {
+        let slab = lock(&self.slab);
+        slab.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(index, entry)| {
+                let resources = match &entry.state {
+                    State::Active {
+                        finished: false,
+                        resources,
+                        ..
+                    }
+                    | State::Cancelled { resources } => resources,
+                    _ => return None,
+                };
+                let id = OpId {
+                    index: u32::try_from(index).ok()?,
+                    generation: entry.generation,
+                };
+                keep(resources).then(|| id.user_data())
+            })
+            .collect()
+    }
+
+    /// Runs `f` on the resources of op `user_data`, if it is in the table (under the table's
+    /// lock: `f` must not call back into the table).
+    pub fn update(&self, user_data: u64, f: impl FnOnce(&mut R)) {
+        let mut slab = lock(&self.slab);
+        if let Some(State::Active { resources, .. } | State::Cancelled { resources }) = slab
+            .entry_mut(OpId::from_user_data(user_data))
+            .map(|entry| &mut entry.state)
+        {
+            f(resources);
+        }
+    }
+
     /// Entries whose resources the table holds (active or cancelled).
     pub fn len(&self) -> usize {
         lock(&self.slab).live

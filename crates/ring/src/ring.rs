@@ -17,13 +17,15 @@
 //! queue and the owner is woken through the [`Notifier`](crate::Notifier); the owner pushes
 //! remote SQEs at the start of its next turn, in order. A future dropped on another thread
 //! queues its cancel the same way. Completions wake the op's task wherever it runs (wakers are
-//! `Send`).
+//! `Send`). A ring whose last handle is dropped on another thread goes to its owner, which tears
+//! it down at its next turn or build, or when it exits (`orphan`).
 
 use crate::sync::unmodelled::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
@@ -49,6 +51,10 @@ const PUSH_ATTEMPTS: u32 = 1_000;
 pub(crate) struct OpBox {
     pub(crate) data: Box<dyn Any + Send>,
     pub(crate) discard: fn(&mut (dyn Any + Send), Cqe),
+    /// `false` while the op's SQE waits in another thread's queue for the owner: a probe for
+    /// lost completions (`probe_if_lost`) must not ask the kernel about it, or its "not found"
+    /// would pass for "done" and free what the SQE, pushed later, points to.
+    in_kernel: bool,
     /// Drops the data and keeps its box for the next op of its type (`recycle`).
     recycle: fn(Box<dyn Any + Send>),
 }
@@ -61,6 +67,7 @@ impl OpBox {
         OpBox {
             data,
             discard,
+            in_kernel: true,
             recycle: recycle_as::<T>,
         }
     }
@@ -162,7 +169,8 @@ fn this_thread() -> u64 {
 /// cancels reach the owner through a queue and a wake-up (module docs).
 #[derive(Clone)]
 pub struct Ring {
-    pub(crate) shared: Arc<Shared>,
+    /// Taken only in `Drop for Ring`, which decides where the ring is torn down.
+    pub(crate) shared: ManuallyDrop<Arc<Shared>>,
 }
 
 pub(crate) struct Shared {
@@ -203,10 +211,21 @@ pub(crate) struct Shared {
     held: Mutex<VecDeque<Submission>>,
     /// What the kernel's completion queue told the last reap (see [`OverflowWatch`]).
     overflow_watch: Mutex<OverflowWatch>,
+    /// Set by a reap that found completions lost (the kernel dropped them): their ops would
+    /// wait forever, so the ring probes every op in the kernel (`probe_if_lost`).
+    lost: AtomicBool,
+    /// Fault injection ([`Ring::inject_lost_completions`]): op completions the next reaps
+    /// discard as if the kernel had dropped them.
+    inject_lost: AtomicUsize,
     setup: SetupReport,
     probe: ProbeReport,
     stats: Stats,
 }
+
+/// Tags a probe's cancel with the op it asks about (`probe_if_lost`): bit 31 of the index half
+/// of `user_data`, which no op has (a table never holds 2^31 entries). `u64::MAX` (the SQEs that
+/// carry no op) has it too, and is told apart first.
+const PROBE: u64 = 1 << 31;
 
 /// `wake_read` when no wake-up read is armed (`u64::MAX` is never an op's `user_data`).
 const NO_WAKE_READ: u64 = u64::MAX;
@@ -259,37 +278,47 @@ impl Ring {
         // keeps the ring's file in the thread's table until it is unregistered or the thread
         // exits, so a dropped ring would live on in the kernel (its SQPOLL thread too), and the
         // index it returns would have to be kept by every `io_uring_enter`.
-        Ok(Ring {
-            shared: Arc::new(Shared {
-                uring: Mutex::new(uring),
-                ops: OpTable::new(),
-                owner: this_thread(),
-                remote: Mutex::new(Vec::new()),
-                has_remote: AtomicBool::new(false),
-                pending_cancels: Mutex::new(Vec::new()),
-                has_cancels: AtomicBool::new(false),
-                notify: Arc::new(NotifyShared::new()?),
-                wake_read: AtomicU64::new(NO_WAKE_READ),
-                wake_read_done: AtomicBool::new(false),
-                wake_buf: Mutex::new(Vec::new()),
-                reaped: Mutex::new(Vec::new()),
-                owed: AtomicUsize::new(0),
-                owed_limit: usize::try_from(cq_entries)
-                    .unwrap_or(usize::MAX)
-                    .saturating_sub(1)
-                    .max(1),
-                held: Mutex::new(VecDeque::new()),
-                overflow_watch: Mutex::new(OverflowWatch::default()),
-                setup: SetupReport {
-                    sq_entries,
-                    cq_entries,
-                    flags,
-                    sqpoll,
-                },
-                probe,
-                stats: Stats::default(),
-            }),
-        })
+        let owner = this_thread();
+        crate::orphan::register_owner(owner);
+        crate::orphan::collect(owner);
+        Ok(Ring::from_shared(Arc::new(Shared {
+            uring: Mutex::new(uring),
+            ops: OpTable::new(),
+            owner,
+            remote: Mutex::new(Vec::new()),
+            has_remote: AtomicBool::new(false),
+            pending_cancels: Mutex::new(Vec::new()),
+            has_cancels: AtomicBool::new(false),
+            notify: Arc::new(NotifyShared::new()?),
+            wake_read: AtomicU64::new(NO_WAKE_READ),
+            wake_read_done: AtomicBool::new(false),
+            wake_buf: Mutex::new(Vec::new()),
+            reaped: Mutex::new(Vec::new()),
+            owed: AtomicUsize::new(0),
+            owed_limit: usize::try_from(cq_entries)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(1)
+                .max(1),
+            held: Mutex::new(VecDeque::new()),
+            overflow_watch: Mutex::new(OverflowWatch::default()),
+            lost: AtomicBool::new(false),
+            inject_lost: AtomicUsize::new(0),
+            setup: SetupReport {
+                sq_entries,
+                cq_entries,
+                flags,
+                sqpoll,
+            },
+            probe,
+            stats: Stats::default(),
+        })))
+    }
+
+    /// A handle to `shared`.
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Ring {
+        Ring {
+            shared: ManuallyDrop::new(shared),
+        }
     }
 
     /// What the setup got.
@@ -353,6 +382,7 @@ impl Ring {
                 "weir-ring: only the thread that built a ring may turn it",
             ));
         }
+        crate::orphan::collect(self.shared.owner);
         self.shared.turn(timeout, true)
     }
 
@@ -366,8 +396,19 @@ impl Ring {
     ) -> (OpId, squeue::Entry) {
         let mut boxed = crate::recycle::boxed(data);
         let entry = build(&mut boxed);
-        let id = self.shared.ops.insert(OpBox::new(boxed, discard));
+        let mut op = OpBox::new(boxed, discard);
+        // Only the owner pushes SQEs: from another thread the SQE is queued first.
+        op.in_kernel = self.is_owner();
+        let id = self.shared.ops.insert(op);
         (id, entry.user_data(id.user_data()))
+    }
+
+    /// Fault injection for tests: the next `count` op completions are discarded by the reaps
+    /// that find them, counted in [`Counters::dropped`], and recovered from, exactly as if the
+    /// kernel had dropped them (it does only when it cannot buffer an overflowing completion).
+    #[doc(hidden)]
+    pub fn inject_lost_completions(&self, count: usize) {
+        self.shared.inject_lost.fetch_add(count, Ordering::Relaxed);
     }
 
     /// Submits one op's SQE (see [`park`](Ring::park)).
@@ -447,7 +488,14 @@ impl Shared {
     /// queue to the kernel (and reaping) to make room. If the kernel will not take entries, the
     /// op is completed here with the error (`EBUSY` after [`PUSH_ATTEMPTS`]) instead of waiting
     /// forever.
-    fn push_locked(&self, uring: &mut IoUring, sqes: &[squeue::Entry], wakers: &mut Vec<Waker>) {
+    ///
+    /// Returns `true` if the entries were pushed.
+    fn push_locked(
+        &self,
+        uring: &mut IoUring,
+        sqes: &[squeue::Entry],
+        wakers: &mut Vec<Waker>,
+    ) -> bool {
         let mut attempts = 0;
         loop {
             let room = {
@@ -466,7 +514,7 @@ impl Shared {
                         .fetch_add(sqes.len() as u64, Ordering::Relaxed);
                     // Relaxed: only the owner reads and writes it, under `uring`.
                     self.owed.fetch_add(sqes.len(), Ordering::Relaxed);
-                    return;
+                    return true;
                 }
             }
             self.stats.enters.fetch_add(1, Ordering::Relaxed);
@@ -490,14 +538,11 @@ impl Shared {
                     result: -errno,
                     flags: 0,
                 };
-                if let Some(first) = sqes.first() {
-                    if let CompleteOutcome::Queued(waker) =
-                        self.ops.complete(first.get_user_data(), failed, discard)
-                    {
-                        wakers.extend(waker);
-                    }
+                // An SQE that carries no op (a cancel) has nothing to complete.
+                if let Some(first) = sqes.first().filter(|e| e.get_user_data() != u64::MAX) {
+                    self.complete(first.get_user_data(), failed, wakers);
                 }
-                return;
+                return false;
             }
         }
     }
@@ -563,11 +608,7 @@ impl Shared {
             result: -libc::ECANCELED,
             flags: 0,
         };
-        match self.ops.complete(user_data, cancelled, discard) {
-            CompleteOutcome::Queued(waker) => wakers.extend(waker),
-            CompleteOutcome::Reaped(op) => lock(&self.reaped).push(op),
-            CompleteOutcome::Discarded | CompleteOutcome::Stale => {}
-        }
+        self.complete(user_data, cancelled, wakers);
         true
     }
 
@@ -581,6 +622,7 @@ impl Shared {
             let mut uring = lock(&self.uring);
             self.push_queued(&mut uring, &mut wakers);
             self.push_held(&mut uring, &mut wakers);
+            self.probe_if_lost(&mut uring, &mut wakers);
             let may_block = timeout != Some(Duration::ZERO);
             if may_block && wake_read {
                 self.arm_wake_read(&mut uring, &mut wakers);
@@ -622,6 +664,8 @@ impl Shared {
             // Reap even after a failed enter: CQEs reaped while making room above are already
             // gathered, and their tasks must be woken.
             reaped = self.reap(&mut uring, &mut wakers);
+            // Probes pushed now go in with the next turn's enter, which they then end promptly.
+            self.probe_if_lost(&mut uring, &mut wakers);
             self.collect_wake_read();
             if let Some(error) = failed {
                 drop(uring);
@@ -653,6 +697,57 @@ impl Shared {
         }
     }
 
+    /// After completions were lost: asks the kernel to cancel every op in it, tagging each
+    /// cancel with its op (`PROBE`). A cancel that finds nothing (`ENOENT`) means the op is done
+    /// in the kernel — and since its completion came before the cancel's and was not reaped, it
+    /// was lost: the reap ends that op with `EIO` (`reap_probe`) instead of leaving it to wait
+    /// forever. The others end cancelled (or with their own result). Ops whose SQEs have not
+    /// reached the kernel (held, or queued by another thread) are left alone.
+    fn probe_if_lost(&self, uring: &mut IoUring, wakers: &mut Vec<Waker>) {
+        // Relaxed: only the owner reads and writes it.
+        if !self.lost.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let held: Vec<u64> = lock(&self.held)
+            .iter()
+            .filter_map(|sqes| sqes.entries().first().map(squeue::Entry::get_user_data))
+            .collect();
+        for user_data in self.ops.pending(|op| op.in_kernel) {
+            if held.contains(&user_data) {
+                continue;
+            }
+            let probe = opcode::AsyncCancel::new(user_data)
+                .build()
+                .user_data(user_data | PROBE);
+            self.push_locked(uring, &[probe], wakers);
+        }
+    }
+
+    /// A probe's completion (see `probe_if_lost`).
+    fn reap_probe(&self, user_data: u64, result: i32, wakers: &mut Vec<Waker>) {
+        if result != -libc::ENOENT || !self.ops.is_pending(user_data) {
+            return;
+        }
+        if user_data == self.wake_read.load(Ordering::Relaxed) {
+            self.wake_read_done.store(true, Ordering::Relaxed);
+        }
+        let lost = Cqe {
+            result: -libc::EIO,
+            flags: 0,
+        };
+        self.complete(user_data, lost, wakers);
+    }
+
+    /// Records a CQE for op `user_data`: its task's waker goes to `wakers`; an op whose future
+    /// is gone has its box released after its final CQE, once `uring` is unlocked (`reaped`).
+    fn complete(&self, user_data: u64, cqe: Cqe, wakers: &mut Vec<Waker>) {
+        match self.ops.complete(user_data, cqe, discard) {
+            CompleteOutcome::Queued(waker) => wakers.extend(waker),
+            CompleteOutcome::Reaped(op) => lock(&self.reaped).push(op),
+            CompleteOutcome::Discarded | CompleteOutcome::Stale => {}
+        }
+    }
+
     /// Pushes the cancels and the other threads' SQEs queued since the last turn.
     /// The other threads' SQEs go first: a cancel queued for an op started on another thread
     /// must reach the kernel after that op, or it would find nothing to cancel.
@@ -663,6 +758,12 @@ impl Shared {
         {
             let remote = std::mem::take(&mut *lock(&self.remote));
             for sqes in remote {
+                if let Some(first) = sqes.entries().first() {
+                    // From here on its SQE is the owner's: pushed now, or held (and a probe
+                    // leaves held ops alone).
+                    self.ops
+                        .update(first.get_user_data(), |op| op.in_kernel = true);
+                }
                 self.push_bounded(uring, sqes, wakers);
             }
         }
@@ -746,8 +847,21 @@ impl Shared {
         // The kernel's count of completions it dropped, since the ring was set up.
         let dropped_total = completion.overflow();
         let wake_read = self.wake_read.load(Ordering::Relaxed);
+        let mut injected = 0;
         for cqe in &mut completion {
             count += 1;
+            let user_data = cqe.user_data();
+            // Relaxed: a test's knob, read and decremented by the owner only.
+            if user_data != u64::MAX && self.inject_lost.load(Ordering::Relaxed) > 0 {
+                self.inject_lost.fetch_sub(1, Ordering::Relaxed);
+                injected += 1;
+                continue;
+            }
+            if user_data != u64::MAX && user_data & PROBE != 0 {
+                finals += 1;
+                self.reap_probe(user_data & !PROBE, cqe.result(), wakers);
+                continue;
+            }
             if cqe.user_data() == wake_read {
                 self.wake_read_done.store(true, Ordering::Relaxed);
             }
@@ -758,12 +872,7 @@ impl Shared {
             if record.flags & CQE_F_MORE == 0 {
                 finals += 1;
             }
-            match self.ops.complete(cqe.user_data(), record, discard) {
-                CompleteOutcome::Queued(waker) => wakers.extend(waker),
-                // The box is released after its final CQE, once `uring` is unlocked.
-                CompleteOutcome::Reaped(op) => lock(&self.reaped).push(op),
-                CompleteOutcome::Discarded | CompleteOutcome::Stale => {}
-            }
+            self.complete(user_data, record, wakers);
         }
         completion.sync();
         drop(completion);
@@ -774,14 +883,15 @@ impl Shared {
         if seen.new_episode {
             self.stats.overflows.fetch_add(1, Ordering::Relaxed);
         }
-        if seen.dropped > 0 {
-            self.stats
-                .dropped
-                .fetch_add(u64::from(seen.dropped), Ordering::Relaxed);
+        let dropped = u64::from(seen.dropped) + injected as u64;
+        if dropped > 0 {
+            self.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
+            // Relaxed: only the owner reads and writes it.
+            self.lost.store(true, Ordering::Relaxed);
         }
         // Final completions pay what their SQEs owed; dropped ones will never come, so they
         // are owed no more either (or the bound would shrink for good).
-        let paid = finals + usize::try_from(seen.dropped).unwrap_or(usize::MAX);
+        let paid = finals + usize::try_from(dropped).unwrap_or(usize::MAX);
         // Relaxed: only the owner reads and writes it, under `uring`.
         let owed = self.owed.load(Ordering::Relaxed);
         self.owed
@@ -832,6 +942,9 @@ impl Drop for Shared {
     fn drop(&mut self) {
         // Every op future holds a `Ring`, so any op still here was cancelled (or is the wake-up
         // read). Ask the kernel to drop them all, then wait (bounded) for their final CQEs.
+        // This runs on the owner's thread (`Drop for Ring` hands the ring to its owner,
+        // `orphan`), unless the owner has exited: then the kernel refuses the enters and
+        // what is in flight is leaked below.
         let armed = self.wake_read.swap(NO_WAKE_READ, Ordering::Relaxed);
         if armed != NO_WAKE_READ {
             drop(self.ops.cancel(OpId::from_user_data(armed), |_, _| {}));
@@ -852,18 +965,22 @@ impl Drop for Shared {
             }
         }
         let deadline = Instant::now() + TEARDOWN_BOUND;
-        {
-            let mut uring = lock(&self.uring);
-            let cancel_all = opcode::AsyncCancel2::new(io_uring::types::CancelBuilder::any())
-                .build()
-                .user_data(u64::MAX);
-            let mut wakers = Vec::new();
-            self.push_locked(&mut uring, &[cancel_all], &mut wakers);
-            drop(uring);
-            self.release_reaped();
-            wakers.into_iter().for_each(Waker::wake);
-        }
+        // The cancel of everything must reach the kernel: if the queue would not take it (the
+        // push hands a full queue to the kernel to make room, and gives up only when the kernel
+        // refuses entries), it is pushed again at each turn of the wait.
+        let mut cancelled_all = false;
         while !self.ops.is_empty() && Instant::now() < deadline {
+            if !cancelled_all {
+                let mut uring = lock(&self.uring);
+                let cancel_all = opcode::AsyncCancel2::new(io_uring::types::CancelBuilder::any())
+                    .build()
+                    .user_data(u64::MAX);
+                let mut wakers = Vec::new();
+                cancelled_all = self.push_locked(&mut uring, &[cancel_all], &mut wakers);
+                drop(uring);
+                self.release_reaped();
+                wakers.into_iter().for_each(Waker::wake);
+            }
             if self.turn(Some(Duration::from_millis(10)), false).is_err() {
                 break;
             }
@@ -876,6 +993,25 @@ impl Drop for Shared {
             .fetch_add(leaked.len() as u64, Ordering::Relaxed);
         for op in leaked {
             std::mem::forget(op);
+        }
+    }
+}
+
+impl Drop for Ring {
+    /// The last handle tears the ring down (`Drop for Shared`) — on the owner's thread, the only
+    /// one the kernel lets enter it: dropped elsewhere, the ring goes to its owner (`orphan`),
+    /// which tears it down at its next turn or build, or when it exits.
+    fn drop(&mut self) {
+        // SAFETY: this is the handle's drop; `shared` is not used again.
+        let shared = unsafe { ManuallyDrop::take(&mut self.shared) };
+        // Of all the handles' drops, exactly one gets the ring.
+        let Some(shared) = Arc::into_inner(shared) else {
+            return;
+        };
+        if this_thread() != shared.owner {
+            let owner = shared.owner;
+            // The owner has exited: tear it down here, as well as can be done without it.
+            drop(crate::orphan::adopt(owner, shared));
         }
     }
 }

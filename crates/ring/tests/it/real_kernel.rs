@@ -330,3 +330,82 @@ fn held_ops_dropped_before_reaching_the_kernel_end_at_once() {
     settle(&ring);
     assert_eq!(ring.in_flight(), 0);
 }
+
+/// A ring with an accept in flight on `listener`, the accept's future dropped (cancelled).
+fn ring_with_a_cancelled_accept() -> (Ring, std::net::SocketAddr) {
+    let ring = ring(8);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let listener = shared(listener);
+    let noop = &mut Context::from_waker(Waker::noop());
+    let mut accept = Box::pin(ring.accept(&listener));
+    let _ = accept.as_mut().poll(noop);
+    ring.turn(Some(Duration::ZERO)).expect("submit the accept");
+    assert_eq!(ring.in_flight(), 1);
+    drop((accept, listener));
+    (ring, addr)
+}
+
+/// The ring's last handle dropped on a thread that is not its owner: the kernel lets only the
+/// owner enter a `SINGLE_ISSUER` ring, so the teardown (cancel, reap, release the accept's
+/// listener) waits for the owner's next ring call — here the owner builds another ring — instead
+/// of failing its enters and leaking every op with the descriptors their data holds.
+#[test]
+fn a_ring_dropped_on_another_thread_is_torn_down_by_its_owner() {
+    let _serial = serial();
+    let baseline = fd_count();
+    let (ring, addr) = ring_with_a_cancelled_accept();
+    std::thread::spawn(move || drop(ring))
+        .join()
+        .expect("dropping thread");
+    // The owner's next ring call tears the orphan down.
+    let next = self::ring(2);
+    TcpListener::bind(addr).expect("the listener's port is still bound after teardown");
+    drop(next);
+    assert_eq!(fd_count(), baseline, "a descriptor leaked");
+}
+
+/// As above, with the owner thread exiting instead: its exit tears the orphan down.
+#[test]
+fn a_ring_dropped_on_another_thread_is_torn_down_when_its_owner_exits() {
+    let _serial = serial();
+    let baseline = fd_count();
+    let addr = std::thread::spawn(|| {
+        let (ring, addr) = ring_with_a_cancelled_accept();
+        std::thread::spawn(move || drop(ring))
+            .join()
+            .expect("dropping thread");
+        addr
+    })
+    .join()
+    .expect("owner thread");
+    TcpListener::bind(addr).expect("the listener's port is still bound after teardown");
+    assert_eq!(fd_count(), baseline, "a descriptor leaked");
+}
+
+/// A completion the kernel dropped (it does when it cannot buffer an overflowing completion;
+/// injected here) must not leave its op waiting forever: the ring notices the loss, asks the
+/// kernel about every op in it, and ends the one whose completion was lost with `EIO` (the
+/// others are cancelled: the ring cannot tell which of them will ever complete otherwise).
+#[test]
+fn an_op_whose_completion_was_dropped_ends_instead_of_hanging() {
+    let _serial = serial();
+    let ring = ring(8);
+    let long = ring.timeout(Duration::from_secs(3600));
+    let mut long = Box::pin(long);
+    let noop = &mut Context::from_waker(Waker::noop());
+    let _ = long.as_mut().poll(noop);
+    ring.inject_lost_completions(1);
+    // Its completion is the one dropped; without recovery this waits until the watchdog.
+    let lost = block_on(&ring, ring.timeout(Duration::from_millis(1)));
+    let error = lost.expect_err("the op's completion was lost");
+    assert_eq!(error.raw_os_error(), Some(libc::EIO), "{error}");
+    let cancelled = block_on(&ring, long).expect_err("cancelled by the recovery");
+    assert_eq!(
+        cancelled.raw_os_error(),
+        Some(libc::ECANCELED),
+        "{cancelled}"
+    );
+    assert_eq!(ring.counters().dropped, 1, "{:?}", ring.counters());
+    settle(&ring);
+}
