@@ -50,7 +50,7 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
         bail!("unknown flag {unknown} (ci takes --quick)");
     }
     type StepFn = fn() -> Result<Option<String>>;
-    let all: [(&'static str, StepFn, bool); 9] = [
+    let all: [(&'static str, StepFn, bool); 10] = [
         ("fmt", fmt, false),
         ("clippy", clippy, false),
         ("test (both backends)", test, false),
@@ -60,6 +60,7 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
         ("valgrind", valgrind, true),
         ("cross-platform check", cross_check, true),
         ("tidy", tidy_step, false),
+        ("package", package, false),
     ];
     let mut steps = Vec::new();
     for (name, step, slow) in all {
@@ -333,6 +334,36 @@ fn cross_check() -> Result<Option<String>> {
     } else {
         Ok(Some(skipped.join("; ")))
     }
+}
+
+/// `cargo package` of every publishable crate (`--no-verify`: the steps above built and tested
+/// them): manifests, READMEs and licence files complete enough to publish, and each crate's
+/// files inside its package. Needs the crates.io index; skipped, loudly, when it is
+/// unreachable.
+fn package() -> Result<Option<String>> {
+    let mut command = cargo();
+    command.args(["package", "--workspace", "--no-verify", "--allow-dirty"]);
+    for unpublished in ["xtask", "weir-benches", "weir-tests", "weir-testkit"] {
+        command.args(["--exclude", unpublished]);
+    }
+    let output = command.output().context("run cargo package")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprint!("{stderr}");
+    if output.status.success() {
+        return Ok(None);
+    }
+    let offline = [
+        "failed to get",
+        "failed to download",
+        "Couldn't resolve",
+        "network",
+    ];
+    if offline.iter().any(|sign| stderr.contains(sign)) {
+        return Ok(Some(
+            "the crates.io index is unreachable (cargo package resolves dependencies there)".into(),
+        ));
+    }
+    bail!("cargo package failed (above)")
 }
 
 fn tidy_step() -> Result<Option<String>> {

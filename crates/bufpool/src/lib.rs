@@ -59,3 +59,8 @@ mod tests;
 pub use buf::Buf;
 pub use error::Error;
 pub use pool::{Config, Get, MAX_BUFFERS, Pool, RegionView, Stats};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -154,3 +154,8 @@ pub use tcp::{TcpListener, TcpSocket, TcpStream};
 mod tests;
 pub use udp::{RecvMeta, UdpSocket};
 pub use unix::{UnixDatagram, UnixListener, UnixStream};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -38,3 +38,8 @@ pub use notify::Notifier;
 pub use reactor::{Counters, Reactor, Registration, Sleep};
 pub use readiness::{Direction, ReadyEvent};
 pub use timer::{TimerKey, TimerState, Timers};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

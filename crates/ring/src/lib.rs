@@ -78,3 +78,8 @@ pub use ops::{AcceptData, AcceptStream, Datagram, MsgData, RawAddr, SharedFd, Ve
 pub use ring::{Counters, Ring};
 #[cfg(target_os = "linux")]
 pub use setup::{Builder, MAX_ENTRIES, Opcode, ProbeReport, SetupFlag, SetupReport};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

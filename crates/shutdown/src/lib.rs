@@ -81,3 +81,8 @@ pub use error::Error;
 pub use limit::{Acquire, AcquireOwned, Limit, MAX_PERMITS, OwnedPermit, Permit};
 pub use token::{Cancelled, CancelledOwned, DropGuard, Token};
 pub use tracker::{Guard, Tracker, Wait};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
