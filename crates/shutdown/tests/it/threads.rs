@@ -161,7 +161,10 @@ fn run_until_cancelled_sleeps_until_the_cancel_from_another_thread_and_drops_the
     assert_eq!(dropped.load(Ordering::SeqCst), 1, "the future was dropped");
     // Polled at the start and at most once more when the cancel woke the task: never a loop.
     let polled = polls.load(Ordering::SeqCst);
-    assert!((1..=2).contains(&polled), "the future was polled {polled} times");
+    assert!(
+        (1..=2).contains(&polled),
+        "the future was polled {polled} times"
+    );
     // Ready first: its output, even though the token is cancelled afterwards.
     let token = Token::new();
     assert_eq!(block_on(token.run_until_cancelled(async { 5 })), Some(5));
