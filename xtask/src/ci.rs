@@ -29,6 +29,10 @@ const VALGRIND_CRATES: &[&str] = &["weir-ring", "weir-net"];
 const VALGRIND_SKIP: &[&str] = &["server::", "sigterm::", "affinity::"];
 const PORTABLE_CRATES: &[&str] = &["weir-reactor", "weir-bufpool", "weir-shutdown", "weir-net"];
 const CROSS_TARGETS: &[&str] = &["x86_64-unknown-freebsd", "aarch64-apple-darwin"];
+/// The cfg that puts weir-reactor on its `polling` backend on Linux.
+const PORTABLE_REACTOR_CFG: &str = "weir_reactor_portable";
+/// Suites run a second time over the portable reactor (weir-net's with `WEIR_BACKEND=poll`).
+const PORTABLE_REACTOR_SUITES: &[&str] = &["weir-reactor", "weir-net"];
 /// Suites that run once per backend.
 const BACKEND_SUITES: &[&str] = &["weir-net", "weir-tests"];
 
@@ -54,6 +58,7 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
         ("fmt", fmt, false),
         ("clippy", clippy, false),
         ("test (both backends)", test, false),
+        ("test (portable reactor)", test_portable_reactor, false),
         ("doc", doc, false),
         ("loom", loom, false),
         ("miri", miri, true),
@@ -150,6 +155,25 @@ fn test() -> Result<Option<String>> {
         }
         cmd::run(&mut command)?;
     }
+    Ok(None)
+}
+
+/// weir-reactor's suites and weir-net's over the reactor a second time, with the reactor on its
+/// `polling` backend (`portable.rs`, what kqueue, event ports and IOCP use) instead of raw epoll.
+/// Its own target folder keeps the cfg from invalidating the normal build.
+fn test_portable_reactor() -> Result<Option<String>> {
+    cmd::run(
+        cargo()
+            .env("RUSTFLAGS", format!("--cfg {PORTABLE_REACTOR_CFG}"))
+            .env("WEIR_BACKEND", "poll")
+            .args(["test", "--all-features", "--target-dir"])
+            .arg(cmd::root().join("target/portable"))
+            .args(
+                PORTABLE_REACTOR_SUITES
+                    .iter()
+                    .flat_map(|s| ["--package", s]),
+            ),
+    )?;
     Ok(None)
 }
 

@@ -19,8 +19,9 @@
 //!
 //! # Platforms
 //!
-//! Unix (Linux, FreeBSD, macOS, illumos). `cargo xtask ci` tests Linux and compiles FreeBSD and
-//! macOS.
+//! Unix (Linux, FreeBSD, macOS, illumos). `cargo xtask ci` tests Linux twice — over raw epoll,
+//! and over the `polling` backend every other platform uses (`--cfg weir_reactor_portable`) —
+//! and compiles FreeBSD and macOS.
 
 #![cfg(unix)]
 

@@ -377,9 +377,11 @@ impl<T: AsFd> Registration<T> {
 
     /// Like [`io`](Registration::io), for operations that can tell they drained the source:
     /// `op` returns the result and `true` if it consumed everything that was ready (a read
-    /// shorter than its buffer on a stream socket). The readiness is then cleared at once — an
-    /// edge-triggered poller reports the next arrival as a new event — so the next call waits
-    /// instead of spending a syscall on `EAGAIN`.
+    /// shorter than its buffer on a stream socket). Over raw epoll the readiness is then cleared
+    /// at once — an edge-triggered poller reports the next arrival as a new event, and an end of
+    /// stream that came with the data stays ready — so the next call waits instead of spending a
+    /// syscall on `EAGAIN`. Over `polling`, which cannot see a peer's half-close, the readiness
+    /// is kept until an `EAGAIN`, so that such an end of stream is never waited for.
     ///
     /// Cancel safety: as [`io`](Registration::io).
     pub async fn io_drained<R>(
@@ -404,7 +406,12 @@ impl<T: AsFd> Registration<T> {
                     self.clear_readiness(event)
                 }
                 Ok((result, drained)) => {
-                    if drained && !self.inner.selector.needs_rearm() {
+                    // Only where the selector would remember an end of stream that came with
+                    // the data; elsewhere the next read pays one `EAGAIN` instead of hanging.
+                    if drained
+                        && !self.inner.selector.needs_rearm()
+                        && self.inner.selector.short_read_drains()
+                    {
                         self.clear_readiness(event);
                     }
                     return Poll::Ready(Ok(result));

@@ -76,6 +76,13 @@ impl Selector {
         self.ctl(libc::EPOLL_CTL_ADD, fd, key, READ_FLAGS | WRITE_FLAGS)
     }
 
+    /// Whether a short read may clear the read readiness: yes, every event carries
+    /// `EPOLLRDHUP`, so an end of stream that came with the data is remembered as `read_closed`
+    /// and keeps the source readable.
+    pub(crate) fn short_read_drains(&self) -> bool {
+        true
+    }
+
     pub(crate) fn rearm(&self, _fd: RawFd, _key: usize) -> io::Result<()> {
         Ok(())
     }

@@ -1,4 +1,16 @@
-//! Everywhere but Linux: the `polling` crate (kqueue, event ports, ...).
+//! Everywhere but Linux, and on Linux under `--cfg weir_reactor_portable`: the `polling` crate
+//! (kqueue, event ports, IOCP, or epoll).
+//!
+//! # Differences from the raw epoll selector, and how they are absorbed
+//!
+//! * A hang-up or an error (`EPOLLHUP`/`EPOLLERR`, IOCP's abort and connect failure, ...) is
+//!   reported as `read_closed` where `polling` can tell ([`Event::is_interrupt`],
+//!   [`Event::is_err`]), so the read direction stays ready after it, as with raw epoll.
+//! * A *half*-close by the peer cannot be told apart from plain readability: `polling` does not
+//!   ask epoll for `EPOLLRDHUP`, and its kqueue backend drops `EV_EOF`. A short read therefore
+//!   does not prove the source drained: the data and the end of stream may have come in one
+//!   edge, and no new edge follows the end of stream. [`Selector::short_read_drains`] is `false`
+//!   here, so the reactor keeps the readiness until a read returns `EAGAIN`.
 
 use std::io;
 use std::num::NonZeroUsize;
@@ -37,6 +49,11 @@ impl Selector {
     /// Oneshot platforms disarm a source after each event.
     pub(crate) fn needs_rearm(&self) -> bool {
         self.mode != PollMode::Edge
+    }
+
+    /// Whether a short read may clear the read readiness: never here (see the module docs).
+    pub(crate) fn short_read_drains(&self) -> bool {
+        false
     }
 
     /// Adds `fd` for both directions.
@@ -83,8 +100,9 @@ impl Selector {
             key: event.key,
             readable: event.readable,
             writable: event.writable,
-            // `polling` re-arms one-shot interest, so readiness is never cleared early there.
-            read_closed: false,
+            // A hang-up or an error: no read will block again (what raw epoll reports with
+            // `EPOLLHUP | EPOLLERR`). Platforms that cannot tell answer `false`/`None`.
+            read_closed: event.is_interrupt() || event.is_err() == Some(true),
         }));
         Ok(())
     }

@@ -300,3 +300,31 @@ fn every_task_waiting_on_a_direction_is_woken() {
     assert_eq!(woken, 3, "every waiting task, once each");
     assert!(counts.iter().all(|c| c.0.load(Ordering::SeqCst) == 1));
 }
+
+/// Bytes and the peer's half-close arrive in one edge; a short read then takes the bytes. The
+/// end of stream must still be seen by the next read: no further edge will come for it.
+#[test]
+fn end_of_stream_behind_a_short_read_is_not_waited_for() {
+    let reactor = Reactor::new().expect("reactor");
+    let (a, mut b) = pair();
+    b.write_all(b"last words").expect("write");
+    b.shutdown(std::net::Shutdown::Write).expect("half-close");
+    let a = reactor.register(a).expect("register");
+    let read = |buf: &mut [u8]| {
+        let room = buf.len();
+        block_on(
+            &reactor,
+            a.io_drained(Direction::Read, |s| {
+                let n = (&*s).read(buf)?;
+                Ok((n, n > 0 && n < room))
+            }),
+        )
+        .expect("read")
+    };
+    let mut buf = [0; 64];
+    let n = read(&mut buf);
+    assert_eq!(&buf[..n], b"last words");
+    assert_eq!(read(&mut buf), 0, "the end of stream after the bytes");
+    assert_eq!(read(&mut buf), 0, "and again: it stays ready");
+    drop(b);
+}
