@@ -14,7 +14,7 @@ use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use weir_benches::{pin_to, read_allocations};
+use weir_benches::{pin_to, pin_token, read_allocations};
 
 struct Conn {
     stream: TcpStream,
@@ -37,7 +37,8 @@ fn main() {
     let requests: u64 = args[5].parse().expect("requests");
     let server_pid: u32 = args[6].parse().expect("pid");
     let alloc_file = &args[7];
-    pin_to(0);
+    // The harness reads this token and reports a failed pin in the run's header.
+    println!("{}", pin_token(&pin_to(0)));
 
     if size == 0 {
         idle(port, conns, server_pid);
@@ -383,7 +384,8 @@ fn bulk(port: u16, size: usize) -> impl FnMut(u64, &mut Vec<u32>) {
         let mut writer = stream.try_clone().expect("clone");
         let chunk = vec![0x5au8; size];
         let feeder = std::thread::spawn(move || {
-            pin_to(0);
+            // The reading thread's pin is the one reported; this is best effort.
+            let _ = pin_to(0);
             for _ in 0..total {
                 writer.write_all(&chunk).expect("bulk write");
             }

@@ -35,8 +35,12 @@ fn main() {
         std::process::exit(2);
     };
     let conns: usize = conns.parse().unwrap_or(1);
+    // The harness checks the affinity it got in /proc (tokio `multi_thread` has two workers
+    // and stays unpinned).
     if mode != "tokio-mt" {
-        pin_to(1);
+        if let Err(e) = pin_to(1) {
+            eprintln!("bench-server: could not pin to CPU 1: {e}");
+        }
     }
     let bench_mode = std::env::var("WEIR_BENCH_MODE");
     if bench_mode.as_deref() == Ok("udp") {
