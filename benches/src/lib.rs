@@ -1,5 +1,8 @@
 //! Shared pieces of the benchmark binaries: a counting allocator whose count lives in a shared
-//! memory file (so the load generator can read it at phase boundaries), and CPU pinning.
+//! memory file (so the load generator can read it at phase boundaries), CPU pinning, and the
+//! load generator's framing of requests and replies ([`framing`]).
+
+pub mod framing;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};

@@ -64,6 +64,8 @@ const FLOORS: &[(&str, &str)] = &[("weir-uring", "uring-raw"), ("weir-poll", "ep
 
 /// tokio `current_thread`'s median B2 throughput, which sets B4's offered rates.
 static TOKIO_MAX: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+/// tokio `current_thread`'s median B10 throughput, which sets B10's fixed rate.
+static TOKIO_HTTP_MAX: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
 
 #[derive(Clone, Copy)]
 struct Scenario {
@@ -92,10 +94,16 @@ enum Mode {
     /// `conns` idle connections, each served by a loop of timed reads; the figure is the
     /// server's CPU while they stay idle (B9).
     IdleTimed,
+    /// hyper's HTTP/1.1 hello over `conns` keep-alive connections, one request outstanding on
+    /// each (B10).
+    Http,
+    /// The same at this share of tokio `current_thread`'s B10 throughput (open loop).
+    HttpOpen(f64),
 }
 
 impl Mode {
-    fn env(self) -> Option<&'static str> {
+    /// The load generator's `WEIR_BENCH_MODE`.
+    fn load_env(self) -> Option<&'static str> {
         match self {
             Mode::Echo => None,
             Mode::Churn => Some("churn"),
@@ -103,7 +111,23 @@ impl Mode {
             Mode::Udp => Some("udp"),
             Mode::Open(_) => Some("open"),
             Mode::IdleTimed => Some("idle-timed"),
+            Mode::Http => Some("http"),
+            Mode::HttpOpen(_) => Some("http-open"),
         }
+    }
+
+    /// The server's `WEIR_BENCH_MODE`: it serves the same whatever the load's shape.
+    fn server_env(self) -> Option<&'static str> {
+        match self {
+            Mode::Open(_) => None,
+            Mode::Http | Mode::HttpOpen(_) => Some("http"),
+            other => other.load_env(),
+        }
+    }
+
+    /// The open loops spin by design: never client-bound.
+    fn open_loop(self) -> bool {
+        matches!(self, Mode::Open(_) | Mode::HttpOpen(_))
     }
 
     /// Servers that cannot run this mode, and why.
@@ -114,6 +138,10 @@ impl Mode {
             Mode::Churn => server == "epoll",
             // The raw floors have no timers.
             Mode::IdleTimed => FLOORS.iter().any(|(_, floor)| *floor == server),
+            // No hyper glue: monoio's is a crate of its own, the floors have no runtime.
+            Mode::Http | Mode::HttpOpen(_) => {
+                matches!(server, "monoio") || FLOORS.iter().any(|(_, floor)| *floor == server)
+            }
             _ => false,
         }
     }
@@ -196,6 +224,25 @@ const QUICK_EXTRA: &[Scenario] = &[
         warmup: 200,
         requests: 2_000,
         mode: Mode::Churn,
+    },
+    // `bytes` is the body of the hello response; the request is bench-load's fixed GET.
+    Scenario {
+        name: "B10",
+        what: "HTTP/1.1 hello (hyper), 50 keep-alive connections",
+        conns: 50,
+        bytes: 13,
+        warmup: 2_000,
+        requests: 20_000,
+        mode: Mode::Http,
+    },
+    Scenario {
+        name: "B10-50%",
+        what: "HTTP/1.1 hello (hyper) at 50% of tokio-ct's B10 throughput, 50 keep-alive connections",
+        conns: 50,
+        bytes: 13,
+        warmup: 1_000,
+        requests: 10_000,
+        mode: Mode::HttpOpen(0.5),
     },
 ];
 
@@ -494,6 +541,9 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
     if picked("B4") && !picked("B2") {
         bail!("B4's offered load is a share of B2's tokio-ct throughput: pick B2 with B4");
     }
+    if picked("B10-50%") && !picked("B10") {
+        bail!("B10-50%'s offered load is a share of B10's tokio-ct throughput: pick B10");
+    }
     let started = Instant::now();
     let mut results: BTreeMap<&str, Runs> = BTreeMap::new();
     for scenario in &scenarios {
@@ -504,7 +554,7 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
                 if scenario.mode.skips(server) {
                     continue;
                 }
-                let open_loop = matches!(scenario.mode, Mode::Open(_));
+                let open_loop = scenario.mode.open_loop();
                 let run = run_server(&bin, server, scenario, None)
                     .map(|output| Sample::parse(&output, open_loop))
                     .map_err(|e| {
@@ -520,12 +570,14 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
                     .push(run);
             }
         }
-        if scenario.name == "B2" {
-            if let Some(Ok(max)) = results
-                .get("B2")
-                .map(|runs| median_figure(runs, BASELINE, THROUGHPUT))
-            {
-                let _ = TOKIO_MAX.set(max);
+        for (closed, rate) in [("B2", &TOKIO_MAX), ("B10", &TOKIO_HTTP_MAX)] {
+            if scenario.name == closed {
+                if let Some(Ok(max)) = results
+                    .get(closed)
+                    .map(|runs| median_figure(runs, BASELINE, THROUGHPUT))
+                {
+                    let _ = rate.set(max);
+                }
             }
         }
         eprintln!(
@@ -634,7 +686,7 @@ fn instructions(bin: &std::path::Path, scenarios: &[&Scenario]) -> Counted {
     let mut table = Counted::new();
     for scenario in scenarios
         .iter()
-        .filter(|s| matches!(s.name, "B1" | "B2" | "B6-64B"))
+        .filter(|s| matches!(s.name, "B1" | "B2" | "B6-64B" | "B10"))
     {
         let short = Scenario {
             warmup: 300,
@@ -642,6 +694,13 @@ fn instructions(bin: &std::path::Path, scenarios: &[&Scenario]) -> Counted {
             ..**scenario
         };
         for server in SERVERS {
+            if scenario.mode.skips(server) {
+                table
+                    .entry(scenario.name.to_string())
+                    .or_default()
+                    .insert(server, Err("sat out".to_string()));
+                continue;
+            }
             let prefix = format!("/dev/shm/weir-callgrind-{}-{server}", std::process::id());
             let per_request = match run_server(bin, server, &short, Some(&prefix)) {
                 Ok(_) => callgrind_dump(&prefix)

@@ -203,7 +203,7 @@ impl Chart {
                     panel(|server| {
                         Some(match row.get(server)? {
                             Ok(n) => Interval::of(&[n / base]).ok_or_else(|| "n/a".to_string()),
-                            Err(_) => Err("failed".to_string()),
+                            Err(why) => Err(why.clone()),
                         })
                     })
                 });

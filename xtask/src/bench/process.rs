@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::{Mode, Scenario, TOKIO_MAX};
+use super::{Mode, Scenario, TOKIO_HTTP_MAX, TOKIO_MAX};
 
 /// The CPU every server but tokio `multi_thread` pins itself to (the load generator takes 0).
 const SERVER_CPU: &str = "1";
@@ -139,7 +139,7 @@ pub(super) fn run_server(
         Mode::Churn => scenario.warmup + scenario.requests,
         _ => scenario.conns as u64,
     };
-    if let Some(mode) = scenario.mode.env() {
+    if let Some(mode) = scenario.mode.server_env() {
         command.env("WEIR_BENCH_MODE", mode);
     }
     let child = command
@@ -165,14 +165,20 @@ pub(super) fn run_server(
     if callgrind.is_some() {
         load.env("WEIR_BENCH_CALLGRIND", "1");
     }
-    if let Some(mode) = scenario.mode.env() {
+    if let Some(mode) = scenario.mode.load_env() {
         load.env("WEIR_BENCH_MODE", mode);
     }
-    if let Mode::Open(share) = scenario.mode {
-        let max = TOKIO_MAX
-            .get()
-            .copied()
-            .context("B4 needs B2's tokio-ct throughput")?;
+    let rate = match scenario.mode {
+        Mode::Open(share) => Some((share, &TOKIO_MAX, "B4 needs B2's tokio-ct throughput")),
+        Mode::HttpOpen(share) => Some((
+            share,
+            &TOKIO_HTTP_MAX,
+            "B10-50% needs B10's tokio-ct throughput",
+        )),
+        _ => None,
+    };
+    if let Some((share, max, why)) = rate {
+        let max = max.get().copied().context(why)?;
         load.env("WEIR_BENCH_RATE", format!("{:.0}", max * share));
     }
     let output = load

@@ -30,8 +30,8 @@ pub(super) fn throughput_cell(runs: &Runs, server: &str) -> String {
     let (bound, ran) = client_bound_rounds(runs, server);
     let (base_bound, _) = client_bound_rounds(runs, BASELINE);
     match server_bound_throughput(runs, server, BASELINE) {
-        Some(interval) if bound + base_bound > 0 => {
-            format!("{} ({} rnds)", interval.cell(), interval.rounds)
+        Some(interval) if interval.rounds < ran => {
+            format!("{} ({} of {ran} rounds)", interval.cell(), interval.rounds)
         }
         Some(interval) => interval.cell(),
         None if ran == 0 => "n/a (no run)".to_string(),
@@ -80,15 +80,19 @@ pub(super) fn summary(
                 Err(_) => "n/a (no callgrind)".to_string(),
             };
             let utilisation = median_figure(runs, server, UTILISATION).map(|u| u * 100.0);
+            let throughput = if scenario.mode.open_loop() {
+                format!("fixed rate: {}", throughput_cell(runs, server))
+            } else {
+                throughput_cell(runs, server)
+            };
             out.push_str(&format!(
-                "{:<9} {server:<11} {:>17} {instructions:>22} {:>9} {:>10} {:>9} {:>9} {:>28}\n",
+                "{:<9} {server:<11} {:>17} {instructions:>22} {:>9} {:>10} {:>9} {:>9} {throughput:>28}\n",
                 scenario.name,
                 interval_cell(paired(runs, server, BASELINE, CPU_PER_REQ)),
                 cell(&median_figure(runs, server, SYSCALLS), 2),
                 cell(&median_figure(runs, server, ALLOCS), 2),
                 cell(&median_figure(runs, server, P99), 0),
                 percent_cell(&utilisation),
-                throughput_cell(runs, server),
             ));
         }
     }
@@ -390,7 +394,7 @@ mod tests {
         assert_eq!((interval.median, interval.rounds), (1.5, 1));
         assert_eq!(
             throughput_cell(&runs, "weir-uring"),
-            "1.50 [1.50,1.50] (1 rnds)"
+            "1.50 [1.50,1.50] (1 of 3 rounds)"
         );
         let all_bound = Runs::from([
             (BASELINE, vec![sample(100.0, 1.0, true)]),
