@@ -1,5 +1,8 @@
 //! Shared pieces of the benchmark binaries: a counting allocator whose count lives in a shared
-//! memory file (so the load generator can read it at phase boundaries), and CPU pinning.
+//! memory file (so the load generator can read it at phase boundaries), CPU pinning, and the
+//! load generator's framing of requests and replies ([`framing`]).
+
+pub mod framing;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
@@ -104,12 +107,35 @@ fn map_shared(file: &std::fs::File) -> std::io::Result<*mut AtomicU64> {
     Ok(map.cast())
 }
 
-/// Pins the calling thread to `cpu` (best effort).
-pub fn pin_to(cpu: usize) {
+/// Pins the calling thread to `cpu`.
+///
+/// # Errors
+///
+/// `sched_setaffinity(2)` refused: the CPU does not exist here, or is outside the process's
+/// allowed set (a container's cpuset, say). The benchmark reports it rather than measure
+/// unpinned without saying so.
+pub fn pin_to(cpu: usize) -> std::io::Result<()> {
     // SAFETY: `cpu_set_t` is a plain bit set; all-zero is valid.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is live; out-of-range CPUs are ignored.
+    // SAFETY: `set` is live; out-of-range CPUs are ignored (and then the call below fails).
     unsafe { libc::CPU_SET(cpu, &mut set) };
     // SAFETY: `set` is live and sized as the call expects; 0 is this thread.
-    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    let done = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// How [`pin_to`] went, as one `key=value` token (no spaces) for a figures line:
+/// `pin=ok`, or `pin=failed:<error>`.
+pub fn pin_token(pinned: &std::io::Result<()>) -> String {
+    match pinned {
+        Ok(()) => "pin=ok".to_string(),
+        Err(e) => format!(
+            "pin=failed:{}",
+            e.to_string().replace(char::is_whitespace, "_")
+        ),
+    }
 }

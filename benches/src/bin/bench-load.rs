@@ -14,12 +14,13 @@ use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use weir_benches::{pin_to, read_allocations};
+use weir_benches::framing::{Framing, Replies};
+use weir_benches::{pin_to, pin_token, read_allocations};
 
 struct Conn {
     stream: TcpStream,
     sent_at: Instant,
-    received: usize,
+    replies: Replies,
 }
 
 fn main() {
@@ -37,7 +38,8 @@ fn main() {
     let requests: u64 = args[5].parse().expect("requests");
     let server_pid: u32 = args[6].parse().expect("pid");
     let alloc_file = &args[7];
-    pin_to(0);
+    // The harness reads this token and reports a failed pin in the run's header.
+    println!("{}", pin_token(&pin_to(0)));
 
     if size == 0 {
         idle(port, conns, server_pid);
@@ -47,13 +49,18 @@ fn main() {
         Ok("idle-timed") => return idle_timed(port, conns, size, server_pid),
         Ok("churn") => return measure(churn(port, size), warmup, requests, server_pid, alloc_file),
         Ok("bulk") => return measure(bulk(port, size), warmup, requests, server_pid, alloc_file),
-        Ok("open") => {
+        Ok(mode @ ("open" | "http-open")) => {
             let rate: f64 = std::env::var("WEIR_BENCH_RATE")
                 .ok()
                 .and_then(|r| r.parse().ok())
                 .filter(|r: &f64| *r > 0.0)
                 .expect("WEIR_BENCH_RATE (requests per second) for the open loop");
-            let load = open_loop(port, conns, size, rate);
+            let framing = if mode == "open" {
+                Framing::Echo(size)
+            } else {
+                Framing::Http
+            };
+            let load = open_loop(port, conns, framing, rate);
             return measure(load, warmup, requests, server_pid, alloc_file);
         }
         Ok("udp") => {
@@ -64,9 +71,26 @@ fn main() {
             let _ = stop.send_to(&[], ("127.0.0.1", port));
             return;
         }
+        Ok("http") => {
+            let load = closed_loop(port, conns, Framing::Http);
+            return measure(load, warmup, requests, server_pid, alloc_file);
+        }
         _ => {}
     }
-    let message = vec![0x5au8; size];
+    measure(
+        closed_loop(port, conns, Framing::Echo(size)),
+        warmup,
+        requests,
+        server_pid,
+        alloc_file,
+    );
+}
+
+/// B1, B2, B3 (echo) and B10 (HTTP/1.1 keep-alive): `conns` connections, one request
+/// outstanding on each.
+fn closed_loop(port: u16, conns: usize, framing: Framing) -> impl FnMut(u64, &mut Vec<u32>) {
+    let message = framing.request();
+    let size = message.len();
     let mut buf = vec![0u8; size.max(65_536)];
     let mut connections: Vec<Conn> = (0..conns)
         .map(|_| {
@@ -76,7 +100,7 @@ fn main() {
             Conn {
                 stream,
                 sent_at: Instant::now(),
-                received: 0,
+                replies: Replies::new(framing),
             }
         })
         .collect();
@@ -99,7 +123,7 @@ fn main() {
     }
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
 
-    let run = |total: u64, latencies: &mut Vec<u32>| {
+    move |total: u64, latencies: &mut Vec<u32>| {
         let mut done = 0u64;
         let mut in_flight = 0u64;
         for conn in connections.iter_mut() {
@@ -118,9 +142,8 @@ fn main() {
                     match conn.stream.read(&mut buf) {
                         Ok(0) => panic!("the server closed a connection"),
                         Ok(n) => {
-                            conn.received += n;
-                            while conn.received >= size {
-                                conn.received -= size;
+                            let complete = conn.replies.feed(&buf[..n]).expect("a reply");
+                            for _ in 0..complete {
                                 latencies.push(
                                     conn.sent_at.elapsed().as_nanos().min(u128::from(u32::MAX))
                                         as u32,
@@ -138,9 +161,7 @@ fn main() {
                 }
             }
         }
-    };
-
-    measure(run, warmup, requests, server_pid, alloc_file);
+    }
 }
 
 /// Warms up, then counts exactly `requests` requests of `run` (server CPU, allocations,
@@ -244,7 +265,12 @@ fn churn(port: u16, size: usize) -> impl FnMut(u64, &mut Vec<u32>) {
 /// `conns` connections (pipelined: the echo keeps their order). Latency counts from when a
 /// request was *due*, not when it was sent, so a stalled server is charged for the requests
 /// that queued behind it (no coordinated omission). The client spins; it has its own core.
-fn open_loop(port: u16, conns: usize, size: usize, rate: f64) -> impl FnMut(u64, &mut Vec<u32>) {
+fn open_loop(
+    port: u16,
+    conns: usize,
+    framing: Framing,
+    rate: f64,
+) -> impl FnMut(u64, &mut Vec<u32>) {
     let mut streams: Vec<TcpStream> = (0..conns)
         .map(|_| {
             let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -253,13 +279,13 @@ fn open_loop(port: u16, conns: usize, size: usize, rate: f64) -> impl FnMut(u64,
             stream
         })
         .collect();
-    let message = vec![0x5au8; size];
+    let message = framing.request();
     let mut buf = vec![0u8; 65_536];
     let interval = std::time::Duration::from_secs_f64(1.0 / rate);
     move |total, latencies| {
         let mut due: Vec<std::collections::VecDeque<Instant>> =
             vec![std::collections::VecDeque::new(); streams.len()];
-        let mut received = vec![0usize; streams.len()];
+        let mut replies: Vec<Replies> = (0..streams.len()).map(|_| Replies::new(framing)).collect();
         let start = Instant::now();
         let (mut issued, mut done) = (0u64, 0u64);
         while done < total {
@@ -287,9 +313,8 @@ fn open_loop(port: u16, conns: usize, size: usize, rate: f64) -> impl FnMut(u64,
                 match stream.read(&mut buf) {
                     Ok(0) => panic!("the server closed a connection"),
                     Ok(n) => {
-                        received[key] += n;
-                        while received[key] >= size {
-                            received[key] -= size;
+                        let complete = replies[key].feed(&buf[..n]).expect("a reply");
+                        for _ in 0..complete {
                             if let Some(at) = due[key].pop_front() {
                                 latencies
                                     .push(at.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
@@ -383,7 +408,8 @@ fn bulk(port: u16, size: usize) -> impl FnMut(u64, &mut Vec<u32>) {
         let mut writer = stream.try_clone().expect("clone");
         let chunk = vec![0x5au8; size];
         let feeder = std::thread::spawn(move || {
-            pin_to(0);
+            // The reading thread's pin is the one reported; this is best effort.
+            let _ = pin_to(0);
             for _ in 0..total {
                 writer.write_all(&chunk).expect("bulk write");
             }

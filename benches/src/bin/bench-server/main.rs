@@ -10,7 +10,8 @@
 //! With `WEIR_BENCH_MODE=udp` the same modes echo UDP datagrams instead (B6): each datagram goes
 //! back to its sender; an empty datagram stops the server. With `WEIR_BENCH_MODE=idle-timed`
 //! each connection is served by a loop of timed reads instead (B9, see [`idle_timed`]); the raw
-//! floors have no timers and refuse that mode.
+//! floors have no timers and refuse that mode. With `WEIR_BENCH_MODE=http` the Weir and tokio
+//! modes serve hyper's HTTP/1.1 hello instead (B10, see [`http`]).
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -19,6 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use weir_benches::{CountingAllocator, pin_to, publish_allocations};
 
+mod http;
 mod idle_timed;
 mod uring_raw;
 
@@ -35,8 +37,12 @@ fn main() {
         std::process::exit(2);
     };
     let conns: usize = conns.parse().unwrap_or(1);
+    // The harness checks the affinity it got in /proc (tokio `multi_thread` has two workers
+    // and stays unpinned).
     if mode != "tokio-mt" {
-        pin_to(1);
+        if let Err(e) = pin_to(1) {
+            eprintln!("bench-server: could not pin to CPU 1: {e}");
+        }
     }
     let bench_mode = std::env::var("WEIR_BENCH_MODE");
     if bench_mode.as_deref() == Ok("udp") {
@@ -48,12 +54,21 @@ fn main() {
         eprintln!("mode {mode} has no timers: it cannot serve WEIR_BENCH_MODE=idle-timed");
         std::process::exit(2);
     }
+    let hyper = bench_mode.as_deref() == Ok("http");
+    if hyper && !http::serves(mode) {
+        eprintln!("mode {mode} has no hyper glue: it cannot serve WEIR_BENCH_MODE=http");
+        std::process::exit(2);
+    }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     println!("{}", listener.local_addr().expect("addr").port());
     std::io::stdout().flush().expect("stdout");
     publish_allocations(alloc_file).expect("allocation counter");
     if timed_reads {
         idle_timed::serve(mode, listener, conns);
+        return;
+    }
+    if hyper {
+        http::serve(mode, listener, conns);
         return;
     }
     match mode.as_str() {
