@@ -54,7 +54,7 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
         bail!("unknown flag {unknown} (ci takes --quick)");
     }
     type StepFn = fn() -> Result<Option<String>>;
-    let all: [(&'static str, StepFn, bool); 10] = [
+    let all: &[(&'static str, StepFn, bool)] = &[
         ("fmt", fmt, false),
         ("clippy", clippy, false),
         ("test (both backends)", test, false),
@@ -68,7 +68,7 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
         ("package", package, false),
     ];
     let mut steps = Vec::new();
-    for (name, step, slow) in all {
+    for &(name, step, slow) in all {
         eprintln!("\n==== ci: {name} ====");
         let started = Instant::now();
         let outcome = if quick && slow {
