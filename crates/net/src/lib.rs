@@ -149,7 +149,7 @@ pub use runtime::{
     yield_now,
 };
 pub use stats::{IoStats, io_stats};
-pub use tcp::{TcpListener, TcpSocket, TcpStream};
+pub use tcp::{OwnedReadHalf, OwnedWriteHalf, TcpListener, TcpSocket, TcpStream};
 #[cfg(all(test, weir_loom))]
 mod tests;
 pub use udp::{RecvMeta, UdpSocket};

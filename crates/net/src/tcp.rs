@@ -187,10 +187,7 @@ impl TcpStream {
     ///
     /// `getpeername(2)` failed.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        SockRef::from(&self.inner.fd())
-            .peer_addr()?
-            .as_socket()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket"))
+        ip_addr(SockRef::from(&self.inner.fd()).peer_addr())
     }
 
     /// The local address.
@@ -199,10 +196,7 @@ impl TcpStream {
     ///
     /// `getsockname(2)` failed.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        SockRef::from(&self.inner.fd())
-            .local_addr()?
-            .as_socket()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket"))
+        ip_addr(SockRef::from(&self.inner.fd()).local_addr())
     }
 
     /// Sets `TCP_NODELAY`.
@@ -223,7 +217,97 @@ impl TcpStream {
         SockRef::from(&self.inner.fd()).set_linger(linger)
     }
 
+    /// Splits the stream into a read half and a write half that two tasks can own, as a
+    /// proxy's two copy loops do. The halves are two descriptors of one connection, each with
+    /// its own receive and send state on the runtime. A send still in flight finishes first;
+    /// bytes already received stay with the read half.
+    ///
+    /// Dropping the write half half-closes the connection (`shutdown(Write)`: the peer reads
+    /// the end of the stream); the connection closes once both halves are gone.
+    ///
+    /// # Errors
+    ///
+    /// A send in flight failed, or `dup(2)` or the second registration failed.
+    pub async fn into_split(mut self) -> io::Result<(OwnedReadHalf, OwnedWriteHalf)> {
+        std::future::poll_fn(|cx| self.inner.poll_flush(cx)).await?;
+        let write = self.inner.try_clone()?;
+        Ok((
+            OwnedReadHalf { inner: self.inner },
+            OwnedWriteHalf { inner: write },
+        ))
+    }
+
     crate::stream::stream_methods!(TcpStream);
+}
+
+/// The read half of a [`TcpStream`], from [`TcpStream::into_split`].
+pub struct OwnedReadHalf {
+    inner: Stream,
+}
+
+impl OwnedReadHalf {
+    /// The peer's address.
+    ///
+    /// # Errors
+    ///
+    /// `getpeername(2)` failed.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        ip_addr(SockRef::from(&self.inner.fd()).peer_addr())
+    }
+
+    crate::stream::read_methods!();
+}
+
+/// The write half of a [`TcpStream`], from [`TcpStream::into_split`]; dropping it half-closes
+/// the connection.
+pub struct OwnedWriteHalf {
+    inner: Stream,
+}
+
+impl OwnedWriteHalf {
+    /// The peer's address.
+    ///
+    /// # Errors
+    ///
+    /// `getpeername(2)` failed.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        ip_addr(SockRef::from(&self.inner.fd()).peer_addr())
+    }
+
+    crate::stream::write_methods!();
+}
+
+impl Drop for OwnedWriteHalf {
+    fn drop(&mut self) {
+        // The peer sees the end of the stream although the read half keeps the socket open.
+        let _ = self.inner.shutdown(Shutdown::Write);
+    }
+}
+
+crate::stream::fd_impls!(OwnedReadHalf, inner);
+crate::stream::fd_impls!(OwnedWriteHalf, inner);
+
+impl fmt::Debug for OwnedReadHalf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedReadHalf")
+            .field("peer", &self.peer_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for OwnedWriteHalf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedWriteHalf")
+            .field("peer", &self.peer_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An IP socket address from `getpeername`/`getsockname`.
+fn ip_addr(addr: io::Result<socket2::SockAddr>) -> io::Result<SocketAddr> {
+    addr?
+        .as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket"))
 }
 
 crate::compat::compat_impls!(TcpStream);

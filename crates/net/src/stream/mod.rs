@@ -153,6 +153,27 @@ macro_rules! stream_methods {
             })
         }
 
+        crate::stream::read_methods!();
+
+        crate::stream::write_methods!();
+
+        /// Shuts down one or both directions (`shutdown(2)`); `Shutdown::Write` is a
+        /// half-close.
+        ///
+        /// # Errors
+        ///
+        /// `shutdown(2)` failed (not connected...).
+        pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+            self.inner.shutdown(how)
+        }
+    };
+}
+pub(crate) use stream_methods;
+
+/// The reading methods of a type holding a `Stream` in a field `inner` (streams and read
+/// halves).
+macro_rules! read_methods {
+    () => {
         /// Reads into `buf`'s spare capacity (after the bytes it holds); `Ok(0)` is the end of
         /// the stream (or a buffer with no spare capacity).
         ///
@@ -222,7 +243,14 @@ macro_rules! stream_methods {
         ) -> impl std::future::Future<Output = BufResult<(), Vec<u8>>> {
             self.inner.read_exact(buf, len)
         }
+    };
+}
+pub(crate) use read_methods;
 
+/// The writing methods of a type holding a `Stream` in a field `inner` (streams and write
+/// halves).
+macro_rules! write_methods {
+    () => {
         /// Writes some of `buf`'s bytes; returns how many.
         ///
         /// Cancel safety: not cancel-safe. A dropped write reports nothing; the bytes it had
@@ -278,19 +306,9 @@ macro_rules! stream_methods {
         ) -> io::Result<usize> {
             self.inner.send_file(file, offset, len).await
         }
-
-        /// Shuts down one or both directions (`shutdown(2)`); `Shutdown::Write` is a
-        /// half-close.
-        ///
-        /// # Errors
-        ///
-        /// `shutdown(2)` failed (not connected...).
-        pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-            self.inner.shutdown(how)
-        }
     };
 }
-pub(crate) use stream_methods;
+pub(crate) use write_methods;
 
 /// `AsFd` and `AsRawFd` for a socket type whose field `$field` has an `fd()` method: the
 /// descriptor for socket options Weir does not wrap (the socket stays Weir's; closing or

@@ -563,3 +563,109 @@ fn connect_resolves_off_the_executor_and_tries_each_address_in_turn() {
         });
     });
 }
+
+#[test]
+fn split_halves_stream_both_ways_at_once_from_two_tasks_and_the_write_half_half_closes() {
+    const LEN: usize = 2 * 1024 * 1024 + 7;
+    let data: std::sync::Arc<Vec<u8>> =
+        std::sync::Arc::new((0..LEN).map(crate::support::pattern).collect());
+    on_each_backend(|backend, rt| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // The peer, on plain threads: sends `data` while reading what Weir sends, then checks
+        // for Weir's end of stream before sending its last byte.
+        let theirs = data.clone();
+        let peer = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (stream, _) = listener.accept().expect("accept");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .expect("timeout");
+            let mut writer = stream.try_clone().expect("clone");
+            let sending = {
+                let theirs = theirs.clone();
+                std::thread::spawn(move || writer.write_all(&theirs).map(|()| writer))
+            };
+            let mut got = Vec::new();
+            (&stream)
+                .read_to_end(&mut got)
+                .expect("read to Weir's end of stream");
+            let mut writer = sending.join().expect("sender").expect("send");
+            // Weir's read half is still open after its write half went.
+            writer.write_all(b"!").expect("late byte");
+            fnv(&got)
+        });
+        rt.block_on(async {
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let (mut reader, mut writer) = stream.into_split().await.expect("split");
+            let ours = data.clone();
+            let writing = spawn(async move {
+                let mut at = 0;
+                while at < ours.len() {
+                    let end = (at + 100_003).min(ours.len());
+                    writer
+                        .write_all(ours[at..end].to_vec())
+                        .await
+                        .0
+                        .expect("write");
+                    at = end;
+                }
+                // Dropping the write half half-closes the connection.
+                drop(writer);
+            });
+            let mut got = Vec::with_capacity(LEN + 1);
+            loop {
+                let (n, back) = reader.read(Vec::with_capacity(64 * 1024)).await;
+                let n = n.expect("read");
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&back);
+                if got.len() == LEN + 1 {
+                    break;
+                }
+            }
+            writing.await.expect("writer task");
+            assert_eq!(got.len(), LEN + 1, "{backend:?}");
+            assert_eq!(fnv(&got[..LEN]), fnv(&data), "{backend:?}: the bytes read");
+            assert_eq!(got[LEN], b'!', "{backend:?}");
+        });
+        assert_eq!(
+            peer.join().expect("peer"),
+            fnv(&data),
+            "{backend:?}: the bytes written"
+        );
+    });
+}
+
+#[test]
+fn socket_options_reach_accepted_streams_through_sockref() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let _client = std::net::TcpStream::connect(addr).expect("connect");
+            let (stream, _) = listener.accept().await.expect("accept");
+            let socket = socket2::SockRef::from(&stream);
+            socket.set_keepalive(true).expect("keepalive");
+            socket.set_tcp_nodelay(true).expect("nodelay");
+            socket.set_send_buffer_size(64 * 1024).expect("sndbuf");
+            socket.set_recv_buffer_size(64 * 1024).expect("rcvbuf");
+            socket
+                .set_linger(Some(Duration::from_secs(3)))
+                .expect("linger");
+            assert!(socket.keepalive().expect("keepalive"), "{backend:?}");
+            assert!(socket.tcp_nodelay().expect("nodelay"), "{backend:?}");
+            // Linux doubles the buffer sizes it is given.
+            assert!(socket.send_buffer_size().expect("sndbuf") >= 64 * 1024);
+            assert!(socket.recv_buffer_size().expect("rcvbuf") >= 64 * 1024);
+            assert_eq!(
+                socket.linger().expect("linger"),
+                Some(Duration::from_secs(3)),
+                "{backend:?}"
+            );
+            let raw = std::os::fd::AsRawFd::as_raw_fd(&stream);
+            assert!(raw >= 0, "{backend:?}");
+        });
+    });
+}
