@@ -259,3 +259,60 @@ fn examples_reject_bad_flags_with_a_message_and_status_2() {
         }
     }
 }
+
+#[cfg(feature = "tokio")]
+#[test]
+fn a_tokio_util_framed_codec_echoes_length_delimited_frames() {
+    use bytes::Bytes;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+    crate::support::on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let listener = weir_net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            // The server: every frame back, then the end of the stream after the client's.
+            let server = weir_net::spawn(async move {
+                let (stream, _) = listener.accept().await.expect("accept");
+                let mut frames = Framed::new(stream, LengthDelimitedCodec::new());
+                let mut echoed = 0;
+                while let Some(frame) = frames.next().await {
+                    frames
+                        .send(frame.expect("frame").freeze())
+                        .await
+                        .expect("send");
+                    echoed += 1;
+                }
+                echoed
+            });
+            let stream = weir_net::TcpStream::connect(addr).await.expect("connect");
+            let mut frames = Framed::new(stream, LengthDelimitedCodec::new());
+            // Seeded sizes from 0 B to 64 KiB, each frame a different slice of the pattern.
+            let mut seed = 0x9e37_79b9_u32;
+            let mut sent = Vec::new();
+            for i in 0..200 {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                let len = seed as usize % (64 * 1024 + 1);
+                let frame: Bytes = (i..i + len).map(pattern).collect();
+                frames.feed(frame.clone()).await.expect("feed");
+                sent.push(frame);
+            }
+            SinkExt::<Bytes>::flush(&mut frames).await.expect("flush");
+            for (i, expected) in sent.iter().enumerate() {
+                let frame = frames.next().await.expect("a frame").expect("decode");
+                assert_eq!(
+                    (frame.len(), fnv(&frame)),
+                    (expected.len(), fnv(expected)),
+                    "{backend:?}: frame {i}"
+                );
+            }
+            SinkExt::<Bytes>::close(&mut frames)
+                .await
+                .expect("half-close");
+            assert!(frames.next().await.is_none(), "{backend:?}: end of stream");
+            assert_eq!(server.await.expect("server"), 200, "{backend:?}");
+        });
+    });
+}
