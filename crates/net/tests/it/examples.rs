@@ -221,6 +221,11 @@ fn examples_reject_bad_flags_with_a_message_and_status_2() {
     } else {
         eprintln!("hyper_hello not checked: weir-net was built without the `hyper` feature");
     }
+    if cfg!(feature = "tokio") {
+        examples.push("tls_echo");
+    } else {
+        eprintln!("tls_echo not checked: weir-net was built without the `tokio` feature");
+    }
     let cases: [(&[&str], &str); 4] = [
         (
             &["--backend", "urnig"],

@@ -17,5 +17,7 @@ mod sigterm;
 mod support;
 mod tasks;
 mod tcp;
+#[cfg(feature = "tokio")]
+mod tls;
 mod udp;
 mod unix;
