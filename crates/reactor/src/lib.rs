@@ -23,11 +23,10 @@
 //! and over the `polling` backend every other platform uses (`--cfg weir_reactor_portable`) —
 //! and compiles FreeBSD and macOS.
 
-#![cfg(unix)]
-
 mod notify;
 mod reactor;
 mod readiness;
+mod source;
 mod sync;
 mod sys;
 mod timer;
@@ -38,6 +37,7 @@ mod tests;
 pub use notify::Notifier;
 pub use reactor::{Counters, Reactor, Registration, Sleep};
 pub use readiness::{Direction, ReadyEvent};
+pub use source::Source;
 pub use timer::{TimerKey, TimerState, Timers};
 
 /// The README's examples, compiled and run as doc tests.

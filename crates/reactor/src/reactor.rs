@@ -3,13 +3,13 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::notify::{Coalescer, Notifier, NotifyShared};
 use crate::readiness::{Direction, ReadyEvent, ScheduledIo};
+use crate::source::Source;
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering, lock};
 use crate::sys::{EVENT_BATCH, Selector, SysEvent};
 use crate::timer::{TimerKey, Timers};
@@ -135,7 +135,7 @@ impl Reactor {
     /// # Errors
     ///
     /// The poller refused the descriptor (`epoll_ctl`/`kevent` failed).
-    pub fn register<T: AsFd>(&self, io: T) -> io::Result<Registration<T>> {
+    pub fn register<T: Source>(&self, io: T) -> io::Result<Registration<T>> {
         let scheduled = Arc::new(ScheduledIo::default());
         let key = {
             let mut sources = lock(&self.inner.sources);
@@ -150,7 +150,7 @@ impl Reactor {
                 }
             }
         };
-        let raw = io.as_fd().as_raw_fd();
+        let raw = io.raw_source();
         // SAFETY: the selector requires the source to be deleted before it is closed. The
         // `Registration` owns `io` (and so its descriptor) and deletes the source in its `Drop`
         // and `into_inner` before `io` can be dropped or handed back.
@@ -281,7 +281,7 @@ impl fmt::Debug for Reactor {
 }
 
 /// An I/O object registered with a [`Reactor`]; owns it, and deregisters before dropping it.
-pub struct Registration<T: AsFd> {
+pub struct Registration<T: Source> {
     /// `Some` until `into_inner` or `drop` takes it, after deleting it from the poller.
     io: Option<T>,
     key: usize,
@@ -289,7 +289,7 @@ pub struct Registration<T: AsFd> {
     inner: Arc<Inner>,
 }
 
-impl<T: AsFd> Registration<T> {
+impl<T: Source> Registration<T> {
     /// The registered object, for syscalls.
     pub fn get_ref(&self) -> &T {
         // `io` is only `None` inside `into_inner`/`drop`, after which `self` is gone.
@@ -303,7 +303,7 @@ impl<T: AsFd> Registration<T> {
             // Oneshot platforms disarm a source after each event: arm it again now that a task
             // waits. A failure only means the next event is missed by this source; it surfaces
             // as the task's next syscall error.
-            let fd = self.get_ref().as_fd().as_raw_fd();
+            let fd = self.get_ref().raw_source();
             let _ = self.inner.selector.rearm(fd, self.key);
             self.inner.rearms.fetch_add(1, Ordering::Relaxed);
         }
@@ -437,7 +437,7 @@ impl<T: AsFd> Registration<T> {
         let Some(io) = self.io.as_ref() else {
             return Ok(());
         };
-        let result = self.inner.selector.delete(io.as_fd().as_raw_fd());
+        let result = self.inner.selector.delete(io.raw_source());
         self.inner.release_key(self.key);
         self.scheduled.wake_all();
         result
@@ -451,14 +451,14 @@ fn unreachable_io() -> ! {
     panic!("weir-reactor: a registration was used after its object was taken")
 }
 
-impl<T: AsFd> Drop for Registration<T> {
+impl<T: Source> Drop for Registration<T> {
     fn drop(&mut self) {
         // Delete first, then let `io` (and its descriptor) drop with the struct.
         let _ = self.deregister();
     }
 }
 
-impl<T: AsFd + fmt::Debug> fmt::Debug for Registration<T> {
+impl<T: Source + fmt::Debug> fmt::Debug for Registration<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registration")
             .field("io", &self.io)

@@ -138,7 +138,9 @@ impl Driver {
     /// kernel has it; the reactor has no such send and ignores it.
     pub(crate) fn set_zero_copy_from(&mut self, bytes: usize) {
         match &mut self.0 {
-            DriverInner::Poll(_) => {}
+            DriverInner::Poll(_) => {
+                let _ = bytes;
+            }
             #[cfg(target_os = "linux")]
             DriverInner::Uring(driver) => driver.set_zero_copy_from(bytes),
         }

@@ -1,6 +1,15 @@
 //! Everywhere but Linux, and on Linux under `--cfg weir_reactor_portable`: the `polling` crate
 //! (kqueue, event ports, IOCP, or epoll).
 //!
+//! # Per platform
+//!
+//! * kqueue (FreeBSD, macOS): edge-triggered as `EV_CLEAR` ([`PollMode::Edge`]); [`Poller::notify`]
+//!   is an `EVFILT_USER` event, no pipe. Timers stay in [`Timers`](crate::Timers) and the next
+//!   deadline is `kevent`'s timeout: one syscall per turn, where an `EVFILT_TIMER` would cost a
+//!   registration change each time the earliest deadline moves.
+//! * IOCP (Windows, sockets only): no edge mode, so sources are oneshot and the reactor re-arms a
+//!   source when a task parks on it ([`Selector::needs_rearm`]).
+//!
 //! # Differences from the raw epoll selector, and how they are absorbed
 //!
 //! * A hang-up or an error (`EPOLLHUP`/`EPOLLERR`, IOCP's abort and connect failure, ...) is
@@ -14,12 +23,16 @@
 
 use std::io;
 use std::num::NonZeroUsize;
-use std::os::fd::{BorrowedFd, RawFd};
+#[cfg(unix)]
+use std::os::fd::BorrowedFd as Borrowed;
+#[cfg(windows)]
+use std::os::windows::io::BorrowedSocket as Borrowed;
 use std::time::Duration;
 
 use polling::{Event, Events, PollMode, Poller};
 
 use super::{EVENT_BATCH, SysEvent};
+use crate::source::RawSource;
 use crate::sync::{Mutex, lock};
 
 #[derive(Debug)]
@@ -61,24 +74,24 @@ impl Selector {
     /// # Safety
     ///
     /// `fd` must be deleted with [`delete`](Selector::delete) before it is closed.
-    pub(crate) unsafe fn add(&self, fd: RawFd, key: usize) -> io::Result<()> {
+    pub(crate) unsafe fn add(&self, fd: RawSource, key: usize) -> io::Result<()> {
         // SAFETY: the caller deletes `fd` before closing it (this function's contract), which is
         // `polling::Poller::add`'s contract.
         unsafe { self.poller.add_with_mode(fd, Event::all(key), self.mode) }
     }
 
-    fn borrowed(fd: RawFd) -> BorrowedFd<'static> {
+    fn borrowed(fd: RawSource) -> Borrowed<'static> {
         // SAFETY: the reactor calls this only for registered descriptors, which stay open until
         // after `delete` (the `add` contract); the borrow does not outlive the call.
-        unsafe { BorrowedFd::borrow_raw(fd) }
+        unsafe { Borrowed::borrow_raw(fd) }
     }
 
-    pub(crate) fn rearm(&self, fd: RawFd, key: usize) -> io::Result<()> {
+    pub(crate) fn rearm(&self, fd: RawSource, key: usize) -> io::Result<()> {
         self.poller
             .modify_with_mode(Self::borrowed(fd), Event::all(key), self.mode)
     }
 
-    pub(crate) fn delete(&self, fd: RawFd) -> io::Result<()> {
+    pub(crate) fn delete(&self, fd: RawSource) -> io::Result<()> {
         self.poller.delete(Self::borrowed(fd))
     }
 
