@@ -92,8 +92,8 @@ enum Mode {
     /// An open loop at this share of tokio `current_thread`'s B2 throughput (B4).
     Open(f64),
     /// `conns` idle connections, each served by a loop of timed reads; the figure is the
-    /// server's CPU while they stay idle (B9).
-    IdleTimed,
+    /// server's CPU while they stay idle over a window of `window_ms` (B9).
+    IdleTimed { window_ms: u64 },
     /// hyper's HTTP/1.1 hello over `conns` keep-alive connections, one request outstanding on
     /// each (B10).
     Http,
@@ -110,7 +110,7 @@ impl Mode {
             Mode::Bulk => Some("bulk"),
             Mode::Udp => Some("udp"),
             Mode::Open(_) => Some("open"),
-            Mode::IdleTimed => Some("idle-timed"),
+            Mode::IdleTimed { .. } => Some("idle-timed"),
             Mode::Http => Some("http"),
             Mode::HttpOpen(_) => Some("http-open"),
         }
@@ -137,7 +137,7 @@ impl Mode {
             // floor's multishot accept serves connections as they come, churn included.
             Mode::Churn => server == "epoll",
             // The raw floors have no timers.
-            Mode::IdleTimed => FLOORS.iter().any(|(_, floor)| *floor == server),
+            Mode::IdleTimed { .. } => FLOORS.iter().any(|(_, floor)| *floor == server),
             // No hyper glue: monoio's is a crate of its own, the floors have no runtime.
             Mode::Http | Mode::HttpOpen(_) => {
                 matches!(server, "monoio") || FLOORS.iter().any(|(_, floor)| *floor == server)
@@ -153,8 +153,8 @@ const QUICK: &[Scenario] = &[
         what: "ping-pong, 1 connection, 1 KiB",
         conns: 1,
         bytes: 1024,
-        warmup: 1_000,
-        requests: 12_000,
+        warmup: 500,
+        requests: 6_000,
         mode: Mode::Echo,
     },
     Scenario {
@@ -162,8 +162,8 @@ const QUICK: &[Scenario] = &[
         what: "50 connections, 1 KiB",
         conns: 50,
         bytes: 1024,
-        warmup: 5_000,
-        requests: 50_000,
+        warmup: 2_500,
+        requests: 25_000,
         mode: Mode::Echo,
     },
 ];
@@ -176,8 +176,8 @@ const QUICK_EXTRA: &[Scenario] = &[
         what: "fixed offered load at 50% of tokio-ct's B2 throughput, 50 connections, 1 KiB",
         conns: 50,
         bytes: 1024,
-        warmup: 2_000,
-        requests: 20_000,
+        warmup: 1_000,
+        requests: 10_000,
         mode: Mode::Open(0.5),
     },
     Scenario {
@@ -185,8 +185,8 @@ const QUICK_EXTRA: &[Scenario] = &[
         what: "fixed offered load at 80% of tokio-ct's B2 throughput, 50 connections, 1 KiB",
         conns: 50,
         bytes: 1024,
-        warmup: 2_000,
-        requests: 30_000,
+        warmup: 1_000,
+        requests: 15_000,
         mode: Mode::Open(0.8),
     },
     Scenario {
@@ -194,8 +194,8 @@ const QUICK_EXTRA: &[Scenario] = &[
         what: "bulk stream of 64 KiB writes, 1 connection (req = one 64 KiB chunk echoed)",
         conns: 1,
         bytes: 64 * 1024,
-        warmup: 500,
-        requests: 4_000,
+        warmup: 250,
+        requests: 2_000,
         mode: Mode::Bulk,
     },
     Scenario {
@@ -221,8 +221,8 @@ const QUICK_EXTRA: &[Scenario] = &[
         what: "connection churn: connect, one 64 B echo, close (req = one connection)",
         conns: 1,
         bytes: 64,
-        warmup: 200,
-        requests: 2_000,
+        warmup: 100,
+        requests: 1_000,
         mode: Mode::Churn,
     },
     // `bytes` is the body of the hello response; the request is bench-load's fixed GET.
@@ -231,8 +231,8 @@ const QUICK_EXTRA: &[Scenario] = &[
         what: "HTTP/1.1 hello (hyper), 50 keep-alive connections",
         conns: 50,
         bytes: 13,
-        warmup: 2_000,
-        requests: 20_000,
+        warmup: 1_500,
+        requests: 15_000,
         mode: Mode::Http,
     },
     Scenario {
@@ -240,11 +240,14 @@ const QUICK_EXTRA: &[Scenario] = &[
         what: "HTTP/1.1 hello (hyper) at 50% of tokio-ct's B10 throughput, 50 keep-alive connections",
         conns: 50,
         bytes: 13,
-        warmup: 1_000,
-        requests: 10_000,
+        warmup: 800,
+        requests: 8_000,
         mode: Mode::HttpOpen(0.5),
     },
 ];
+
+/// `--full` runs each scenario with this many times quick mode's requests.
+const FULL_REQUESTS_FACTOR: u64 = 2;
 
 const FULL_EXTRA: &[Scenario] = &[
     Scenario {
@@ -286,8 +289,11 @@ const IDLE_TIMED_QUICK: &[Scenario] = &[Scenario {
     bytes: 64,
     warmup: 0,
     requests: 0,
-    mode: Mode::IdleTimed,
+    mode: Mode::IdleTimed { window_ms: 3_000 },
 }];
+
+/// Quick mode measures B9 over a shorter window (`--full`: 3 s) to stay within its time.
+const IDLE_TIMED_QUICK_WINDOW_MS: u64 = 2_000;
 
 /// The load generator and the server each hold a descriptor per connection: 5,000 stays well
 /// inside a 20,000 open-file limit.
@@ -533,11 +539,17 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
     cmd::run(cargo().args(["build", "--release", "--package", "weir-benches", "--bins"]))?;
     let bin = cmd::root().join("target/release");
     let rounds = if full { 10 } else { 5 };
-    let mut scenarios: Vec<&Scenario> = QUICK.iter().chain(QUICK_EXTRA).collect();
+    let mut chosen: Vec<Scenario> = QUICK.iter().chain(QUICK_EXTRA).copied().collect();
     if full {
-        scenarios.extend(FULL_EXTRA.iter());
+        chosen.extend(FULL_EXTRA.iter().copied());
+        // Twice the requests per round: quick mode's sizes are set by its time budget.
+        for scenario in chosen.iter_mut().filter(|s| s.requests > 0) {
+            scenario.requests *= FULL_REQUESTS_FACTOR;
+            scenario.warmup *= FULL_REQUESTS_FACTOR;
+        }
     }
-    scenarios.retain(|s| picked(s.name));
+    chosen.retain(|s| picked(s.name));
+    let scenarios: Vec<&Scenario> = chosen.iter().collect();
     if picked("B4") && !picked("B2") {
         bail!("B4's offered load is a share of B2's tokio-ct throughput: pick B2 with B4");
     }
@@ -591,7 +603,7 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
         Err(why) => Err(why),
     };
     let idle_memory = if picked("B8") {
-        Some(idle::idle_memory(&bin))
+        Some(idle::idle_memory(&bin, full))
     } else {
         None
     };
@@ -624,7 +636,7 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
         &scenarios,
         &results,
         &counted,
-        idle_memory.as_deref(),
+        idle_memory.as_ref(),
         &idle_timed,
         &out,
     );
@@ -633,7 +645,7 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
         &scenarios,
         &results,
         &counted,
-        idle_memory.as_deref(),
+        idle_memory.as_ref(),
         &idle_timed,
     );
     write_outputs(&document, &chart.render())?;

@@ -484,14 +484,18 @@ fn idle(port: u16, conns: usize, server_pid: u32) {
     drop(streams);
 }
 
-/// How long B9 lets the server settle once it holds every connection, before measuring.
-const IDLE_TIMED_SETTLE: Duration = Duration::from_secs(1);
-/// How long B9 measures the server's CPU over.
-const IDLE_TIMED_WINDOW: Duration = Duration::from_secs(3);
+/// How long B9 measures the server's CPU over: `WEIR_BENCH_IDLE_WINDOW_MS`, 3 s if unset.
+/// Before it, the server settles for a third of that once it holds every connection.
+fn idle_timed_window() -> Duration {
+    std::env::var("WEIR_BENCH_IDLE_WINDOW_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(Duration::from_secs(3), Duration::from_millis)
+}
 
 /// B9: opens `conns` connections that stay idle while the server loops on timed reads on each.
 /// Once the server holds them all (one descriptor each) and has settled, measures its CPU time
-/// over [`IDLE_TIMED_WINDOW`] and its resident memory per connection. Then a `size`-byte message
+/// over [`idle_timed_window`] and its resident memory per connection. Then a `size`-byte message
 /// goes out on every connection and every echo must come back (the server is alive, not just
 /// quiet); closing the connections lets it exit. Exits non-zero if an echo is missing.
 fn idle_timed(port: u16, conns: usize, size: usize, server_pid: u32) {
@@ -515,11 +519,12 @@ fn idle_timed(port: u16, conns: usize, size: usize, server_pid: u32) {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    std::thread::sleep(IDLE_TIMED_SETTLE);
+    let window = idle_timed_window();
+    std::thread::sleep(window / 3);
 
     let cpu_before = process_cpu_ns(server_pid);
     let started = Instant::now();
-    std::thread::sleep(IDLE_TIMED_WINDOW);
+    std::thread::sleep(window);
     let cpu_after = process_cpu_ns(server_pid);
     let window = started.elapsed();
     let rss_after = rss_bytes(server_pid);

@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::idle::IdleTimedResult;
-use super::stats::{Figure, Interval};
+use super::idle::{IdleMemory, IdleTimedResult};
+use super::stats::Interval;
 use super::{
     ALLOCS, BASELINE, CPU_PER_REQ, Counted, Metric, P99, Runs, SERVERS, SYSCALLS, Scenario,
     figures, paired, server_bound_throughput,
@@ -160,7 +160,7 @@ impl Chart {
         scenarios: &[&Scenario],
         results: &BTreeMap<&str, Runs>,
         counted: &Result<Counted, String>,
-        idle_memory: Option<&[(&'static str, Figure)]>,
+        idle_memory: Option<&IdleMemory>,
         idle_timed: &[IdleTimedResult],
     ) -> Chart {
         let mut rows = Vec::new();
@@ -223,14 +223,14 @@ impl Chart {
         if let Some(memory) = idle_memory {
             let mut panels = vec![None; COLUMNS.len()];
             panels[6] = panel(|server| {
-                let (_, figure) = memory.iter().find(|(s, _)| *s == server)?;
+                let (_, figure) = memory.figures.iter().find(|(s, _)| *s == server)?;
                 Some(match figure {
                     Ok(v) => Interval::of(&[*v]).ok_or_else(|| "n/a".to_string()),
                     Err(_) => Err("failed".to_string()),
                 })
             });
             rows.push(Row {
-                title: format!("B8 — {}", super::idle::IDLE_MEMORY.what),
+                title: format!("B8 — {}", memory.scenario.what),
                 panels,
             });
         }

@@ -10,14 +10,43 @@ use serde_json::{Value, json};
 
 use super::process::run_server;
 use super::stats::{Figure, Interval, cell};
-use super::{BASELINE, IDLE_TIMED_FULL, IDLE_TIMED_QUICK, Mode, SERVERS, Scenario};
+use super::{
+    BASELINE, IDLE_TIMED_FULL, IDLE_TIMED_QUICK, IDLE_TIMED_QUICK_WINDOW_MS, Mode, SERVERS,
+    Scenario,
+};
+
+/// B8's figures: the server's resident memory per idle connection.
+pub(super) struct IdleMemory {
+    pub(super) scenario: Scenario,
+    /// Bytes per connection, by server in [`SERVERS`] order.
+    pub(super) figures: Vec<(&'static str, Figure)>,
+}
+
+/// B8: idle connections that send nothing; quick mode opens fewer to stay within its time.
+fn idle_memory_scenario(full: bool) -> Scenario {
+    let (conns, what) = if full {
+        (10_000, "10,000 idle connections")
+    } else {
+        (2_000, "2,000 idle connections (10,000 with --full)")
+    };
+    Scenario {
+        name: "B8",
+        what,
+        conns,
+        bytes: 0,
+        warmup: 0,
+        requests: 0,
+        mode: Mode::Echo,
+    }
+}
 
 /// B8: the server's resident memory per idle connection, once per server (a count of bytes,
 /// not a timing: one run is enough).
-pub(super) fn idle_memory(bin: &Path) -> Vec<(&'static str, Figure)> {
+pub(super) fn idle_memory(bin: &Path, full: bool) -> IdleMemory {
+    let scenario = idle_memory_scenario(full);
     let mut figures = Vec::new();
     for server in SERVERS {
-        let per_conn = run_server(bin, server, &IDLE_MEMORY, None)
+        let per_conn = run_server(bin, server, &scenario, None)
             .map_err(|e| {
                 eprintln!("bench: B8 on {server} failed: {e:#}");
                 "run failed".to_string()
@@ -31,31 +60,21 @@ pub(super) fn idle_memory(bin: &Path) -> Vec<(&'static str, Figure)> {
             });
         figures.push((*server, per_conn));
     }
-    figures
+    IdleMemory { scenario, figures }
 }
 
-/// B8: 10,000 connections that send nothing.
-pub(super) const IDLE_MEMORY: Scenario = Scenario {
-    name: "B8",
-    what: "10,000 idle connections",
-    conns: 10_000,
-    bytes: 0,
-    warmup: 0,
-    requests: 0,
-    mode: Mode::Echo,
-};
-
 /// B8's table: bytes per connection and the ratio to tokio `current_thread`.
-pub(super) fn idle_memory_table(figures: &[(&'static str, Figure)]) -> String {
+pub(super) fn idle_memory_table(memory: &IdleMemory) -> String {
     let mut out = format!(
         "\nB8 - {} (server resident memory per connection, one run each)\n{:<11} {:>14} {:>18}\n",
-        IDLE_MEMORY.what, "server", "bytes/conn", "ratio vs tokio-ct"
+        memory.scenario.what, "server", "bytes/conn", "ratio vs tokio-ct"
     );
-    let base = figures
+    let base = memory
+        .figures
         .iter()
         .find(|(s, _)| *s == BASELINE)
         .and_then(|(_, f)| f.as_ref().ok().copied());
-    for (server, per_conn) in figures {
+    for (server, per_conn) in &memory.figures {
         let ratio = match (per_conn, base) {
             (Ok(v), Some(b)) if b > 0.0 => format!("{:.2}", v / b),
             _ => "-".to_string(),
@@ -152,13 +171,19 @@ impl IdleTimedResult {
 /// echo, say) is reported in the table, not fatal.
 pub(super) fn idle_timed_reads(bin: &Path, full: bool) -> Vec<IdleTimedResult> {
     let rounds = if full { 5 } else { 3 };
-    let mut scenarios: Vec<&Scenario> = IDLE_TIMED_QUICK.iter().collect();
+    let mut scenarios: Vec<Scenario> = IDLE_TIMED_QUICK.to_vec();
     if full {
         scenarios.extend(IDLE_TIMED_FULL);
+    } else {
+        for scenario in &mut scenarios {
+            scenario.mode = Mode::IdleTimed {
+                window_ms: IDLE_TIMED_QUICK_WINDOW_MS,
+            };
+        }
     }
     let started = Instant::now();
     let mut results = Vec::new();
-    for scenario in scenarios {
+    for scenario in &scenarios {
         let mut runs: BTreeMap<&'static str, Vec<Result<IdleTimedSample, String>>> =
             BTreeMap::new();
         for round in 0..rounds {
@@ -327,7 +352,7 @@ mod tests {
         let skipped: Vec<&str> = SERVERS
             .iter()
             .copied()
-            .filter(|s| Mode::IdleTimed.skips(s))
+            .filter(|s| IDLE_TIMED_QUICK[0].mode.skips(s))
             .collect();
         assert_eq!(skipped, ["epoll", "uring-raw"]);
         assert!(Mode::Churn.skips("epoll") && !Mode::Churn.skips("uring-raw"));

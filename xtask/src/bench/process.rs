@@ -168,6 +168,9 @@ pub(super) fn run_server(
     if let Some(mode) = scenario.mode.load_env() {
         load.env("WEIR_BENCH_MODE", mode);
     }
+    if let Mode::IdleTimed { window_ms } = scenario.mode {
+        load.env("WEIR_BENCH_IDLE_WINDOW_MS", window_ms.to_string());
+    }
     let rate = match scenario.mode {
         Mode::Open(share) => Some((share, &TOKIO_MAX, "B4 needs B2's tokio-ct throughput")),
         Mode::HttpOpen(share) => Some((

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::idle::{IdleTimedResult, idle_timed_json};
+use super::idle::{IdleMemory, IdleTimedResult, idle_timed_json};
 use super::stats::{self, Figure, Interval, cell, to_json};
 use super::{
     ALLOCS, BASELINE, CPU_PER_REQ, Counted, FLOORS, Metric, Mode, P99, RunInfo, Runs, SERVERS,
@@ -278,7 +278,7 @@ pub(super) fn json(
     scenarios: &[&Scenario],
     results: &BTreeMap<&str, Runs>,
     counted: &Result<Counted, String>,
-    idle_memory: Option<&[(&'static str, Figure)]>,
+    idle_memory: Option<&IdleMemory>,
     idle_timed: &[IdleTimedResult],
     table: &str,
 ) -> Value {
@@ -303,9 +303,10 @@ pub(super) fn json(
         }
         Err(why) => json!({ "not_measured": why }),
     };
-    let memory = idle_memory.map_or(Value::Null, |figures| {
+    let memory = idle_memory.map_or(Value::Null, |memory| {
         Value::Object(
-            figures
+            memory
+                .figures
                 .iter()
                 .map(|(server, f)| ((*server).to_string(), to_json(f)))
                 .collect(),
