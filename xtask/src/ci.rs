@@ -26,7 +26,14 @@ const VALGRIND_CRATES: &[&str] = &["weir-ring", "weir-net"];
 /// (accept, read, write, cancel, timers) run under Valgrind in the `tcp`, `udp`, `cancel`,
 /// `mixed_io` and `tasks` modules of the same binary, and the ring's cross-thread submission in
 /// weir-ring's `threads` module.
-const VALGRIND_SKIP: &[&str] = &["server::", "sigterm::", "affinity::"];
+///
+/// `tls::` is skipped for another reason: the ciphertext rustls hands Weir's writes comes out
+/// of `ring`'s assembly, which memcheck cannot follow, so it reports those bytes as
+/// uninitialised when Weir's send state compares or sends them (false positives outside Weir:
+/// `--track-origins` places the origin in ring's AEAD key set-up, on both backends).
+/// The same compatibility write path runs under Valgrind with plain bytes in `mixed_io` and
+/// `examples::a_tokio_util_framed_codec_echoes_length_delimited_frames`.
+const VALGRIND_SKIP: &[&str] = &["server::", "sigterm::", "affinity::", "tls::"];
 const PORTABLE_CRATES: &[&str] = &["weir-reactor", "weir-bufpool", "weir-shutdown", "weir-net"];
 /// What Windows compiles of them so far: weir-net's sockets are still written over `OwnedFd`.
 const WINDOWS_CRATES: &[&str] = &["weir-reactor", "weir-bufpool", "weir-shutdown"];
