@@ -130,6 +130,7 @@ mod sys;
 mod tcp;
 pub mod time;
 mod udp;
+#[cfg(unix)]
 mod unix;
 
 pub use buf::{BufResult, IoBuf, IoBufMut, Slice};
@@ -144,4 +145,5 @@ pub use tcp::{TcpListener, TcpSocket, TcpStream};
 #[cfg(all(test, weir_loom))]
 mod tests;
 pub use udp::{RecvMeta, UdpSocket};
+#[cfg(unix)]
 pub use unix::{UnixDatagram, UnixListener, UnixStream};

@@ -19,6 +19,7 @@
 //! ```
 
 mod metrics;
+#[cfg(unix)]
 mod signals;
 
 use std::collections::BTreeMap;
@@ -82,6 +83,7 @@ pub struct Builder {
     workers: usize,
     max_connections: usize,
     shutdown_timeout: Duration,
+    #[cfg(unix)]
     handle_signals: bool,
     backend: Backend,
     first_byte_timeout: Option<Duration>,
@@ -96,6 +98,7 @@ impl Default for Builder {
             workers: 1,
             max_connections: 10_000,
             shutdown_timeout: Duration::from_secs(30),
+            #[cfg(unix)]
             handle_signals: true,
             backend: Backend::Auto,
             first_byte_timeout: None,
@@ -149,7 +152,9 @@ impl Builder {
 
     /// Whether SIGTERM and SIGINT trigger the shutdown (default `true`). With signals handled,
     /// they are blocked in the calling thread (and the threads it starts) and received by a
-    /// dedicated thread.
+    /// dedicated thread. Unix only: on Windows a server stops through
+    /// [`ServerHandle::shutdown`].
+    #[cfg(unix)]
     pub fn handle_signals(mut self, on: bool) -> Self {
         self.handle_signals = on;
         self
@@ -206,6 +211,7 @@ impl Builder {
             limit: Limit::new(self.max_connections),
             metrics: Metrics::default(),
         });
+        #[cfg(unix)]
         let signals = if self.handle_signals {
             Some(signals::spawn(shared.token.clone())?)
         } else {
@@ -241,6 +247,7 @@ impl Builder {
             accept_loops,
             workers: Some(workers),
             coordinator: Some(coordinator),
+            #[cfg(unix)]
             _signals: signals,
         })
     }
@@ -431,16 +438,15 @@ enum AcceptError {
 }
 
 fn classify(error: &io::Error) -> AcceptError {
-    match error.raw_os_error() {
-        Some(libc::EMFILE) => AcceptError::Resource("EMFILE"),
-        Some(libc::ENFILE) => AcceptError::Resource("ENFILE"),
-        Some(libc::ENOBUFS) => AcceptError::Resource("ENOBUFS"),
-        Some(libc::ENOMEM) => AcceptError::Resource("ENOMEM"),
-        Some(libc::ECONNABORTED) => AcceptError::PerConnection("ECONNABORTED"),
-        Some(libc::ECONNRESET) => AcceptError::PerConnection("ECONNRESET"),
-        Some(libc::EPERM) => AcceptError::PerConnection("EPERM"),
-        Some(libc::EPROTO) => AcceptError::PerConnection("EPROTO"),
-        _ => AcceptError::PerConnection("other"),
+    let known = error.raw_os_error().and_then(|raw| {
+        crate::sys::ACCEPT_ERRORS
+            .iter()
+            .find(|(code, _, _)| *code == raw)
+    });
+    match known {
+        Some(&(_, name, true)) => AcceptError::Resource(name),
+        Some(&(_, name, false)) => AcceptError::PerConnection(name),
+        None => AcceptError::PerConnection("other"),
     }
 }
 
@@ -502,6 +508,7 @@ pub struct ServerHandle {
     accept_loops: Vec<RemoteJoinHandle<()>>,
     workers: Option<Workers>,
     coordinator: Option<ThreadHandle<Report>>,
+    #[cfg(unix)]
     _signals: Option<signals::SignalThread>,
 }
 
