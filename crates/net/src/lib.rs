@@ -139,6 +139,7 @@ mod sys;
 mod tcp;
 pub mod time;
 mod udp;
+#[cfg(unix)]
 mod unix;
 
 pub use buf::{BufResult, IoBuf, IoBufMut, Slice};
@@ -153,6 +154,7 @@ pub use tcp::{OwnedReadHalf, OwnedWriteHalf, TcpListener, TcpSocket, TcpStream};
 #[cfg(all(test, weir_loom))]
 mod tests;
 pub use udp::{RecvMeta, UdpSocket};
+#[cfg(unix)]
 pub use unix::{UnixDatagram, UnixListener, UnixStream};
 
 /// The README's examples, compiled and run as doc tests.

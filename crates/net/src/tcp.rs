@@ -7,7 +7,6 @@
 use std::fmt;
 use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::os::fd::OwnedFd;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
@@ -124,7 +123,7 @@ pub struct TcpStream {
 }
 
 impl TcpStream {
-    fn from_fd(fd: OwnedFd) -> io::Result<TcpStream> {
+    fn from_fd(fd: crate::sys::OwnedSock) -> io::Result<TcpStream> {
         Ok(TcpStream {
             inner: Stream::from_fd(fd)?,
         })
@@ -399,6 +398,7 @@ impl TcpSocket {
     /// # Errors
     ///
     /// `setsockopt(2)` failed.
+    #[cfg(unix)]
     pub fn set_reuseport(&self, on: bool) -> io::Result<()> {
         self.socket.set_reuse_port(on)
     }

@@ -20,7 +20,6 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -30,6 +29,7 @@ use weir_bufpool::Buf;
 
 use crate::Error;
 use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::sys::{BorrowedSock, OwnedSock};
 
 pub(crate) mod backend;
 mod poll;
@@ -174,7 +174,7 @@ impl Driver {
     }
 
     /// Makes `fd` a socket of this driver (blocking on the ring, non-blocking on the reactor).
-    pub(crate) fn socket(&self, fd: OwnedFd) -> io::Result<Socket> {
+    pub(crate) fn socket(&self, fd: OwnedSock) -> io::Result<Socket> {
         match &self.0 {
             DriverInner::Poll(driver) => Ok(Socket(SocketInner::Poll(driver.socket(fd)?))),
             #[cfg(target_os = "linux")]
@@ -223,7 +223,7 @@ enum SocketInner {
 }
 
 /// A descriptor [`Socket::accept`] returned: a blocking socket of no driver yet.
-pub(crate) struct Accepted(OwnedFd);
+pub(crate) struct Accepted(OwnedSock);
 
 /// A datagram received: how many bytes, from whom, and whether it was cut to fit.
 #[derive(Debug, Clone)]
@@ -235,7 +235,7 @@ pub(crate) struct Datagram {
 
 impl Socket {
     /// The descriptor, for socket options and addresses.
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn fd(&self) -> BorrowedSock<'_> {
         dispatch!(&self.0, SocketInner, socket => socket.fd())
     }
 
@@ -265,6 +265,7 @@ impl Socket {
     /// Sends up to `len` bytes of `file` from `offset` without copying them through user space
     /// (`splice` through a pipe on the ring, `sendfile` on the reactor). Dropped while the
     /// kernel sends to the socket, it leaves that send in `left` to be finished first.
+    #[cfg(unix)]
     pub(crate) async fn send_file(
         &self,
         file: &std::fs::File,

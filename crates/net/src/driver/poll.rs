@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -16,7 +15,7 @@ use weir_reactor::{Direction, Reactor, Registration};
 
 use super::{Datagram, Interest, OrphanDatagram, OrphanRecv, OrphanSend, appended};
 use crate::buf::{BufResult, IoBuf, IoBufMut};
-use crate::sys;
+use crate::sys::{self, BorrowedSock, OwnedSock};
 
 pub(crate) struct Driver {
     reactor: Reactor,
@@ -37,7 +36,7 @@ impl Driver {
         self.reactor.notifier()
     }
 
-    pub(crate) fn socket(&self, fd: OwnedFd) -> io::Result<Socket> {
+    pub(crate) fn socket(&self, fd: OwnedSock) -> io::Result<Socket> {
         SockRef::from(&fd).set_nonblocking(true)?;
         Ok(Socket {
             registration: self.reactor.register(fd)?,
@@ -48,7 +47,7 @@ impl Driver {
 }
 
 pub(crate) struct Socket {
-    registration: Registration<OwnedFd>,
+    registration: Registration<OwnedSock>,
 }
 
 fn direction(interest: Interest) -> Direction {
@@ -59,11 +58,11 @@ fn direction(interest: Interest) -> Direction {
 }
 
 impl Socket {
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.registration.get_ref().as_fd()
+    pub(crate) fn fd(&self) -> BorrowedSock<'_> {
+        sys::borrow(self.registration.get_ref())
     }
 
-    pub(crate) async fn accept(&self) -> io::Result<(OwnedFd, SockAddr)> {
+    pub(crate) async fn accept(&self) -> io::Result<(OwnedSock, SockAddr)> {
         let (socket, peer) = self
             .registration
             .io(Direction::Read, |listener| SockRef::from(listener).accept())
@@ -74,8 +73,7 @@ impl Socket {
     pub(crate) async fn connect(&self, addr: &SockAddr) -> io::Result<()> {
         match SockRef::from(&self.fd()).connect(addr) {
             Ok(()) => return Ok(()),
-            // TCP says EINPROGRESS; a Unix socket with a full backlog says EAGAIN.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINPROGRESS | libc::EAGAIN)) => {}
+            Err(e) if sys::connect_in_progress(&e) => {}
             Err(e) => return Err(e),
         }
         self.ready(Interest::Write).await?;
@@ -91,6 +89,7 @@ impl Socket {
     }
 
     /// Each `sendfile(2)` runs inside a poll, so a dropped `send_file` leaves nothing in `_left`.
+    #[cfg(unix)]
     pub(crate) async fn send_file(
         &self,
         file: &std::fs::File,
@@ -105,7 +104,12 @@ impl Socket {
             let n = self
                 .registration
                 .io(Direction::Write, |socket| {
-                    sys::sendfile(socket.as_fd(), file.as_fd(), &mut at, len - sent)
+                    sys::sendfile(
+                        sys::borrow(socket),
+                        std::os::fd::AsFd::as_fd(file),
+                        &mut at,
+                        len - sent,
+                    )
                 })
                 .await?;
             if n == 0 {
@@ -124,7 +128,7 @@ impl Socket {
         let result = self
             .registration
             .io(Direction::Write, |fd| {
-                sys::send_to(fd.as_fd(), buf.as_init(), to)
+                sys::send_to(sys::borrow(fd), buf.as_init(), to)
             })
             .await;
         (result, buf)
@@ -136,12 +140,12 @@ impl Socket {
         dst: &mut [MaybeUninit<u8>],
     ) -> Poll<io::Result<usize>> {
         self.registration
-            .poll_io(Direction::Read, cx, |fd| sys::recv(fd.as_fd(), dst))
+            .poll_io(Direction::Read, cx, |fd| sys::recv(sys::borrow(fd), dst))
     }
 
     pub(crate) fn poll_send(&self, cx: &mut Context<'_>, src: &[u8]) -> Poll<io::Result<usize>> {
         self.registration
-            .poll_io(Direction::Write, cx, |fd| sys::send(fd.as_fd(), src))
+            .poll_io(Direction::Write, cx, |fd| sys::send(sys::borrow(fd), src))
     }
 }
 
@@ -178,7 +182,7 @@ impl<B: IoBufMut> Recv<B> {
                 .poll_io_drained(Direction::Read, cx, |fd| {
                     let spare = buf.spare_mut();
                     let room = spare.len();
-                    let n = sys::recv(fd.as_fd(), spare)?;
+                    let n = sys::recv(sys::borrow(fd), spare)?;
                     // A short read emptied the receive queue (an end of stream, n == 0, stays ready so
                     // that every later read sees it too).
                     Ok((n, n > 0 && n < room))
@@ -251,7 +255,7 @@ impl<B: IoBuf> Writev<B> {
         };
         let slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b.as_init())).collect();
         let result = ready!(socket.registration.poll_io(Direction::Write, cx, |fd| {
-            sys::send_vectored(fd.as_fd(), &slices)
+            sys::send_vectored(sys::borrow(fd), &slices)
         }));
         drop(slices);
         match self.bufs.take() {
@@ -281,7 +285,7 @@ impl<B: IoBufMut> RecvMsg<B> {
             return Poll::Pending;
         };
         let result = ready!(socket.registration.poll_io(Direction::Read, cx, |fd| {
-            sys::recv_msg(fd.as_fd(), buf.spare_mut())
+            sys::recv_msg(sys::borrow(fd), buf.spare_mut())
         }));
         let Some(mut buf) = self.buf.take() else {
             return Poll::Pending;

@@ -50,7 +50,7 @@ impl DatagramSocket {
         &self.socket
     }
 
-    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+    pub(crate) fn fd(&self) -> crate::sys::BorrowedSock<'_> {
         self.socket.fd()
     }
 

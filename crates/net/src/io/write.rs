@@ -52,6 +52,7 @@ pub(crate) struct WriteState {
 
 impl WriteState {
     /// The slot a dropped `send_file` leaves its send in flight in.
+    #[cfg(unix)]
     pub(crate) fn orphan_slot(&mut self) -> &mut Option<OrphanSend> {
         self.adopt_left();
         &mut self.left

@@ -293,7 +293,7 @@ fn no_runtime() -> io::Error {
 }
 
 /// `fd` as a socket of this thread's runtime.
-pub(crate) fn socket(fd: std::os::fd::OwnedFd) -> io::Result<Socket> {
+pub(crate) fn socket(fd: crate::sys::OwnedSock) -> io::Result<Socket> {
     try_current().ok_or_else(no_runtime)?.driver.socket(fd)
 }
 

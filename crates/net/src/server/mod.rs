@@ -19,6 +19,7 @@
 //! ```
 
 mod metrics;
+#[cfg(unix)]
 mod signals;
 
 use std::collections::BTreeMap;
@@ -75,6 +76,7 @@ pub struct Builder {
     workers: usize,
     max_connections: usize,
     shutdown_timeout: Duration,
+    #[cfg(unix)]
     handle_signals: bool,
     backend: Backend,
     first_byte_timeout: Option<Duration>,
@@ -110,6 +112,7 @@ impl Default for Builder {
             workers: 1,
             max_connections: 10_000,
             shutdown_timeout: Duration::from_secs(30),
+            #[cfg(unix)]
             handle_signals: true,
             backend: Backend::Auto,
             first_byte_timeout: None,
@@ -171,6 +174,9 @@ impl Builder {
     /// process that handles signals; a second one during the drain forces it (the handlers
     /// still running are closed at once, as at the deadline). Once the last such server is
     /// done, the dispositions from before come back.
+    /// Unix only: on Windows a server stops through [`ServerHandle::shutdown`] or
+    /// [`shutdown_on`](Builder::shutdown_on).
+    #[cfg(unix)]
     pub fn handle_signals(mut self, on: bool) -> Self {
         self.handle_signals = on;
         self
@@ -199,7 +205,10 @@ impl Builder {
         self.shutdown_on = Some(ShutdownFuture(Arc::new(std::sync::Mutex::new(Some(
             Box::pin(trigger),
         )))));
-        self.handle_signals = false;
+        #[cfg(unix)]
+        {
+            self.handle_signals = false;
+        }
         self
     }
 
@@ -254,6 +263,7 @@ impl Builder {
             limit: Limit::new(self.max_connections),
             metrics: Metrics::default(),
         });
+        #[cfg(unix)]
         let signals = if self.handle_signals {
             Some(signals::register(
                 shared.token.clone(),
@@ -292,6 +302,7 @@ impl Builder {
             accept_loops,
             workers: Some(workers),
             coordinator: Some(coordinator),
+            #[cfg(unix)]
             _signals: signals,
         })
     }
@@ -510,16 +521,16 @@ enum AcceptError {
 }
 
 fn classify(error: &io::Error) -> AcceptError {
-    match error.raw_os_error() {
-        Some(libc::EMFILE) => AcceptError::Resource("EMFILE"),
-        Some(libc::ENFILE) => AcceptError::Resource("ENFILE"),
-        Some(libc::ENOBUFS) => AcceptError::Resource("ENOBUFS"),
-        Some(libc::ENOMEM) => AcceptError::Resource("ENOMEM"),
-        Some(libc::ECONNABORTED) => AcceptError::PerConnection("ECONNABORTED"),
-        Some(libc::ECONNRESET) => AcceptError::PerConnection("ECONNRESET"),
-        Some(libc::EPERM) => AcceptError::PerConnection("EPERM"),
-        Some(libc::EPROTO) => AcceptError::PerConnection("EPROTO"),
-        _ => AcceptError::Resource("other"),
+    let known = error.raw_os_error().and_then(|raw| {
+        crate::sys::ACCEPT_ERRORS
+            .iter()
+            .find(|(code, _, _)| *code == raw)
+    });
+    match known {
+        Some(&(_, name, true)) => AcceptError::Resource(name),
+        Some(&(_, name, false)) => AcceptError::PerConnection(name),
+        // Unknown errors back off like resource errors: retrying at once would spin.
+        None => AcceptError::Resource("other"),
     }
 }
 
@@ -584,6 +595,7 @@ pub struct ServerHandle {
     accept_loops: Vec<RemoteJoinHandle<()>>,
     workers: Option<Workers>,
     coordinator: Option<ThreadHandle<Report>>,
+    #[cfg(unix)]
     _signals: Option<signals::Registration>,
 }
 

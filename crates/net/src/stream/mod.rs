@@ -10,7 +10,6 @@
 
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
@@ -19,6 +18,7 @@ use crate::driver::Socket;
 use crate::io::read::ReadState;
 use crate::io::write::WriteState;
 
+#[cfg(unix)]
 mod file;
 mod owned;
 mod polled;
@@ -60,7 +60,7 @@ pub(crate) struct Stream {
 
 impl Stream {
     /// A stream over `fd`, on this thread's runtime.
-    pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<Stream> {
+    pub(crate) fn from_fd(fd: crate::sys::OwnedSock) -> io::Result<Stream> {
         Ok(Stream::from_socket(crate::runtime::socket(fd)?))
     }
 
@@ -104,7 +104,7 @@ impl Stream {
     }
 
     /// The descriptor.
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn fd(&self) -> crate::sys::BorrowedSock<'_> {
         self.socket.fd()
     }
 
@@ -295,9 +295,12 @@ macro_rules! write_methods {
         ///
         /// Cancel safety: not cancel-safe, as [`write`](Self::write).
         ///
+        /// Unix only: Windows has no `sendfile(2)` for the reactor to call.
+        ///
         /// # Errors
         ///
         /// The socket or the file failed; `InvalidInput` for an offset beyond `i64::MAX`.
+        #[cfg(unix)]
         pub async fn send_file(
             &mut self,
             file: &std::fs::File,
@@ -310,17 +313,34 @@ macro_rules! write_methods {
 }
 pub(crate) use write_methods;
 
-/// `AsFd` and `AsRawFd` for a socket type whose field `$field` has an `fd()` method: the
-/// descriptor for socket options Weir does not wrap (the socket stays Weir's; closing or
-/// changing its blocking mode behind Weir's back is the caller's risk).
+/// `AsFd` and `AsRawFd` (`AsSocket` and `AsRawSocket` on Windows) for a socket type whose field
+/// `$field` has an `fd()` method: the descriptor for socket options Weir does not wrap (the
+/// socket stays Weir's; closing or changing its blocking mode behind Weir's back is the caller's
+/// risk).
 macro_rules! fd_impls {
     ($ty:ident, $field:ident) => {
+        #[cfg(windows)]
+        impl std::os::windows::io::AsSocket for $ty {
+            fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+                self.$field.fd()
+            }
+        }
+
+        #[cfg(windows)]
+        impl std::os::windows::io::AsRawSocket for $ty {
+            fn as_raw_socket(&self) -> std::os::windows::io::RawSocket {
+                std::os::windows::io::AsRawSocket::as_raw_socket(&self.$field.fd())
+            }
+        }
+
+        #[cfg(unix)]
         impl std::os::fd::AsFd for $ty {
             fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
                 self.$field.fd()
             }
         }
 
+        #[cfg(unix)]
         impl std::os::fd::AsRawFd for $ty {
             fn as_raw_fd(&self) -> std::os::fd::RawFd {
                 std::os::fd::AsRawFd::as_raw_fd(&self.$field.fd())
