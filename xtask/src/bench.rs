@@ -38,7 +38,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::cmd::{self, cargo};
-use process::run_server;
+use process::{Probe, run_server};
 use stats::{Figure, Interval, measured};
 
 /// Micro benchmarks: (package, bench target).
@@ -55,6 +55,7 @@ const SERVERS: &[&str] = &[
     "tokio-ct",
     "tokio-mt",
     "monoio",
+    "compio",
     "epoll",
     "uring-raw",
 ];
@@ -136,11 +137,15 @@ impl Mode {
             // The raw epoll floor accepts all its connections before serving any; the io_uring
             // floor's multishot accept serves connections as they come, churn included.
             Mode::Churn => server == "epoll",
-            // The raw floors have no timers.
-            Mode::IdleTimed { .. } => FLOORS.iter().any(|(_, floor)| *floor == server),
-            // No hyper glue: monoio's is a crate of its own, the floors have no runtime.
+            // The raw floors have no timers; compio's timed reads are not written yet.
+            Mode::IdleTimed { .. } => {
+                server == "compio" || FLOORS.iter().any(|(_, floor)| *floor == server)
+            }
+            // No hyper glue: monoio's and compio's are crates of their own, the floors have no
+            // runtime.
             Mode::Http | Mode::HttpOpen(_) => {
-                matches!(server, "monoio") || FLOORS.iter().any(|(_, floor)| *floor == server)
+                matches!(server, "monoio" | "compio")
+                    || FLOORS.iter().any(|(_, floor)| *floor == server)
             }
             _ => false,
         }
@@ -153,8 +158,8 @@ const QUICK: &[Scenario] = &[
         what: "ping-pong, 1 connection, 1 KiB",
         conns: 1,
         bytes: 1024,
-        warmup: 500,
-        requests: 6_000,
+        warmup: 300,
+        requests: 3_000,
         mode: Mode::Echo,
     },
     Scenario {
@@ -162,8 +167,8 @@ const QUICK: &[Scenario] = &[
         what: "50 connections, 1 KiB",
         conns: 50,
         bytes: 1024,
-        warmup: 2_500,
-        requests: 25_000,
+        warmup: 2_000,
+        requests: 20_000,
         mode: Mode::Echo,
     },
 ];
@@ -172,21 +177,12 @@ const QUICK: &[Scenario] = &[
 /// after B2, whose tokio `current_thread` throughput sets its rate.
 const QUICK_EXTRA: &[Scenario] = &[
     Scenario {
-        name: "B4-50%",
-        what: "fixed offered load at 50% of tokio-ct's B2 throughput, 50 connections, 1 KiB",
-        conns: 50,
-        bytes: 1024,
-        warmup: 1_000,
-        requests: 10_000,
-        mode: Mode::Open(0.5),
-    },
-    Scenario {
         name: "B4-80%",
         what: "fixed offered load at 80% of tokio-ct's B2 throughput, 50 connections, 1 KiB",
         conns: 50,
         bytes: 1024,
         warmup: 1_000,
-        requests: 15_000,
+        requests: 12_000,
         mode: Mode::Open(0.8),
     },
     Scenario {
@@ -208,21 +204,12 @@ const QUICK_EXTRA: &[Scenario] = &[
         mode: Mode::Udp,
     },
     Scenario {
-        name: "B6-1200B",
-        what: "UDP echo, 10 flows, 1200 B datagrams",
-        conns: 10,
-        bytes: 1200,
-        warmup: 1_000,
-        requests: 10_000,
-        mode: Mode::Udp,
-    },
-    Scenario {
         name: "B7",
         what: "connection churn: connect, one 64 B echo, close (req = one connection)",
         conns: 1,
         bytes: 64,
-        warmup: 100,
-        requests: 1_000,
+        warmup: 60,
+        requests: 600,
         mode: Mode::Churn,
     },
     // `bytes` is the body of the hello response; the request is bench-load's fixed GET.
@@ -246,10 +233,53 @@ const QUICK_EXTRA: &[Scenario] = &[
     },
 ];
 
+/// Quick mode counts syscalls (perf attached) in this many of its first rounds; `--full` in
+/// every round.
+const QUICK_SYSCALL_ROUNDS: usize = 1;
+
 /// `--full` runs each scenario with this many times quick mode's requests.
 const FULL_REQUESTS_FACTOR: u64 = 2;
 
 const FULL_EXTRA: &[Scenario] = &[
+    // Beside their quick-mode siblings (B4-80%, B6-64B), outside quick mode's time.
+    Scenario {
+        name: "B4-50%",
+        what: "fixed offered load at 50% of tokio-ct's B2 throughput, 50 connections, 1 KiB",
+        conns: 50,
+        bytes: 1024,
+        warmup: 1_000,
+        requests: 10_000,
+        mode: Mode::Open(0.5),
+    },
+    Scenario {
+        name: "B6-1200B",
+        what: "UDP echo, 10 flows, 1200 B datagrams",
+        conns: 10,
+        bytes: 1200,
+        warmup: 1_000,
+        requests: 10_000,
+        mode: Mode::Udp,
+    },
+    // Scale: many connections, each with one 1 KiB request outstanding. The server and the
+    // load generator each hold a descriptor per connection, inside a 20,000 open-file limit.
+    Scenario {
+        name: "B2-1000",
+        what: "1,000 connections, 1 KiB",
+        conns: 1_000,
+        bytes: 1024,
+        warmup: 2_500,
+        requests: 25_000,
+        mode: Mode::Echo,
+    },
+    Scenario {
+        name: "B2-10000",
+        what: "10,000 connections, 1 KiB",
+        conns: 10_000,
+        bytes: 1024,
+        warmup: 10_000,
+        requests: 50_000,
+        mode: Mode::Echo,
+    },
     Scenario {
         name: "B3-64B",
         what: "10 connections, 64 B",
@@ -293,7 +323,7 @@ const IDLE_TIMED_QUICK: &[Scenario] = &[Scenario {
 }];
 
 /// Quick mode measures B9 over a shorter window (`--full`: 3 s) to stay within its time.
-const IDLE_TIMED_QUICK_WINDOW_MS: u64 = 2_000;
+const IDLE_TIMED_QUICK_WINDOW_MS: u64 = 1_500;
 
 /// The load generator and the server each hold a descriptor per connection: 5,000 stays well
 /// inside a 20,000 open-file limit.
@@ -344,6 +374,9 @@ impl Sample {
                 .ok_or_else(|| format!("bench-load printed no {key}"))?;
             match value.parse::<f64>() {
                 Ok(v) => measured(v, &format!("{key}={value}")),
+                Err(_) if key == "syscalls" && *value == "off" => {
+                    Err("not counted in this round".to_string())
+                }
                 Err(_) if key == "syscalls" => Err("perf counted nothing".to_string()),
                 Err(_) => Err(format!("{key}={value}")),
             }
@@ -498,7 +531,11 @@ impl RunInfo {
                 self.rounds,
                 if self.full { "--full" } else { "quick" },
                 stats::Spread::for_rounds(self.rounds).describe()
-            ),
+            ) + if self.full {
+                "; syscalls counted in every round"
+            } else {
+                "; syscalls counted in the first round only (perf costs a fifth of a second a run)"
+            },
             process::pinning_line(),
         ]
     }
@@ -567,7 +604,14 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
                     continue;
                 }
                 let open_loop = scenario.mode.open_loop();
-                let run = run_server(&bin, server, scenario, None)
+                // Syscall counts are steady from round to round and perf costs a fifth of a
+                // second a run: quick mode counts them in its first round only.
+                let probe = if full || round < QUICK_SYSCALL_ROUNDS {
+                    Probe::Syscalls
+                } else {
+                    Probe::Nothing
+                };
+                let run = run_server(&bin, server, scenario, probe)
                     .map(|output| Sample::parse(&output, open_loop))
                     .map_err(|e| {
                         let why = format!("{e:#}");
@@ -598,6 +642,11 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
             started.elapsed().as_secs_f64()
         );
     }
+    let wrk = if full && picked("B10") {
+        Some(wrk_cross_check(&bin, &results))
+    } else {
+        None
+    };
     let counted = match cmd::ensure_apt_program("callgrind_control", "valgrind") {
         Ok(()) => Ok(instructions(&bin, &scenarios)),
         Err(why) => Err(why),
@@ -630,8 +679,11 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
         out.push_str(&idle::idle_memory_table(memory));
     }
     out.push_str(&idle::idle_timed_table(&idle_timed));
+    if let Some((table, _)) = &wrk {
+        out.push_str(table);
+    }
     println!("{out}");
-    let document = report::json(
+    let mut document = report::json(
         &info,
         &scenarios,
         &results,
@@ -648,10 +700,14 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
         idle_memory.as_ref(),
         &idle_timed,
     );
+    if let Some((_, figures)) = wrk {
+        document["b10_wrk_cross_check"] = figures;
+    }
     write_outputs(&document, &chart.render())?;
     println!(
         "\nThe raw epoll floor sits out B7 (it accepts every connection before serving any); \
-         the raw io_uring floor runs it. Both floors sit out B9: they have no timers."
+         the raw io_uring floor runs it. Both floors and compio sit out B9 (no timed-read server); \
+         monoio, compio and the floors sit out B10 (no hyper glue)."
     );
     if micro {
         run_micro(full)?;
@@ -665,6 +721,48 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
         return Ok(false);
     }
     Ok(true)
+}
+
+/// `--full`'s cross-check of B10: the same servers driven by `wrk` where it is installed, one
+/// run each, beside bench-load's median requests/s; the table and its JSON.
+fn wrk_cross_check(bin: &std::path::Path, results: &BTreeMap<&str, Runs>) -> (String, Value) {
+    const SECONDS: u64 = 5;
+    let Some(scenario) = QUICK_EXTRA.iter().find(|s| s.mode == Mode::Http) else {
+        return (String::new(), Value::Null);
+    };
+    if !process::cmd_exists("wrk") {
+        let why = "wrk is not installed: no cross-check of B10";
+        return (
+            format!("\n{why}\n"),
+            serde_json::json!({ "not_measured": why }),
+        );
+    }
+    let mut out = format!(
+        "\nB10 cross-check: wrk -t1 -c{} -d{SECONDS}s against the same servers (one run each), \
+         beside bench-load's median\n{:<11} {:>16} {:>18}\n",
+        scenario.conns, "server", "wrk req/s", "bench-load req/s"
+    );
+    let mut figures = serde_json::Map::new();
+    for server in SERVERS.iter().filter(|s| !scenario.mode.skips(s)) {
+        let wrk = process::run_wrk(bin, server, scenario, SECONDS).map_err(|e| {
+            eprintln!("bench: wrk on {server} failed: {e:#}");
+            "run failed".to_string()
+        });
+        let ours = results.get(scenario.name).map_or_else(
+            || Err("no run".to_string()),
+            |runs| median_figure(runs, server, THROUGHPUT),
+        );
+        out.push_str(&format!(
+            "{server:<11} {:>16} {:>18}\n",
+            stats::cell(&wrk, 0),
+            stats::cell(&ours, 0)
+        ));
+        figures.insert(
+            (*server).to_string(),
+            serde_json::json!({ "wrk_rps": stats::to_json(&wrk), "bench_load_rps": stats::to_json(&ours) }),
+        );
+    }
+    (out, Value::Object(figures))
 }
 
 /// Writes `results.json` and `summary.svg` to `target/bench`, and `summary.png` beside them
@@ -701,8 +799,8 @@ fn instructions(bin: &std::path::Path, scenarios: &[&Scenario]) -> Counted {
         .filter(|s| matches!(s.name, "B1" | "B2" | "B6-64B" | "B10"))
     {
         let short = Scenario {
-            warmup: 300,
-            requests: 1_000,
+            warmup: 200,
+            requests: 600,
             ..**scenario
         };
         for server in SERVERS {
@@ -714,7 +812,7 @@ fn instructions(bin: &std::path::Path, scenarios: &[&Scenario]) -> Counted {
                 continue;
             }
             let prefix = format!("/dev/shm/weir-callgrind-{}-{server}", std::process::id());
-            let per_request = match run_server(bin, server, &short, Some(&prefix)) {
+            let per_request = match run_server(bin, server, &short, Probe::Instructions(&prefix)) {
                 Ok(_) => callgrind_dump(&prefix)
                     .ok_or_else(|| "no callgrind dump".to_string())
                     .and_then(|dump| measured(dump / short.requests as f64, "no callgrind dump")),

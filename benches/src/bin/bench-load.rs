@@ -185,7 +185,10 @@ fn measure(
     let cpu_before = server_cpu_ns(server_pid);
     let allocs_before = read_allocations(alloc_file).unwrap_or(0);
     let perf_out = format!("{alloc_file}.perf");
-    let mut perf = (!callgrind)
+    // `WEIR_BENCH_NO_PERF`: this round does not count syscalls (the harness counts them in
+    // some rounds only; attaching perf costs a fifth of a second a run).
+    let count_syscalls = !callgrind && std::env::var_os("WEIR_BENCH_NO_PERF").is_none();
+    let mut perf = count_syscalls
         .then(|| {
             Command::new("perf")
                 .args([
@@ -237,7 +240,11 @@ fn measure(
         elapsed.as_nanos(),
         cpu_after.saturating_sub(cpu_before),
         allocs_after.saturating_sub(allocs_before),
-        syscalls.map_or_else(|| "na".to_string(), |s| format!("{s}")),
+        match syscalls {
+            Some(count) => format!("{count}"),
+            None if count_syscalls => "na".to_string(),
+            None => "off".to_string(),
+        },
         pct(0.50),
         pct(0.99),
         pct(0.999),

@@ -57,6 +57,7 @@ fn the_http_load_sends_exactly_the_requests_it_counts() {
     let alloc_file = std::env::temp_dir().join(format!("weir-bench-it-{}", std::process::id()));
     let output = Command::new(env!("CARGO_BIN_EXE_bench-load"))
         .env("WEIR_BENCH_MODE", "http")
+        .env("WEIR_BENCH_NO_PERF", "1")
         .args([
             port.to_string(),
             conns.to_string(),

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::process::run_server;
+use super::process::{Probe, run_server};
 use super::stats::{Figure, Interval, cell};
 use super::{
     BASELINE, IDLE_TIMED_FULL, IDLE_TIMED_QUICK, IDLE_TIMED_QUICK_WINDOW_MS, Mode, SERVERS,
@@ -46,7 +46,7 @@ pub(super) fn idle_memory(bin: &Path, full: bool) -> IdleMemory {
     let scenario = idle_memory_scenario(full);
     let mut figures = Vec::new();
     for server in SERVERS {
-        let per_conn = run_server(bin, server, &scenario, None)
+        let per_conn = run_server(bin, server, &scenario, Probe::Nothing)
             .map_err(|e| {
                 eprintln!("bench: B8 on {server} failed: {e:#}");
                 "run failed".to_string()
@@ -192,7 +192,7 @@ pub(super) fn idle_timed_reads(bin: &Path, full: bool) -> Vec<IdleTimedResult> {
                 if scenario.mode.skips(server) {
                     continue;
                 }
-                let run = run_server(bin, server, scenario, None)
+                let run = run_server(bin, server, scenario, Probe::Nothing)
                     .and_then(|line| IdleTimedSample::parse(&line))
                     .map_err(|e| format!("{e:#}"));
                 runs.entry(server).or_default().push(run);
@@ -278,7 +278,10 @@ pub(super) fn idle_timed_table(results: &[IdleTimedResult]) -> String {
             scenario.bytes
         ));
         if !sat_out.is_empty() {
-            out.push_str(&format!("  sat out (no timers): {}\n", sat_out.join(", ")));
+            out.push_str(&format!(
+                "  sat out (no timed-read server): {}\n",
+                sat_out.join(", ")
+            ));
         }
     }
     out
@@ -354,7 +357,7 @@ mod tests {
             .copied()
             .filter(|s| IDLE_TIMED_QUICK[0].mode.skips(s))
             .collect();
-        assert_eq!(skipped, ["epoll", "uring-raw"]);
+        assert_eq!(skipped, ["compio", "epoll", "uring-raw"]);
         assert!(Mode::Churn.skips("epoll") && !Mode::Churn.skips("uring-raw"));
     }
 
@@ -384,7 +387,7 @@ mod tests {
         );
         assert!(table.contains("weir-poll   n/a: it broke"), "{table}");
         assert!(
-            table.contains("sat out (no timers): epoll, uring-raw"),
+            table.contains("sat out (no timed-read server): compio, epoll, uring-raw"),
             "{table}"
         );
         let json = idle_timed_json(&result);

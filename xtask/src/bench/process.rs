@@ -111,17 +111,15 @@ fn server_failed(server: &str, scenario: &Scenario, how: &str) -> anyhow::Error 
     anyhow::anyhow!("the server {how}")
 }
 
-/// Starts `server`, runs the load generator against it, and returns the generator's output
-/// (`key=value` figures). With `callgrind` (an output-file prefix) the server runs under
-/// `valgrind --tool=callgrind` and the generator zeroes its counters after the warm-up and dumps
-/// them after the counted requests.
-pub(super) fn run_server(
+/// Starts `server` for `scenario` (under callgrind with an output prefix) and waits for the
+/// port it listens on; its pin is checked.
+fn start_server(
     bin: &Path,
     server: &str,
     scenario: &Scenario,
     callgrind: Option<&str>,
-) -> Result<String> {
-    let alloc_file = format!("/dev/shm/weir-bench-{}-{server}", std::process::id());
+    alloc_file: &str,
+) -> Result<(ServerProcess, u16)> {
     let server_bin = bin.join("bench-server");
     let mut command = match callgrind {
         Some(prefix) => {
@@ -143,7 +141,7 @@ pub(super) fn run_server(
         command.env("WEIR_BENCH_MODE", mode);
     }
     let child = command
-        .args([server, &server_conns.to_string(), &alloc_file])
+        .args([server, &server_conns.to_string(), alloc_file])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -160,10 +158,89 @@ pub(super) fn run_server(
         return Err(server_failed(server, scenario, &how));
     };
     check_server_pin(server, process.child.id());
+    Ok((process, port))
+}
+
+/// `--full`'s cross-check of B10 with `wrk` (one thread, the scenario's connections, pinned
+/// to the load generator's CPU where `taskset` exists) for `seconds`: wrk's requests/s.
+pub(super) fn run_wrk(bin: &Path, server: &str, scenario: &Scenario, seconds: u64) -> Result<f64> {
+    let alloc_file = format!("/dev/shm/weir-bench-wrk-{}-{server}", std::process::id());
+    let (mut process, port) = start_server(bin, server, scenario, None, &alloc_file)?;
+    let mut wrk = if cmd_exists("taskset") {
+        let mut command = Command::new("taskset");
+        command.args(["-c", "0", "wrk"]);
+        command
+    } else {
+        Command::new("wrk")
+    };
+    let output = wrk
+        .args([
+            "-t1".to_string(),
+            format!("-c{}", scenario.conns),
+            format!("-d{seconds}s"),
+            format!("http://127.0.0.1:{port}/"),
+        ])
+        .output()
+        .context("run wrk")?;
+    let _ = std::fs::remove_file(&alloc_file);
+    if let Err(how) = process.finish(Duration::from_secs(10)) {
+        return Err(server_failed(server, scenario, &how));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    wrk_requests_per_second(&stdout)
+        .with_context(|| format!("wrk printed no Requests/sec: {stdout}"))
+}
+
+/// Whether `program` is on the `PATH`.
+pub(super) fn cmd_exists(program: &str) -> bool {
+    crate::cmd::succeeds("sh", &["-c", &format!("command -v {program}")])
+}
+
+/// The `Requests/sec:` figure of wrk's report.
+fn wrk_requests_per_second(report: &str) -> Option<f64> {
+    report
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Requests/sec:"))
+        .and_then(|rate| rate.trim().parse().ok())
+}
+
+/// What a round measures beyond the load generator's own figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Probe<'a> {
+    /// Nothing more.
+    Nothing,
+    /// The server's syscalls, with `perf stat` attached for the counted requests.
+    Syscalls,
+    /// The server's instructions: it runs under `valgrind --tool=callgrind` (this output-file
+    /// prefix), and the generator zeroes its counters after the warm-up and dumps them after
+    /// the counted requests.
+    Instructions(&'a str),
+}
+
+/// Starts `server`, runs the load generator against it with `probe`, and returns the
+/// generator's output (`key=value` figures).
+pub(super) fn run_server(
+    bin: &Path,
+    server: &str,
+    scenario: &Scenario,
+    probe: Probe<'_>,
+) -> Result<String> {
+    let callgrind = match probe {
+        Probe::Instructions(prefix) => Some(prefix),
+        _ => None,
+    };
+    let alloc_file = format!("/dev/shm/weir-bench-{}-{server}", std::process::id());
+    let (mut process, port) = start_server(bin, server, scenario, callgrind, &alloc_file)?;
 
     let mut load = Command::new(bin.join("bench-load"));
-    if callgrind.is_some() {
-        load.env("WEIR_BENCH_CALLGRIND", "1");
+    match probe {
+        Probe::Instructions(_) => {
+            load.env("WEIR_BENCH_CALLGRIND", "1");
+        }
+        Probe::Nothing => {
+            load.env("WEIR_BENCH_NO_PERF", "1");
+        }
+        Probe::Syscalls => {}
     }
     if let Some(mode) = scenario.mode.load_env() {
         load.env("WEIR_BENCH_MODE", mode);
@@ -293,6 +370,16 @@ mod tests {
         let child = Command::new("true").spawn().expect("true");
         let mut process = ServerProcess { child };
         assert_eq!(process.finish(Duration::from_secs(10)), Ok(()));
+    }
+
+    #[test]
+    fn wrk_s_rate_is_read_from_its_report() {
+        let report = "Running 3s test @ http://127.0.0.1:4000/\n  1 threads and 50 connections\n  \
+                      Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency   612.00us\n  \
+                      151234 requests in 3.00s, 12.6MB read\nRequests/sec:  50411.33\n\
+                      Transfer/sec:      4.21MB\n";
+        assert_eq!(wrk_requests_per_second(report), Some(50411.33));
+        assert_eq!(wrk_requests_per_second("no figures"), None);
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub(super) fn summary(
          where counted (- elsewhere)\n"
     );
     out.push_str(&format!(
-        "{:<9} {:<11} {:>17} {:>22} {:>9} {:>10} {:>9} {:>9} {:>28}\n",
+        "{:<9} {:<11} {:>17} {:>22} {:>9} {:>10} {:>9} {:>9} {:>34}\n",
         "scenario",
         "server",
         "CPU/req ratio",
@@ -86,7 +86,7 @@ pub(super) fn summary(
                 throughput_cell(runs, server)
             };
             out.push_str(&format!(
-                "{:<9} {server:<11} {:>17} {instructions:>22} {:>9} {:>10} {:>9} {:>9} {throughput:>28}\n",
+                "{:<9} {server:<11} {:>17} {instructions:>22} {:>9} {:>10} {:>9} {:>9} {throughput:>34}\n",
                 scenario.name,
                 interval_cell(paired(runs, server, BASELINE, CPU_PER_REQ)),
                 cell(&median_figure(runs, server, SYSCALLS), 2),

@@ -2,7 +2,8 @@
 //! any message), write it all back, `TCP_NODELAY`. Exits after `--conns` connections closed.
 //!
 //! `bench-server <mode> <conns> <alloc-file>`; prints its port on the first line of stdout.
-//! Modes: `weir-uring`, `weir-poll`, `tokio-ct`, `tokio-mt`, `monoio` (io_uring), and the two
+//! Modes: `weir-uring`, `weir-poll`, `tokio-ct`, `tokio-mt`, `monoio` and `compio` (both on
+//! io_uring), and the two
 //! raw floors with no runtime at all: `epoll` (edge-triggered `epoll` with `read`/`write`) and
 //! `uring-raw` (the `io-uring` crate driven by hand: multishot accept and receive over a
 //! provided-buffer ring, each buffer sent back as received; see [`uring_raw`]).
@@ -20,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use weir_benches::{CountingAllocator, pin_to, publish_allocations};
 
+mod compio_echo;
 mod http;
 mod idle_timed;
 mod uring_raw;
@@ -79,6 +81,7 @@ fn main() {
         "epoll" => epoll(listener, conns),
         "uring-raw" => uring_raw::tcp(listener, conns),
         "monoio" => monoio_server(listener, conns),
+        "compio" => compio_echo::tcp(listener, conns),
         other => {
             eprintln!("unknown mode {other}");
             std::process::exit(2);
@@ -290,6 +293,7 @@ fn udp_main(mode: &str, alloc_file: &str) {
         "epoll" => udp_epoll(socket),
         "uring-raw" => uring_raw::udp(socket),
         "monoio" => udp_monoio(socket),
+        "compio" => compio_echo::udp(socket),
         other => {
             eprintln!("unknown mode {other}");
             std::process::exit(2);
