@@ -32,6 +32,7 @@
 //! | `read_timeout` | yes | as `read` | `tcp::read_timeout_loses_nothing` |
 //! | tokio `AsyncRead` / hyper `rt::Read` | — (poll-based) | a receive left in flight keeps its bytes for any later read | `mixed_io::every_pair_of_read_apis_in_either_order_returns_the_stream_exactly` |
 //! | `write`, `write_all`, `writev`, `send_file` | no | a prefix of its bytes may have been sent, and is not reported; the next write starts after it | `mixed_io::a_timed_out_owned_write_does_not_corrupt_the_next_one`, `cancel::a_dropped_writev_never_interleaves_with_the_next_write`, `cancel::a_dropped_send_file_never_interleaves_with_the_next_write` |
+//! | `splice_to` | no | bytes may have reached the destination unreported; bytes already in the source's pipe stay there and go first at its next `splice_to` (a read does not see them) | `splice::held_bytes_go_first_through_the_read_state_then_the_rest_splices` |
 //! | tokio `AsyncWrite` / hyper `rt::Write` | — (poll-based) | after `Pending`, the retry with the same bytes gets the count; a different write sends its own bytes whole | `mixed_io::a_timed_out_compat_write_does_not_corrupt_the_next_one` |
 //! | `TcpListener::accept`, `UnixListener::accept` | yes | a connection accepted meanwhile is closed, never leaked | `cancel::a_storm_of_dropped_accepts_leaks_no_descriptor` |
 //! | `TcpStream::connect`, `UnixStream::connect` | yes | the socket is closed | `cancel::a_storm_of_dropped_connects_leaks_no_descriptor` |

@@ -28,6 +28,10 @@ pub struct IoStats {
     pub datagram_direct_sends: u64,
     /// Stream sends the ring made with `SEND_ZC` (`Builder::send_zc_threshold`).
     pub zero_copy_sends: u64,
+    /// Socket-to-socket splices (`splice_to`) that copied through the source's read state
+    /// instead, because it held received bytes or had a receive armed (or the platform has no
+    /// `splice(2)`): those bytes go first, so none is lost or reordered.
+    pub splice_fallbacks: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -43,6 +47,7 @@ pub(crate) enum Count {
     DirectReceive,
     DirectSend,
     ZeroCopySend,
+    SpliceFallback,
 }
 
 thread_local! {
@@ -55,6 +60,7 @@ thread_local! {
             datagram_direct_receives: 0,
             datagram_direct_sends: 0,
             zero_copy_sends: 0,
+            splice_fallbacks: 0,
         })
     };
 }
@@ -79,6 +85,7 @@ pub(crate) fn note(count: Count) {
             Count::DirectReceive => &mut now.datagram_direct_receives,
             Count::DirectSend => &mut now.datagram_direct_sends,
             Count::ZeroCopySend => &mut now.zero_copy_sends,
+            Count::SpliceFallback => &mut now.splice_fallbacks,
         };
         *field += 1;
         stats.set(now);

@@ -1,6 +1,6 @@
 //! Every raw system call weir-net makes outside the backend crates, behind one [`syscall!`]
 //! helper: the non-blocking socket calls of the readiness driver (through `socket2` where it has
-//! them), `sendfile(2)`, `pipe2(2)` and the server's signal handler. Descriptors become `OwnedFd`s
+//! them), `sendfile(2)`, `splice(2)`, `pipe2(2)` and the server's signal handler. Descriptors become `OwnedFd`s
 //! at once.
 //!
 //! A socket is an [`OwnedSock`]: an `OwnedFd` on Unix, an `OwnedSocket` on Windows (where only
@@ -199,6 +199,40 @@ pub(crate) fn sendfile(
     let sent = send(socket, &chunk[..got])?;
     *offset += sent as i64;
     Ok(sent)
+}
+
+/// [`splice(2)`](https://man7.org/linux/man-pages/man2/splice.2.html): moves up to `len` bytes
+/// from `from` to `to` inside the kernel (one of them a pipe), never waiting
+/// (`SPLICE_F_NONBLOCK`; the socket is non-blocking too); `EAGAIN` rather than waiting.
+#[cfg(target_os = "linux")]
+pub(crate) fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    let flags = libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE;
+    // SAFETY: both descriptors are open for the call; null offsets mean "the current position"
+    // (required for pipes and sockets).
+    let moved = syscall!(splice(
+        from.as_raw_fd(),
+        std::ptr::null_mut(),
+        to.as_raw_fd(),
+        std::ptr::null_mut(),
+        len,
+        flags
+    ))?;
+    Ok(moved as usize)
+}
+
+/// `splice(2)` exists only on Linux; elsewhere socket-to-socket splices copy through user space
+/// instead (`Socket::can_splice_to` says so), and this is never reached.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn splice(_: BorrowedFd<'_>, _: BorrowedFd<'_>, _: usize) -> io::Result<usize> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+/// How many bytes wait in the pipe `fd` (`ioctl(FIONREAD)`).
+pub(crate) fn pipe_len(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut len: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one `c_int` through the pointer, to a local that outlives the call.
+    syscall!(ioctl(fd.as_raw_fd(), libc::FIONREAD, &raw mut len))?;
+    Ok(usize::try_from(len).unwrap_or(0))
 }
 
 /// SIGTERM and SIGINT, the signals that start a server's graceful shutdown, with their names.

@@ -236,6 +236,34 @@ impl TcpStream {
         ))
     }
 
+    /// Moves up to `len` bytes from this stream to `to` without copying them through user
+    /// space, once some are available: `splice(2)` from the socket into a pipe this stream
+    /// keeps, then from the pipe into `to` (ring ops on io_uring, non-blocking `splice(2)`s on
+    /// the reactor). Returns how many bytes reached `to`; `Ok(0)` is the end of this stream
+    /// (`to` is left open: half-close it with `shutdown(Write)` or by dropping a write half).
+    ///
+    /// A send still in flight on `to` finishes first. If this stream's read state holds bytes
+    /// (a read took part of a chunk, a dropped `read_exact` gave its bytes back) or has a
+    /// receive armed (io_uring multishot reads), the call copies through it instead, one read
+    /// and a `write_all`, so no byte is lost or reordered ([`io_stats`] counts these in
+    /// `splice_fallbacks`). Off Linux it always copies.
+    ///
+    /// Cancel safety: not cancel-safe, as a write: bytes may have reached `to` unreported. No
+    /// byte is lost: bytes the dropped call had moved into the pipe stay in it, and the next
+    /// `splice_to` of this stream sends them first (to its own destination, before anything
+    /// else). A read of this stream does not see them, so after dropping a splice, go on
+    /// splicing (as a proxy does) or drop the stream.
+    ///
+    /// [`io_stats`]: crate::io_stats
+    ///
+    /// # Errors
+    ///
+    /// Either socket failed (`ConnectionReset`, `BrokenPipe`...), `pipe2(2)` failed, or
+    /// `WriteZero`.
+    pub async fn splice_to(&mut self, to: &mut TcpStream, len: usize) -> io::Result<usize> {
+        self.inner.splice_to(&mut to.inner, len).await
+    }
+
     crate::stream::stream_methods!(TcpStream);
 }
 
@@ -252,6 +280,17 @@ impl OwnedReadHalf {
     /// `getpeername(2)` failed.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         ip_addr(SockRef::from(&self.inner.fd()).peer_addr())
+    }
+
+    /// Moves up to `len` bytes from this half to `to`, another connection's write half,
+    /// without copying them through user space: a proxy's copy loop. As
+    /// [`TcpStream::splice_to`], with the same cancel safety.
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpStream::splice_to`].
+    pub async fn splice_to(&mut self, to: &mut OwnedWriteHalf, len: usize) -> io::Result<usize> {
+        self.inner.splice_to(&mut to.inner, len).await
     }
 
     crate::stream::read_methods!();

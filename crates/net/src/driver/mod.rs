@@ -213,6 +213,37 @@ enum ProvidedInner {
     Uring(uring::Provided),
 }
 
+/// The pipe a stream's socket-to-socket splices go through (see [`Socket::splice_to`]). It stays
+/// with the source stream, so bytes a dropped splice left in it go out first at the next one.
+pub(crate) struct SplicePipe {
+    /// Shared: a ring splice holds the ends open until its final completion.
+    read_end: std::sync::Arc<OwnedFd>,
+    write_end: std::sync::Arc<OwnedFd>,
+}
+
+impl SplicePipe {
+    /// A new pipe (Linux only: the only platform with `splice(2)`).
+    pub(crate) fn new() -> io::Result<SplicePipe> {
+        #[cfg(target_os = "linux")]
+        {
+            let (read_end, write_end) = crate::sys::pipe()?;
+            Ok(SplicePipe {
+                read_end: std::sync::Arc::new(read_end),
+                write_end: std::sync::Arc::new(write_end),
+            })
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+    }
+
+    /// The bytes waiting in the pipe.
+    pub(crate) fn len(&self) -> io::Result<usize> {
+        crate::sys::pipe_len(std::os::fd::AsFd::as_fd(&*self.read_end))
+    }
+}
+
 /// One socket on its home driver.
 pub(crate) struct Socket(SocketInner);
 
@@ -274,6 +305,49 @@ impl Socket {
         left: &mut Option<OrphanSend>,
     ) -> io::Result<usize> {
         dispatch!(&self.0, SocketInner, socket => socket.send_file(file, offset, len, left).await)
+    }
+
+    /// Whether [`splice_to`](Socket::splice_to) can move bytes from this socket to `to` inside
+    /// the kernel: both of one backend, on Linux (elsewhere there is no `splice(2)`).
+    pub(crate) fn can_splice_to(&self, to: &Socket) -> bool {
+        match (&self.0, &to.0) {
+            #[cfg(target_os = "linux")]
+            (SocketInner::Poll(_), SocketInner::Poll(_))
+            | (SocketInner::Uring(_), SocketInner::Uring(_)) => true,
+            _ => false,
+        }
+    }
+
+    /// Moves up to `len` bytes from this socket to `to` through `pipe` without copying them
+    /// through user space, once some are available; `Ok(0)` at the end of this socket's stream.
+    /// Bytes already in the pipe (left by a dropped call) go first and alone: the call returns
+    /// once they are out. Only where [`can_splice_to`](Socket::can_splice_to) says so.
+    ///
+    /// Dropped while the kernel moves pipe bytes into `to`, it leaves that splice in `left` (the
+    /// destination's write state finishes it before its next write); bytes still in the pipe
+    /// stay there for the next call.
+    pub(crate) async fn splice_to(
+        &self,
+        pipe: &SplicePipe,
+        to: &Socket,
+        len: usize,
+        left: &mut Option<OrphanSend>,
+    ) -> io::Result<usize> {
+        match (&self.0, &to.0) {
+            (SocketInner::Poll(from), SocketInner::Poll(to)) => from.splice_to(pipe, to, len).await,
+            #[cfg(target_os = "linux")]
+            (SocketInner::Uring(from), SocketInner::Uring(to)) => {
+                from.splice_to(pipe, to, len, left).await
+            }
+            #[cfg(target_os = "linux")]
+            _ => {
+                let _ = left;
+                Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "splice between sockets of different backends",
+                ))
+            }
+        }
     }
 
     /// A receive into `buf`'s spare capacity.

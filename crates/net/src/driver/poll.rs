@@ -46,6 +46,10 @@ impl Driver {
     pub(crate) fn finish(&self) {}
 }
 
+/// The most one splice moves into the pipe: a default pipe's capacity, so the pipe never fills
+/// while the socket has more.
+const SPLICE_CHUNK: usize = 64 * 1024;
+
 pub(crate) struct Socket {
     registration: Registration<OwnedSock>,
 }
@@ -118,6 +122,44 @@ impl Socket {
             sent += n;
         }
         Ok(sent)
+    }
+
+    /// Socket → pipe → socket with non-blocking `splice(2)`s, each inside a poll, so a dropped
+    /// call leaves nothing in the kernel; bytes it had moved into the pipe stay there for the
+    /// next call.
+    pub(crate) async fn splice_to(
+        &self,
+        pipe: &super::SplicePipe,
+        to: &Socket,
+        len: usize,
+    ) -> io::Result<usize> {
+        let mut filled = pipe.len()?;
+        if filled == 0 {
+            filled = self
+                .registration
+                .io(Direction::Read, |socket| {
+                    sys::splice(
+                        socket.as_fd(),
+                        pipe.write_end.as_fd(),
+                        len.min(SPLICE_CHUNK),
+                    )
+                })
+                .await?;
+        }
+        let mut drained = 0;
+        while drained < filled {
+            let n = to
+                .registration
+                .io(Direction::Write, |socket| {
+                    sys::splice(pipe.read_end.as_fd(), socket.as_fd(), filled - drained)
+                })
+                .await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            drained += n;
+        }
+        Ok(drained)
     }
 
     pub(crate) async fn send_msg<B: IoBuf>(

@@ -340,6 +340,60 @@ impl Socket {
         Ok(sent)
     }
 
+    /// Socket → pipe → socket on the ring: wait until the socket is readable (a poll, which
+    /// moves nothing), splice what is there into the pipe, then splice the pipe into `to` until
+    /// it is empty. A splice into `to` still in the kernel when the future is dropped goes to
+    /// `left`. The splice out of the socket runs only once it is readable, so it completes at
+    /// once; if the future is dropped in that moment, whatever it moved stays in the pipe and
+    /// goes first at the next call.
+    pub(crate) async fn splice_to(
+        &self,
+        pipe: &super::SplicePipe,
+        to: &Socket,
+        len: usize,
+        left: &mut Option<OrphanSend>,
+    ) -> io::Result<usize> {
+        const CHUNK: usize = 64 * 1024;
+        let mut filled = pipe.len()?;
+        if filled == 0 {
+            self.ready(Interest::Read).await?;
+            let want = u32::try_from(len.min(CHUNK)).unwrap_or(u32::MAX);
+            // The splice keeps the pipe's other end open until it ends (see `Ring::splice`).
+            filled = self
+                .ring
+                .splice(
+                    &self.fd,
+                    -1,
+                    &pipe.write_end,
+                    -1,
+                    want,
+                    vec![pipe.read_end.clone()],
+                )
+                .await?;
+        }
+        let mut drained = 0;
+        while drained < filled {
+            let chunk = u32::try_from(filled - drained).unwrap_or(u32::MAX);
+            let to_socket = LeaveOnDrop {
+                slot: &mut *left,
+                op: Some(self.ring.splice(
+                    &pipe.read_end,
+                    -1,
+                    &to.fd,
+                    -1,
+                    chunk,
+                    vec![pipe.write_end.clone()],
+                )),
+            };
+            match to_socket.await {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => drained += n,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(drained)
+    }
+
     /// A datagram goes out at once when the socket has room (a non-blocking `sendmsg(2)`, as a
     /// send op would make inside the kernel anyway, without waiting a turn for its completion);
     /// on `EAGAIN` it goes to the ring, which waits for room.

@@ -132,6 +132,15 @@ impl ReadState {
         Poll::Ready(Settled::Idle)
     }
 
+    /// `true` if nothing is held, in flight or armed: the socket's own queue is the next byte of
+    /// the stream, so it may be read around this state (a splice).
+    pub(crate) fn is_idle(&self) -> bool {
+        matches!(self.held, Held::Empty)
+            && self.inflight.is_none()
+            && self.pooled.is_none()
+            && self.pending_after.is_none()
+    }
+
     /// Copies held bytes into `buf`'s spare capacity: `Ok(0)` for a held end of stream, the held
     /// error, or how many bytes (the rest stays held).
     pub(crate) fn take_into<B: IoBufMut>(&mut self, buf: &mut B) -> io::Result<usize> {

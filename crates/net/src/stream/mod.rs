@@ -6,7 +6,8 @@
 //!   `writev`), with the server's read timeouts;
 //! * `pooled.rs` — reads into the runtime's buffer pool;
 //! * `polled.rs` — the poll-based reads and writes behind the compatibility traits;
-//! * `file.rs` — `send_file`.
+//! * `file.rs` — `send_file`;
+//! * `splice.rs` — socket-to-socket `splice_to`.
 
 use std::io;
 use std::net::Shutdown;
@@ -23,6 +24,7 @@ mod file;
 mod owned;
 mod polled;
 mod pooled;
+mod splice;
 
 /// Deadlines a server puts on a connection's reads.
 struct ReadTimeouts {
@@ -54,6 +56,9 @@ pub(crate) struct Stream {
     socket: Socket,
     read: ReadState,
     write: WriteState,
+    /// The pipe of this stream's splices to another (made at the first): bytes a dropped
+    /// splice left in it go out before any other splice of this stream.
+    splice_pipe: Option<crate::driver::SplicePipe>,
     /// Boxed: only a server's connections have them, and idle connections count every byte.
     timeouts: Option<Box<ReadTimeouts>>,
 }
@@ -76,6 +81,7 @@ impl Stream {
             socket,
             read: ReadState::default(),
             write: WriteState::default(),
+            splice_pipe: None,
             timeouts: None,
         }
     }

@@ -14,6 +14,7 @@ mod pooled;
 mod server;
 mod signals;
 mod sigterm;
+mod splice;
 mod support;
 mod tasks;
 mod tcp;
