@@ -223,16 +223,23 @@ pub(crate) fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io
 /// `splice(2)` exists only on Linux; elsewhere socket-to-socket splices copy through user space
 /// instead (`Socket::can_splice_to` says so), and this is never reached.
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn splice(_: BorrowedFd<'_>, _: BorrowedFd<'_>, _: usize) -> io::Result<usize> {
+pub(crate) fn splice(_: BorrowedSock<'_>, _: BorrowedSock<'_>, _: usize) -> io::Result<usize> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
 /// How many bytes wait in the pipe `fd` (`ioctl(FIONREAD)`).
+#[cfg(unix)]
 pub(crate) fn pipe_len(fd: BorrowedFd<'_>) -> io::Result<usize> {
     let mut len: libc::c_int = 0;
     // SAFETY: FIONREAD writes one `c_int` through the pointer, to a local that outlives the call.
     syscall!(ioctl(fd.as_raw_fd(), libc::FIONREAD, &raw mut len))?;
     Ok(usize::try_from(len).unwrap_or(0))
+}
+
+/// No pipes for splices on Windows (`SplicePipe::new` refuses), so none holds bytes.
+#[cfg(windows)]
+pub(crate) fn pipe_len(_: BorrowedSock<'_>) -> io::Result<usize> {
+    Ok(0)
 }
 
 /// SIGTERM and SIGINT, the signals that start a server's graceful shutdown, with their names.

@@ -217,8 +217,8 @@ enum ProvidedInner {
 /// with the source stream, so bytes a dropped splice left in it go out first at the next one.
 pub(crate) struct SplicePipe {
     /// Shared: a ring splice holds the ends open until its final completion.
-    read_end: std::sync::Arc<OwnedFd>,
-    write_end: std::sync::Arc<OwnedFd>,
+    read_end: std::sync::Arc<OwnedSock>,
+    write_end: std::sync::Arc<OwnedSock>,
 }
 
 impl SplicePipe {
@@ -240,7 +240,7 @@ impl SplicePipe {
 
     /// The bytes waiting in the pipe.
     pub(crate) fn len(&self) -> io::Result<usize> {
-        crate::sys::pipe_len(std::os::fd::AsFd::as_fd(&*self.read_end))
+        crate::sys::pipe_len(crate::sys::borrow(&*self.read_end))
     }
 }
 
@@ -334,7 +334,11 @@ impl Socket {
         left: &mut Option<OrphanSend>,
     ) -> io::Result<usize> {
         match (&self.0, &to.0) {
-            (SocketInner::Poll(from), SocketInner::Poll(to)) => from.splice_to(pipe, to, len).await,
+            (SocketInner::Poll(from), SocketInner::Poll(to)) => {
+                #[cfg(not(target_os = "linux"))]
+                let _ = left;
+                from.splice_to(pipe, to, len).await
+            }
             #[cfg(target_os = "linux")]
             (SocketInner::Uring(from), SocketInner::Uring(to)) => {
                 from.splice_to(pipe, to, len, left).await

@@ -139,8 +139,8 @@ impl Socket {
                 .registration
                 .io(Direction::Read, |socket| {
                     sys::splice(
-                        socket.as_fd(),
-                        pipe.write_end.as_fd(),
+                        sys::borrow(socket),
+                        sys::borrow(&*pipe.write_end),
                         len.min(SPLICE_CHUNK),
                     )
                 })
@@ -151,7 +151,11 @@ impl Socket {
             let n = to
                 .registration
                 .io(Direction::Write, |socket| {
-                    sys::splice(pipe.read_end.as_fd(), socket.as_fd(), filled - drained)
+                    sys::splice(
+                        sys::borrow(&*pipe.read_end),
+                        sys::borrow(socket),
+                        filled - drained,
+                    )
                 })
                 .await?;
             if n == 0 {

@@ -51,8 +51,7 @@ pub(crate) struct WriteState {
 }
 
 impl WriteState {
-    /// The slot a dropped `send_file` leaves its send in flight in.
-    #[cfg(unix)]
+    /// The slot a dropped `send_file` or splice leaves its send in flight in.
     pub(crate) fn orphan_slot(&mut self) -> &mut Option<OrphanSend> {
         self.adopt_left();
         &mut self.left
