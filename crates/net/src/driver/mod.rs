@@ -219,6 +219,10 @@ pub(crate) struct SplicePipe {
     /// Shared: a ring splice holds the ends open until its final completion.
     read_end: std::sync::Arc<OwnedFd>,
     write_end: std::sync::Arc<OwnedFd>,
+    /// A ring splice from the socket into the pipe that a dropped call left in the kernel: the
+    /// next call waits for it before it counts the pipe's bytes, so two never race.
+    #[cfg(target_os = "linux")]
+    filling: Option<uring::Filling>,
 }
 
 impl SplicePipe {
@@ -230,6 +234,7 @@ impl SplicePipe {
             Ok(SplicePipe {
                 read_end: std::sync::Arc::new(read_end),
                 write_end: std::sync::Arc::new(write_end),
+                filling: None,
             })
         }
         #[cfg(not(target_os = "linux"))]
@@ -327,7 +332,7 @@ impl Socket {
     /// stay there for the next call.
     pub(crate) async fn splice_to(
         &self,
-        pipe: &SplicePipe,
+        pipe: &mut SplicePipe,
         to: &Socket,
         len: usize,
         left: &mut Option<OrphanSend>,
