@@ -337,6 +337,9 @@ impl Socket {
         len: usize,
         left: &mut Option<OrphanSend>,
     ) -> io::Result<usize> {
+        // Only the ring can leave a splice in the kernel.
+        #[cfg(not(target_os = "linux"))]
+        let _ = left;
         match (&self.0, &to.0) {
             (SocketInner::Poll(from), SocketInner::Poll(to)) => from.splice_to(pipe, to, len).await,
             #[cfg(target_os = "linux")]
