@@ -219,6 +219,10 @@ pub(crate) struct SplicePipe {
     /// Shared: a ring splice holds the ends open until its final completion.
     read_end: std::sync::Arc<OwnedSock>,
     write_end: std::sync::Arc<OwnedSock>,
+    /// A ring splice from the socket into the pipe that a dropped call left in the kernel: the
+    /// next call waits for it before it counts the pipe's bytes, so two never race.
+    #[cfg(target_os = "linux")]
+    filling: Option<uring::Filling>,
 }
 
 impl SplicePipe {
@@ -230,6 +234,7 @@ impl SplicePipe {
             Ok(SplicePipe {
                 read_end: std::sync::Arc::new(read_end),
                 write_end: std::sync::Arc::new(write_end),
+                filling: None,
             })
         }
         #[cfg(not(target_os = "linux"))]
@@ -328,11 +333,14 @@ impl Socket {
     /// stay there for the next call.
     pub(crate) async fn splice_to(
         &self,
-        pipe: &SplicePipe,
+        pipe: &mut SplicePipe,
         to: &Socket,
         len: usize,
         left: &mut Option<OrphanSend>,
     ) -> io::Result<usize> {
+        // Only the ring can leave a splice in the kernel.
+        #[cfg(not(target_os = "linux"))]
+        let _ = left;
         match (&self.0, &to.0) {
             (SocketInner::Poll(from), SocketInner::Poll(to)) => {
                 #[cfg(not(target_os = "linux"))]

@@ -210,6 +210,9 @@ unsafe impl weir_ring::BufferSource for PoolSource {
     }
 }
 
+/// A splice from a socket into a stream's splice pipe (see `super::SplicePipe`).
+pub(crate) type Filling = Op<(SharedFd, SharedFd, Vec<SharedFd>), io::Result<usize>>;
+
 pub(crate) struct Socket {
     ring: Ring,
     fd: SharedFd,
@@ -343,34 +346,38 @@ impl Socket {
     /// Socket → pipe → socket on the ring: wait until the socket is readable (a poll, which
     /// moves nothing), splice what is there into the pipe, then splice the pipe into `to` until
     /// it is empty. A splice into `to` still in the kernel when the future is dropped goes to
-    /// `left`. The splice out of the socket runs only once it is readable, so it completes at
-    /// once; if the future is dropped in that moment, whatever it moved stays in the pipe and
-    /// goes first at the next call.
+    /// `left`; one out of the socket stays in `pipe`, and the next call waits for it and sends
+    /// what it moved before anything else.
     pub(crate) async fn splice_to(
         &self,
-        pipe: &super::SplicePipe,
+        pipe: &mut super::SplicePipe,
         to: &Socket,
         len: usize,
         left: &mut Option<OrphanSend>,
     ) -> io::Result<usize> {
         const CHUNK: usize = 64 * 1024;
-        let mut filled = pipe.len()?;
-        if filled == 0 {
+        if pipe.filling.is_none() && pipe.len()? == 0 {
             self.ready(Interest::Read).await?;
             let want = u32::try_from(len.min(CHUNK)).unwrap_or(u32::MAX);
             // The splice keeps the pipe's other end open until it ends (see `Ring::splice`).
-            filled = self
-                .ring
-                .splice(
-                    &self.fd,
-                    -1,
-                    &pipe.write_end,
-                    -1,
-                    want,
-                    vec![pipe.read_end.clone()],
-                )
-                .await?;
+            pipe.filling = Some(self.ring.splice(
+                &self.fd,
+                -1,
+                &pipe.write_end,
+                -1,
+                want,
+                vec![pipe.read_end.clone()],
+            ));
         }
+        // Kept in the pipe while it runs: dropped here, the next call finishes it first.
+        if let Some(filling) = pipe.filling.as_mut() {
+            let result = filling.await;
+            pipe.filling = None;
+            if result? == 0 && pipe.len()? == 0 {
+                return Ok(0);
+            }
+        }
+        let filled = pipe.len()?;
         let mut drained = 0;
         while drained < filled {
             let chunk = u32::try_from(filled - drained).unwrap_or(u32::MAX);

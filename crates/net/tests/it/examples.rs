@@ -1,6 +1,7 @@
 //! The examples, each run as a child process on each backend and spoken to as a user would:
 //! `hyper_hello` over real HTTP (and with `curl` where it is installed), `udp_echo` with
-//! datagrams, `file_server` fetching files sent with `send_file`. Also the tokio compatibility
+//! datagrams, `file_server` fetching files sent with `send_file`, `proxy` carrying a seeded
+//! stream to an echo upstream and back with `splice_to`. Also the tokio compatibility
 //! traits driving Weir streams. (`echo_server` is exercised by the `sigterm` tests.)
 
 use std::io::{BufRead, Read, Write};
@@ -320,4 +321,61 @@ fn a_tokio_util_framed_codec_echoes_length_delimited_frames() {
             assert_eq!(server.await.expect("server"), 200, "{backend:?}");
         });
     });
+}
+
+/// An echo server on a std thread: each connection's bytes come back, then its end of stream.
+fn std_echo_upstream() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().expect("clone");
+                let _ = std::io::copy(&mut stream, &mut writer);
+                let _ = writer.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn proxy_carries_a_seeded_stream_to_an_echo_upstream_and_back_byte_exact() {
+    let _serial = crate::support::serial();
+    const TOTAL: usize = 4 << 20;
+    let upstream = std_echo_upstream().to_string();
+    for backend in backends() {
+        let (child, stdout, addr) = start_example(
+            "proxy",
+            &["--upstream", upstream.as_str(), "--backend", flag(backend)],
+        );
+        let stream = TcpStream::connect(addr).expect("connect to the proxy");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let mut writer = stream.try_clone().expect("clone");
+        let sending = std::thread::spawn(move || {
+            let bytes: Vec<u8> = (0..TOTAL).map(pattern).collect();
+            writer.write_all(&bytes).expect("send through the proxy");
+            // The half-close travels through the proxy to the upstream, whose end comes back.
+            writer
+                .shutdown(std::net::Shutdown::Write)
+                .expect("half-close");
+        });
+        let mut reader = stream;
+        let mut back = Vec::with_capacity(TOTAL);
+        reader
+            .read_to_end(&mut back)
+            .expect("read the echo to its end");
+        sending.join().expect("sender");
+        let expected: Vec<u8> = (0..TOTAL).map(pattern).collect();
+        assert_eq!(back.len(), TOTAL, "{backend:?}");
+        assert_eq!(fnv(&back), fnv(&expected), "{backend:?}");
+        let rest = terminate(child, stdout);
+        assert!(
+            rest.contains("report: accepted 1 completed 1"),
+            "{backend:?}: {rest}"
+        );
+    }
 }

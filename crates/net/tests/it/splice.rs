@@ -112,3 +112,39 @@ fn held_bytes_go_first_through_the_read_state_then_the_rest_splices() {
         });
     });
 }
+
+#[test]
+fn a_splice_dropped_while_it_waits_for_data_loses_nothing() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let (source_peer, mut source) = tcp_pair().await;
+            let (mut destination, sink_peer) = tcp_pair().await;
+            // Nothing was sent yet: the splice waits for data and is dropped.
+            let gave_up = time::timeout(
+                Duration::from_millis(20),
+                source.splice_to(&mut destination, 64 * 1024),
+            )
+            .await;
+            assert!(
+                gave_up.is_err(),
+                "{backend:?}: a splice of nothing finished"
+            );
+            let writer = spawn(send_pattern(source_peer, 0));
+            let reader = spawn(read_to_end(sink_peer));
+            while source
+                .splice_to(&mut destination, 64 * 1024)
+                .await
+                .expect("splice")
+                > 0
+            {}
+            destination
+                .shutdown(std::net::Shutdown::Write)
+                .expect("half-close");
+            writer.await.expect("writer");
+            let (got, hash) = reader.await.expect("reader");
+            let expected: Vec<u8> = (0..TOTAL).map(pattern).collect();
+            assert_eq!(got, TOTAL, "{backend:?}");
+            assert_eq!(hash, fnv(&expected), "{backend:?}");
+        });
+    });
+}
