@@ -54,6 +54,20 @@ pub(crate) struct Ready {
     closed: bool,
 }
 
+/// Woken tasks a run queue holds before it grows: a loop whose first wake comes late (every
+/// operation completing at once until then) must not allocate at that wake.
+pub(crate) const READY_ROOM: usize = 64;
+
+impl Ready {
+    /// Room for `tasks` woken tasks before the first wake has to grow the queue.
+    pub(crate) fn with_capacity(tasks: usize) -> Ready {
+        Ready {
+            tasks: VecDeque::with_capacity(tasks),
+            ..Ready::default()
+        }
+    }
+}
+
 pub(crate) struct RunQueue<U> {
     ready: Mutex<Ready>,
     parked: AtomicBool,
@@ -65,7 +79,8 @@ pub(crate) struct RunQueue<U> {
 impl<U: Unpark> RunQueue<U> {
     pub(crate) fn new(unpark: U) -> Self {
         RunQueue {
-            ready: Mutex::new(Ready::default()),
+            // The queue and the executor's batch swap buffers at every tick: both get room.
+            ready: Mutex::new(Ready::with_capacity(READY_ROOM)),
             parked: AtomicBool::new(false),
             unpark,
             owner: current_thread().id(),

@@ -146,9 +146,14 @@ impl Local {
     }
 
     /// Marks `runtime` as the one running on this thread (`0`: none), forgetting stale wakes.
+    /// The queue gets its room here, so the first local wake of a busy loop allocates nothing.
     pub(super) fn enter(&self, runtime: u64) {
         self.runtime.set(runtime);
-        self.ready.borrow_mut().clear();
+        let mut ready = self.ready.borrow_mut();
+        ready.clear();
+        if runtime != 0 {
+            ready.reserve(crate::runqueue::READY_ROOM);
+        }
     }
 
     /// Appends the locally woken tasks to `into`. Copied, not swapped: each queue keeps the

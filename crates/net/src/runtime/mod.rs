@@ -149,7 +149,8 @@ impl Builder {
                 free: RefCell::new(Vec::new()),
                 running: std::cell::Cell::new(executor::NONE),
                 queue: Arc::new(RunQueue::new(unpark)),
-                scratch: RefCell::new(Ready::default()),
+                // Room up front: a first wake in steady state must not allocate.
+                scratch: RefCell::new(Ready::with_capacity(crate::runqueue::READY_ROOM)),
                 report,
                 pool_config: self.buffer_pool,
                 multishot_reads: self.multishot_reads,
