@@ -195,6 +195,13 @@ impl Driver {
         }
     }
 
+    /// What the driver tracks now: on the ring, ops in flight (cancelled ones waiting for
+    /// their final completion too, the ring's own wake-up read not); on the reactor, sources
+    /// registered (every live socket of this runtime).
+    pub(crate) fn tracked(&self) -> usize {
+        dispatch!(&self.0, DriverInner, driver => driver.tracked())
+    }
+
     /// At the runtime's end, after its tasks (and their ops) were dropped: lets the kernel finish
     /// what they left, so nothing they parked outlives the runtime.
     pub(crate) fn finish(&self) {

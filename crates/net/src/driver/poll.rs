@@ -43,6 +43,10 @@ impl Driver {
         })
     }
 
+    pub(crate) fn tracked(&self) -> usize {
+        self.reactor.registrations()
+    }
+
     pub(crate) fn finish(&self) {}
 }
 

@@ -126,6 +126,10 @@ impl Driver {
         Ok(Provided { group })
     }
 
+    pub(crate) fn tracked(&self) -> usize {
+        self.ring.in_flight()
+    }
+
     pub(crate) fn finish(&self) {
         // The dropped tasks' ops were cancelled; reap their final completions now, so the data
         // they parked (descriptors, the provided ring's group) is released while the runtime

@@ -199,6 +199,15 @@ impl Runtime {
         &self.core.report
     }
 
+    /// What this runtime's driver tracks now: on io_uring, the operations in flight (including
+    /// cancelled ones waiting for their final completion; a listener's armed accept and a
+    /// connection's armed receive count); on the reactor, the sockets registered with it. For
+    /// monitoring, and for tests that check nothing was left behind: with every socket gone it
+    /// falls back to what it was before they were made.
+    pub fn driver_tracked(&self) -> usize {
+        self.core.driver.tracked()
+    }
+
     /// Runs `fut` to completion on this thread, with the spawned tasks alongside.
     ///
     /// # Panics
