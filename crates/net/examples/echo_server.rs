@@ -59,13 +59,7 @@ fn main() {
                 }
             }
         });
-    let server = match server {
-        Ok(server) => server,
-        Err(error) => {
-            eprintln!("echo_server: {error}");
-            std::process::exit(1);
-        }
-    };
+    let server = args::or_exit("echo_server", server);
     println!("{}", server.local_addr());
     if let Some(limit) = max_fds {
         let open = std::fs::read_dir("/proc/self/fd")

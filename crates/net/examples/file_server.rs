@@ -35,13 +35,7 @@ fn main() {
         .bind(addr)
         .backend(backend)
         .serve(move |stream, _peer, _stop| serve(stream, dir.clone()));
-    let server = match server {
-        Ok(server) => server,
-        Err(error) => {
-            eprintln!("file_server: {error}");
-            std::process::exit(1);
-        }
-    };
+    let server = args::or_exit("file_server", server);
     println!("{}", server.local_addr());
     let report = server.join();
     println!(

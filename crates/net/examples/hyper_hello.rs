@@ -181,13 +181,7 @@ fn main() {
                 }
             }
         });
-    let server = match server {
-        Ok(server) => server,
-        Err(error) => {
-            eprintln!("hyper_hello: {error}");
-            std::process::exit(1);
-        }
-    };
+    let server = args::or_exit("hyper_hello", server);
     println!("{}", server.local_addr());
     let report = server.join();
     println!(

@@ -84,13 +84,7 @@ fn main() {
                 eprintln!("proxy: {peer}: {error}");
             }
         });
-    let server = match server {
-        Ok(server) => server,
-        Err(error) => {
-            eprintln!("proxy: {error}");
-            std::process::exit(1);
-        }
-    };
+    let server = args::or_exit("proxy", server);
     println!("{}", server.local_addr());
     let report = server.join();
     println!(

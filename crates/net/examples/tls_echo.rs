@@ -68,13 +68,7 @@ fn main() {
                 let _ = tls.shutdown().await;
             }
         });
-    let server = match server {
-        Ok(server) => server,
-        Err(error) => {
-            eprintln!("tls_echo: {error}");
-            std::process::exit(1);
-        }
-    };
+    let server = args::or_exit("tls_echo", server);
     println!("{}", server.local_addr());
     let report = server.join();
     println!(

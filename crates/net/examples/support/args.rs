@@ -99,3 +99,12 @@ impl Args {
         std::process::exit(2);
     }
 }
+
+/// `result`'s value, or the program ends with `program: error` and exit status 1 (a server that
+/// could not start).
+pub(crate) fn or_exit<T, E: Display>(program: &str, result: Result<T, E>) -> T {
+    result.unwrap_or_else(|error| {
+        eprintln!("{program}: {error}");
+        std::process::exit(1);
+    })
+}
