@@ -723,15 +723,15 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
     Ok(true)
 }
 
-/// `--full`'s cross-check of B10: the same servers driven by `wrk` where it is installed, one
-/// run each, beside bench-load's median requests/s; the table and its JSON.
+/// `--full`'s cross-check of B10: the same servers driven by `wrk` (installed with apt where it
+/// is missing), one run each, beside bench-load's median requests/s; the table and its JSON.
 fn wrk_cross_check(bin: &std::path::Path, results: &BTreeMap<&str, Runs>) -> (String, Value) {
     const SECONDS: u64 = 5;
     let Some(scenario) = QUICK_EXTRA.iter().find(|s| s.mode == Mode::Http) else {
         return (String::new(), Value::Null);
     };
-    if !process::cmd_exists("wrk") {
-        let why = "wrk is not installed: no cross-check of B10";
+    if let Err(reason) = cmd::ensure_apt_program("wrk", "wrk") {
+        let why = format!("{reason}: no cross-check of B10");
         return (
             format!("\n{why}\n"),
             serde_json::json!({ "not_measured": why }),
