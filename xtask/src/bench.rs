@@ -100,6 +100,11 @@ enum Mode {
     Http,
     /// The same at this share of tokio `current_thread`'s B10 throughput (open loop).
     HttpOpen(f64),
+    /// The server is a proxy in front of one fixed upstream echo server (see
+    /// [`process::UPSTREAM`]); `conns` connections, one request outstanding on each (B11).
+    Proxy,
+    /// The same proxy, one connection streaming `bytes`-sized writes (B11-bulk).
+    ProxyBulk,
 }
 
 impl Mode {
@@ -114,7 +119,19 @@ impl Mode {
             Mode::IdleTimed { .. } => Some("idle-timed"),
             Mode::Http => Some("http"),
             Mode::HttpOpen(_) => Some("http-open"),
+            Mode::Proxy => None,
+            Mode::ProxyBulk => Some("bulk"),
         }
+    }
+
+    /// The server proxies to an upstream echo server rather than echoing itself.
+    fn proxied(self) -> bool {
+        matches!(self, Mode::Proxy | Mode::ProxyBulk)
+    }
+
+    /// One stream of large writes: its throughput is also a bandwidth.
+    fn bulk(self) -> bool {
+        matches!(self, Mode::Bulk | Mode::ProxyBulk)
     }
 
     /// The server's `WEIR_BENCH_MODE`: it serves the same whatever the load's shape.
@@ -122,6 +139,7 @@ impl Mode {
         match self {
             Mode::Open(_) => None,
             Mode::Http | Mode::HttpOpen(_) => Some("http"),
+            Mode::Proxy | Mode::ProxyBulk => Some("proxy"),
             other => other.load_env(),
         }
     }
@@ -131,23 +149,31 @@ impl Mode {
         matches!(self, Mode::Open(_) | Mode::HttpOpen(_))
     }
 
-    /// Servers that cannot run this mode, and why.
+    /// Whether `server` sits this mode out (see [`Mode::sits_out`]).
     fn skips(self, server: &str) -> bool {
+        self.sits_out(server).is_some()
+    }
+
+    /// Why `server` cannot run this mode, if it cannot.
+    fn sits_out(self, server: &str) -> Option<&'static str> {
+        let floor = FLOORS.iter().any(|(_, floor)| *floor == server);
         match self {
             // The raw epoll floor accepts all its connections before serving any; the io_uring
             // floor's multishot accept serves connections as they come, churn included.
-            Mode::Churn => server == "epoll",
-            // The raw floors have no timers; compio's timed reads are not written yet.
-            Mode::IdleTimed { .. } => {
-                server == "compio" || FLOORS.iter().any(|(_, floor)| *floor == server)
+            Mode::Churn if server == "epoll" => {
+                Some("it accepts every connection before serving any")
             }
-            // No hyper glue: monoio's and compio's are crates of their own, the floors have no
-            // runtime.
-            Mode::Http | Mode::HttpOpen(_) => {
-                matches!(server, "monoio" | "compio")
-                    || FLOORS.iter().any(|(_, floor)| *floor == server)
+            Mode::IdleTimed { .. } if floor => Some("no timers"),
+            Mode::IdleTimed { .. } if server == "compio" => Some("no timed-read server written"),
+            Mode::Http | Mode::HttpOpen(_) if floor => Some("no runtime for hyper"),
+            // monoio's and compio's hyper glue are crates of their own.
+            Mode::Http | Mode::HttpOpen(_) if matches!(server, "monoio" | "compio") => {
+                Some("no hyper glue")
             }
-            _ => false,
+            Mode::Proxy | Mode::ProxyBulk if server == "uring-raw" => {
+                Some("no proxy written (a splice chain driven on the ring by hand)")
+            }
+            _ => None,
         }
     }
 }
@@ -230,6 +256,27 @@ const QUICK_EXTRA: &[Scenario] = &[
         warmup: 800,
         requests: 8_000,
         mode: Mode::HttpOpen(0.5),
+    },
+    // The figures are the proxy's (CPU, syscalls, allocations); the upstream echo behind it is
+    // the same server for every proxy.
+    Scenario {
+        name: "B11",
+        what: "TCP proxy in front of one tokio-ct echo, 50 connections, 1 KiB (Weir: copy loop)",
+        conns: 50,
+        bytes: 1024,
+        warmup: 1_000,
+        requests: 10_000,
+        mode: Mode::Proxy,
+    },
+    Scenario {
+        name: "B11-bulk",
+        what: "TCP proxy in front of one tokio-ct echo, bulk stream of 64 KiB writes, 1 connection \
+               (Weir: splice; req = one chunk echoed)",
+        conns: 1,
+        bytes: 64 * 1024,
+        warmup: 200,
+        requests: 1_500,
+        mode: Mode::ProxyBulk,
     },
 ];
 
@@ -393,6 +440,13 @@ impl Sample {
             measured(figure? / scale / requests.clone()?, "no requests")
         };
         let micros = |key: &str| num(key).map(|ns| ns / 1e3);
+        // Behind a proxy, the upstream echo shares the load generator's core: their CPU
+        // together is what the client side spent.
+        let client_side_cpu = if fields.contains_key("upstream_cpu_ns") {
+            num("client_cpu_ns").and_then(|c| Ok(c + num("upstream_cpu_ns")?))
+        } else {
+            num("client_cpu_ns")
+        };
         Sample {
             throughput: requests
                 .clone()
@@ -405,7 +459,7 @@ impl Sample {
             p999_us: micros("p999_ns"),
             utilisation: num("server_cpu_ns")
                 .and_then(|cpu| measured(cpu / elapsed_ns.clone()?, "an empty measured phase")),
-            client_bound: stats::client_bound(open_loop, &num("client_cpu_ns"), &elapsed_ns),
+            client_bound: stats::client_bound(open_loop, &client_side_cpu, &elapsed_ns),
         }
     }
 }
@@ -707,7 +761,8 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
     println!(
         "\nThe raw epoll floor sits out B7 (it accepts every connection before serving any); \
          the raw io_uring floor runs it. Both floors and compio sit out B9 (no timed-read server); \
-         monoio, compio and the floors sit out B10 (no hyper glue)."
+         monoio, compio and the floors sit out B10 (no hyper glue); the raw io_uring floor sits \
+         out B11 (no proxy written)."
     );
     if micro {
         run_micro(full)?;
@@ -920,4 +975,62 @@ fn run_micro(full: bool) -> Result<()> {
         cmd::run(&mut command)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINE: &str = "pin=ok\nrequests=1000 elapsed_ns=1000000000 server_cpu_ns=500000000 \
+                        client_cpu_ns=600000000 allocs=2000 syscalls=off p50_ns=1000 \
+                        p99_ns=2000 p999_ns=3000";
+
+    #[test]
+    fn a_figures_line_is_read_and_a_missing_or_unnumbered_key_is_a_missing_figure() {
+        let sample = Sample::parse(LINE, false);
+        assert_eq!(sample.throughput, Ok(1000.0));
+        assert_eq!(sample.cpu_us_per_req, Ok(500.0));
+        assert_eq!(sample.allocs_per_req, Ok(2.0));
+        assert_eq!(sample.p99_us, Ok(2.0));
+        assert_eq!(sample.utilisation, Ok(0.5));
+        assert_eq!(
+            sample.syscalls_per_req,
+            Err("not counted in this round".to_string())
+        );
+        assert!(!sample.client_bound, "the client was busy 60% of the time");
+        let cut = Sample::parse("requests=1000 elapsed_ns=x", false);
+        assert_eq!(cut.throughput, Err("elapsed_ns=x".to_string()));
+        assert_eq!(
+            cut.cpu_us_per_req,
+            Err("bench-load printed no server_cpu_ns".to_string())
+        );
+    }
+
+    #[test]
+    fn behind_a_proxy_the_upstream_s_cpu_counts_on_the_client_side() {
+        // 60% load generator + 35% upstream on one core: that side set the pace.
+        let proxied = format!("{LINE} upstream_cpu_ns=350000000");
+        assert!(Sample::parse(&proxied, false).client_bound);
+        let unreadable = format!("{LINE} upstream_cpu_ns=na");
+        assert!(!Sample::parse(&unreadable, false).client_bound);
+        // The proxy's own figures are untouched by the upstream's.
+        assert_eq!(Sample::parse(&proxied, false).cpu_us_per_req, Ok(500.0));
+    }
+
+    #[test]
+    fn the_proxy_scenarios_run_every_server_but_the_raw_io_uring_floor_and_say_why() {
+        let proxies: Vec<&Scenario> = QUICK_EXTRA.iter().filter(|s| s.mode.proxied()).collect();
+        let names: Vec<&str> = proxies.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["B11", "B11-bulk"]);
+        for scenario in proxies {
+            assert_eq!(scenario.mode.server_env(), Some("proxy"));
+            for server in SERVERS {
+                let why = scenario.mode.sits_out(server);
+                assert_eq!(why.is_some(), *server == "uring-raw", "{server}: {why:?}");
+            }
+        }
+        assert!(Mode::ProxyBulk.bulk() && Mode::Bulk.bulk() && !Mode::Proxy.bulk());
+        assert_eq!(Mode::ProxyBulk.load_env(), Some("bulk"));
+        assert_eq!(Mode::Proxy.load_env(), None);
+    }
 }

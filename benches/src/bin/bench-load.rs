@@ -5,6 +5,9 @@
 //!
 //! `bench-load <port> <conns> <message-bytes> <warmup-requests> <requests> <server-pid> <alloc-file>`
 //!
+//! With `WEIR_BENCH_UPSTREAM_PID` (B11: the server is a proxy, that pid the echo server behind
+//! it) the upstream's CPU over the measured phase is printed too, as `upstream_cpu_ns`.
+//!
 //! `WEIR_BENCH_MODE` picks another load (each function's doc says which scenario it drives); with
 //! `idle-timed` (B9) the connections stay idle and the figure is the server's CPU while they do.
 
@@ -183,6 +186,12 @@ fn measure(
         callgrind_control("-z", server_pid);
     }
     let cpu_before = server_cpu_ns(server_pid);
+    // B11: the upstream echo server behind the proxy shares this core; its CPU is the
+    // client side's too.
+    let upstream_pid: Option<u32> = std::env::var("WEIR_BENCH_UPSTREAM_PID")
+        .ok()
+        .and_then(|pid| pid.parse().ok());
+    let upstream_before = upstream_pid.map(server_cpu_ns);
     let allocs_before = read_allocations(alloc_file).unwrap_or(0);
     let perf_out = format!("{alloc_file}.perf");
     // `WEIR_BENCH_NO_PERF`: this round does not count syscalls (the harness counts them in
@@ -219,6 +228,9 @@ fn measure(
         callgrind_control("-d", server_pid);
     }
     let cpu_after = server_cpu_ns(server_pid);
+    let upstream_cpu = upstream_pid
+        .zip(upstream_before)
+        .map(|(pid, before)| server_cpu_ns(pid).saturating_sub(before));
     let allocs_after = read_allocations(alloc_file).unwrap_or(0);
     let syscalls = perf.as_mut().and_then(|child| {
         // SAFETY: kill(2) with SIGINT to our own child: perf then writes its counts and exits.
@@ -236,7 +248,7 @@ fn measure(
     latencies.sort_unstable();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!(
-        "requests={requests} elapsed_ns={} server_cpu_ns={} client_cpu_ns={client_cpu} allocs={} syscalls={} p50_ns={} p99_ns={} p999_ns={}",
+        "requests={requests} elapsed_ns={} server_cpu_ns={} client_cpu_ns={client_cpu} allocs={} syscalls={} p50_ns={} p99_ns={} p999_ns={}{}",
         elapsed.as_nanos(),
         cpu_after.saturating_sub(cpu_before),
         allocs_after.saturating_sub(allocs_before),
@@ -248,6 +260,7 @@ fn measure(
         pct(0.50),
         pct(0.99),
         pct(0.999),
+        upstream_cpu.map_or_else(String::new, |ns| format!(" upstream_cpu_ns={ns}")),
     );
 }
 

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::idle::{IdleMemory, IdleTimedResult};
+use super::report::gbit_per_s;
 use super::stats::Interval;
 use super::{
     ALLOCS, BASELINE, CPU_PER_REQ, Counted, Metric, P99, Runs, SERVERS, SYSCALLS, Scenario,
@@ -154,6 +155,20 @@ fn spread(runs: &Runs, server: &str, metric: Metric) -> Option<Result<Interval, 
     Some(Interval::of(&values).ok_or_else(|| "n/a".to_string()))
 }
 
+/// A bulk row's title ends with each server's median bandwidth: ` · Gbit/s: weir-uring 4.1,
+/// weir-poll 4.6, ...` (`n/a` where a server has none; servers that sat out are left out).
+fn bandwidths(scenario: &Scenario, runs: &Runs) -> String {
+    let parts: Vec<String> = SERVERS
+        .iter()
+        .filter(|server| !scenario.mode.skips(server))
+        .map(|server| match gbit_per_s(scenario, runs, server) {
+            Ok(gbits) => format!("{server} {gbits:.1}"),
+            Err(_) => format!("{server} n/a"),
+        })
+        .collect();
+    format!(" · Gbit/s: {}", parts.join(", "))
+}
+
 impl Chart {
     pub(super) fn from_run(
         header: &[String],
@@ -207,8 +222,12 @@ impl Chart {
                         })
                     })
                 });
+            let mut title = format!("{} — {}", scenario.name, scenario.what);
+            if scenario.mode.bulk() {
+                title.push_str(&bandwidths(scenario, runs));
+            }
             rows.push(Row {
-                title: format!("{} — {}", scenario.name, scenario.what),
+                title,
                 panels: vec![
                     ratio(CPU_PER_REQ),
                     throughput,
@@ -388,6 +407,17 @@ fn tick_text(tick: f64) -> String {
     }
 }
 
+/// A row title's font size: 11, or smaller so that `title` fits in `width`.
+fn title_font(title: &str, width: f64) -> f64 {
+    let full = 11.0;
+    let needed = text_width(title, full);
+    if needed <= width {
+        full
+    } else {
+        full * width / needed
+    }
+}
+
 /// The width a string of `text` takes at font `size` (a generous estimate for sans-serif).
 fn text_width(text: &str, size: f64) -> f64 {
     text.chars().count() as f64 * size * 0.62
@@ -424,6 +454,8 @@ struct Layout {
     whiskers: Vec<Box>,
     /// (row, server) for every server name drawn.
     names: Vec<(usize, &'static str)>,
+    /// Every row's title.
+    titles: Vec<Box>,
 }
 
 impl Layout {
@@ -449,6 +481,7 @@ impl Layout {
             labels: Vec::new(),
             whiskers: Vec::new(),
             names: Vec::new(),
+            titles: Vec::new(),
         };
         layout.header(chart, &scales, blocks, block_width);
         let font = (pitch - 2.0).clamp(8.0, 11.0);
@@ -550,7 +583,16 @@ impl Layout {
             y0 + 1.0,
             row_right - x0
         ));
-        self.text(x0, y0 + 12.0, 11.0, "font-weight='bold'", &row.title);
+        // A title too long for its row gets a smaller font rather than running into the next
+        // block.
+        let title_size = title_font(&row.title, row_right - x0);
+        self.text(x0, y0 + 12.0, title_size, "font-weight='bold'", &row.title);
+        self.titles.push(Box {
+            left: x0,
+            right: x0 + text_width(&row.title, title_size),
+            top: y0,
+            bottom: y0 + ROW_TITLE,
+        });
         for (i, server) in SERVERS.iter().enumerate() {
             let y = lines_top + pitch * (i as f64 + 0.5);
             if let Some(fill) = band(server) {
@@ -830,6 +872,52 @@ mod tests {
         let svg = Layout::of(&chart).svg();
         assert!(svg.contains(">1.0<"), "the 1.0 line is labelled");
         assert!(svg.contains("stroke-dasharray"));
+    }
+
+    #[test]
+    fn a_bulk_row_names_every_server_s_bandwidth_and_no_title_leaves_its_block() {
+        let scenario = crate::bench::QUICK_EXTRA
+            .iter()
+            .find(|s| s.name == "B11-bulk")
+            .copied()
+            .expect("B11-bulk");
+        let sample = |chunks_per_s: f64| {
+            Ok(crate::bench::Sample {
+                throughput: Ok(chunks_per_s),
+                cpu_us_per_req: Ok(10.0),
+                syscalls_per_req: Ok(4.0),
+                allocs_per_req: Ok(0.0),
+                p50_us: Ok(100.0),
+                p99_us: Ok(200.0),
+                p999_us: Ok(300.0),
+                utilisation: Ok(0.9),
+                client_bound: false,
+            })
+        };
+        // 10,000 chunks of 64 KiB a second: 5.24 Gbit/s each way.
+        let runs: Runs = SERVERS
+            .iter()
+            .filter(|server| !scenario.mode.skips(server))
+            .map(|server| (*server, vec![sample(10_000.0), sample(10_000.0)]))
+            .chain([("compio", vec![Err("crashed".to_string())])])
+            .collect();
+        let results = BTreeMap::from([(scenario.name, runs)]);
+        let chart = Chart::from_run(&[], &[&scenario], &results, &Err("none".into()), None, &[]);
+        let title = &chart.rows[0].title;
+        assert!(title.starts_with("B11-bulk — TCP proxy"), "{title}");
+        assert!(title.contains("weir-uring 5.2, weir-poll 5.2"), "{title}");
+        assert!(title.contains("compio n/a"), "{title}");
+        assert!(!title.contains("uring-raw"), "sat out: {title}");
+        let mut long = chart.clone();
+        long.rows[0].title = title.repeat(3);
+        for chart in [chart, long] {
+            let layout = Layout::of(&chart);
+            let block_width = NAMES_WIDTH + PANEL_WIDTH * COLUMNS.len() as f64;
+            assert_eq!(layout.titles.len(), 1);
+            for title in &layout.titles {
+                assert!(title.right - title.left <= block_width + 1e-6, "{title:?}");
+            }
+        }
     }
 
     #[test]

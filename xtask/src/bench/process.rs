@@ -17,6 +17,13 @@ use super::{Mode, Scenario, TOKIO_HTTP_MAX, TOKIO_MAX};
 /// The CPU every server but tokio `multi_thread` pins itself to (the load generator takes 0).
 const SERVER_CPU: &str = "1";
 
+/// B11's upstream behind every proxy: one fixed echo server (`bench-server` in this mode),
+/// pinned beside the load generator so the proxy has CPU 1 to itself.
+pub(super) const UPSTREAM: &str = "tokio-ct";
+const UPSTREAM_CPU: &str = "0";
+/// How the upstream is named in failures and pin reports.
+const UPSTREAM_NAME: &str = "the upstream tokio-ct echo";
+
 /// What went wrong with the machinery, not the figures, during a run.
 #[derive(Debug)]
 pub(super) struct Health {
@@ -43,7 +50,8 @@ pub(super) fn pinning_line() -> String {
     if failures.is_empty() {
         format!(
             "CPU pinning: servers on CPU {SERVER_CPU}, load generator on CPU 0, in every run \
-             (tokio-mt has two workers and is not pinned)"
+             (tokio-mt has two workers and is not pinned; B11's upstream echo on CPU \
+             {UPSTREAM_CPU})"
         )
     } else {
         let list: Vec<&str> = failures.iter().map(String::as_str).collect();
@@ -112,13 +120,14 @@ fn server_failed(server: &str, scenario: &Scenario, how: &str) -> anyhow::Error 
 }
 
 /// Starts `server` for `scenario` (under callgrind with an output prefix) and waits for the
-/// port it listens on; its pin is checked.
+/// port it listens on; its pin is checked. A proxy scenario's server proxies to `upstream`.
 fn start_server(
     bin: &Path,
     server: &str,
     scenario: &Scenario,
     callgrind: Option<&str>,
     alloc_file: &str,
+    upstream: Option<u16>,
 ) -> Result<(ServerProcess, u16)> {
     let server_bin = bin.join("bench-server");
     let mut command = match callgrind {
@@ -140,6 +149,13 @@ fn start_server(
     if let Some(mode) = scenario.mode.server_env() {
         command.env("WEIR_BENCH_MODE", mode);
     }
+    if let Some(port) = upstream {
+        command.env("WEIR_BENCH_UPSTREAM", format!("127.0.0.1:{port}"));
+    }
+    if scenario.mode == Mode::Proxy {
+        // 1 KiB messages: Weir's copy loop costs less than its splice (see BENCHMARKS.md).
+        command.env("WEIR_BENCH_PROXY_COPY", "1");
+    }
     let child = command
         .args([server, &server_conns.to_string(), alloc_file])
         .stdout(Stdio::piped())
@@ -157,7 +173,38 @@ fn start_server(
             .unwrap_or_else(|| "exited before listening".to_string());
         return Err(server_failed(server, scenario, &how));
     };
-    check_server_pin(server, process.child.id());
+    check_server_pin(server, process.child.id(), SERVER_CPU);
+    Ok((process, port))
+}
+
+/// Starts B11's upstream: [`UPSTREAM`]'s echo server for `conns` connections, pinned to
+/// [`UPSTREAM_CPU`]; its port. The same server stands behind every proxy.
+fn start_upstream(
+    bin: &Path,
+    scenario: &Scenario,
+    conns: usize,
+    alloc_file: &str,
+) -> Result<(ServerProcess, u16)> {
+    // A plain echo server whatever the load's shape (no `WEIR_BENCH_MODE`).
+    let child = Command::new(bin.join("bench-server"))
+        .env("WEIR_BENCH_CPU", UPSTREAM_CPU)
+        .args([UPSTREAM, &conns.to_string(), alloc_file])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start the upstream bench-server")?;
+    let mut process = ServerProcess { child };
+    let mut port = String::new();
+    let stdout = process.child.stdout.take().context("upstream stdout")?;
+    BufReader::new(stdout).read_line(&mut port)?;
+    let Ok(port) = port.trim().parse::<u16>() else {
+        let how = process
+            .finish(Duration::from_secs(2))
+            .err()
+            .unwrap_or_else(|| "exited before listening".to_string());
+        return Err(server_failed(UPSTREAM_NAME, scenario, &how));
+    };
+    check_server_pin(UPSTREAM_NAME, process.child.id(), UPSTREAM_CPU);
     Ok((process, port))
 }
 
@@ -165,7 +212,7 @@ fn start_server(
 /// to the load generator's CPU where `taskset` exists) for `seconds`: wrk's requests/s.
 pub(super) fn run_wrk(bin: &Path, server: &str, scenario: &Scenario, seconds: u64) -> Result<f64> {
     let alloc_file = format!("/dev/shm/weir-bench-wrk-{}-{server}", std::process::id());
-    let (mut process, port) = start_server(bin, server, scenario, None, &alloc_file)?;
+    let (mut process, port) = start_server(bin, server, scenario, None, &alloc_file, None)?;
     let mut wrk = if cmd_exists("taskset") {
         let mut command = Command::new("taskset");
         command.args(["-c", "0", "wrk"]);
@@ -230,9 +277,26 @@ pub(super) fn run_server(
         _ => None,
     };
     let alloc_file = format!("/dev/shm/weir-bench-{}-{server}", std::process::id());
-    let (mut process, port) = start_server(bin, server, scenario, callgrind, &alloc_file)?;
+    // A proxy scenario: the upstream first (its own guard reaps it), then the proxy under test.
+    let upstream_alloc_file = format!("{alloc_file}-upstream");
+    let upstream = if scenario.mode.proxied() {
+        Some(start_upstream(
+            bin,
+            scenario,
+            scenario.conns,
+            &upstream_alloc_file,
+        )?)
+    } else {
+        None
+    };
+    let upstream_port = upstream.as_ref().map(|(_, port)| *port);
+    let (mut process, port) =
+        start_server(bin, server, scenario, callgrind, &alloc_file, upstream_port)?;
 
     let mut load = Command::new(bin.join("bench-load"));
+    if let Some((upstream, _)) = &upstream {
+        load.env("WEIR_BENCH_UPSTREAM_PID", upstream.child.id().to_string());
+    }
     match probe {
         Probe::Instructions(_) => {
             load.env("WEIR_BENCH_CALLGRIND", "1");
@@ -274,6 +338,7 @@ pub(super) fn run_server(
         .output()
         .context("run bench-load")?;
     let _ = std::fs::remove_file(&alloc_file);
+    let _ = std::fs::remove_file(&upstream_alloc_file);
     if !output.status.success() {
         // A load generator that failed may leave a server waiting for connections that never
         // come: that one is killed (by the guard), not blamed; one that already died is.
@@ -291,13 +356,19 @@ pub(super) fn run_server(
     if let Err(how) = process.finish(within) {
         return Err(server_failed(server, scenario, &how));
     }
+    // The proxy has closed every upstream connection: the upstream exits too.
+    if let Some((mut upstream, _)) = upstream {
+        if let Err(how) = upstream.finish(within) {
+            return Err(server_failed(UPSTREAM_NAME, scenario, &how));
+        }
+    }
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     check_client_pin(&stdout);
     Ok(stdout)
 }
 
-/// Records a failed pin unless the server's main thread may run on [`SERVER_CPU`] alone.
-fn check_server_pin(server: &str, pid: u32) {
+/// Records a failed pin unless the server's main thread may run on `cpu` alone.
+fn check_server_pin(server: &str, pid: u32, cpu: &str) {
     if server == "tokio-mt" {
         return;
     }
@@ -310,11 +381,11 @@ fn check_server_pin(server: &str, pid: u32) {
                 .map(|list| list.trim().to_string())
         });
     match allowed.as_deref() {
-        Some(SERVER_CPU) => {}
+        Some(list) if list == cpu => {}
         Some(list) => {
-            health().pin_failures.insert(format!(
-                "{server} runs on CPUs {list}, not CPU {SERVER_CPU}"
-            ));
+            health()
+                .pin_failures
+                .insert(format!("{server} runs on CPUs {list}, not CPU {cpu}"));
         }
         None => {
             health()

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use super::idle::{IdleMemory, IdleTimedResult, idle_timed_json};
 use super::stats::{self, Figure, Interval, cell, to_json};
 use super::{
-    ALLOCS, BASELINE, CPU_PER_REQ, Counted, FLOORS, Metric, Mode, P99, RunInfo, Runs, SERVERS,
-    SYSCALLS, Scenario, THROUGHPUT, UTILISATION, median_figure, paired, server_bound_throughput,
+    ALLOCS, BASELINE, CPU_PER_REQ, Counted, FLOORS, Metric, P99, RunInfo, Runs, SERVERS, SYSCALLS,
+    Scenario, THROUGHPUT, UTILISATION, median_figure, paired, server_bound_throughput,
 };
 
 /// An interval's cell, or `-` where there is none.
@@ -53,7 +53,7 @@ pub(super) fn summary(
          where counted (- elsewhere)\n"
     );
     out.push_str(&format!(
-        "{:<9} {:<11} {:>17} {:>22} {:>9} {:>10} {:>9} {:>9} {:>34}\n",
+        "{:<9} {:<11} {:>17} {:>22} {:>9} {:>10} {:>9} {:>9} {:>46}\n",
         "scenario",
         "server",
         "CPU/req ratio",
@@ -82,11 +82,17 @@ pub(super) fn summary(
             let utilisation = median_figure(runs, server, UTILISATION).map(|u| u * 100.0);
             let throughput = if scenario.mode.open_loop() {
                 format!("fixed rate: {}", throughput_cell(runs, server))
+            } else if scenario.mode.bulk() {
+                let gbits = match gbit_per_s(scenario, runs, server) {
+                    Ok(gbits) => format!("{gbits:.1} Gbit/s"),
+                    Err(why) => format!("n/a ({why})"),
+                };
+                format!("{}; {gbits}", throughput_cell(runs, server))
             } else {
                 throughput_cell(runs, server)
             };
             out.push_str(&format!(
-                "{:<9} {server:<11} {:>17} {instructions:>22} {:>9} {:>10} {:>9} {:>9} {throughput:>34}\n",
+                "{:<9} {server:<11} {:>17} {instructions:>22} {:>9} {:>10} {:>9} {:>9} {throughput:>46}\n",
                 scenario.name,
                 interval_cell(paired(runs, server, BASELINE, CPU_PER_REQ)),
                 cell(&median_figure(runs, server, SYSCALLS), 2),
@@ -187,11 +193,10 @@ pub(super) fn tables(
             ));
         }
         out.push_str(&floor_distance(runs));
-        if scenario.mode == Mode::Bulk {
+        if scenario.mode.bulk() {
             out.push_str("  as bandwidth (echoed bytes, each way):");
             for server in SERVERS {
-                if let Ok(rate) = median_figure(runs, server, THROUGHPUT) {
-                    let gbits = rate * scenario.bytes as f64 * 8.0 / 1e9;
+                if let Ok(gbits) = gbit_per_s(scenario, runs, server) {
                     out.push_str(&format!(" {server} {gbits:.1} Gbit/s;"));
                 }
             }
@@ -199,6 +204,16 @@ pub(super) fn tables(
         }
     }
     out
+}
+
+/// A bulk scenario's median bandwidth on `server`: chunks echoed per second × chunk bytes × 8
+/// (each way), in Gbit/s.
+pub(super) fn gbit_per_s(scenario: &Scenario, runs: &Runs, server: &str) -> Figure {
+    if !scenario.mode.bulk() {
+        return Err("not a bulk stream".to_string());
+    }
+    let rate = median_figure(runs, server, THROUGHPUT)?;
+    stats::measured(rate * scenario.bytes as f64 * 8.0 / 1e9, "no bandwidth")
 }
 
 /// One line: each Weir backend's throughput and CPU per request as ratios of its raw floor's,
@@ -258,6 +273,9 @@ fn scenario_json(scenario: &Scenario, runs: &Runs) -> Value {
             },
             "failed_runs": list.iter().filter(|run| run.is_err()).count(),
         });
+        if scenario.mode.bulk() {
+            entry["medians"]["gbit_per_s"] = to_json(&gbit_per_s(scenario, runs, server));
+        }
         if let Some((_, floor)) = FLOORS.iter().find(|(weir, _)| weir == server) {
             entry["floor"] = json!(floor);
             entry["throughput_ratio_vs_floor"] = interval(paired(runs, server, floor, THROUGHPUT));
@@ -265,11 +283,28 @@ fn scenario_json(scenario: &Scenario, runs: &Runs) -> Value {
         }
         servers.insert((*server).to_string(), entry);
     }
-    json!({
+    let sat_out: serde_json::Map<String, Value> = SERVERS
+        .iter()
+        .filter_map(|server| {
+            Some((
+                (*server).to_string(),
+                json!(scenario.mode.sits_out(server)?),
+            ))
+        })
+        .collect();
+    let mut document = json!({
         "name": scenario.name, "description": scenario.what, "connections": scenario.conns,
         "message_bytes": scenario.bytes, "requests_per_round": scenario.requests,
-        "servers": servers,
-    })
+        "servers": servers, "sat_out": sat_out,
+    });
+    if scenario.mode.proxied() {
+        document["upstream"] = json!(format!(
+            "{} echo (bench-server), the same for every proxy, pinned to CPU 0 beside the load \
+             generator; every figure is the proxy's",
+            super::process::UPSTREAM
+        ));
+    }
+    document
 }
 
 /// The whole of `results.json`.
@@ -385,6 +420,53 @@ mod tests {
         assert!(table.contains("n/a (perf counted nothing)"), "{table}");
         assert!(table.contains("1 of 3 runs failed: crashed"), "{table}");
         assert!(!table.contains("NaN"), "{table}");
+    }
+
+    #[test]
+    fn a_proxy_bulk_scenario_reports_bandwidth_the_upstream_and_who_sat_out() {
+        let scenario = *crate::bench::QUICK_EXTRA
+            .iter()
+            .find(|s| s.name == "B11-bulk")
+            .expect("B11-bulk");
+        // 200 and 150 chunks of 64 KiB a second: medians 0.10 Gbit/s and 0.079 Gbit/s.
+        let runs = runs();
+        let json = scenario_json(&scenario, &runs);
+        let gbits = json["servers"]["weir-uring"]["medians"]["gbit_per_s"]
+            .as_f64()
+            .expect("a bandwidth");
+        assert!(
+            (gbits - 150.0 * 65_536.0 * 8.0 / 1e9).abs() < 1e-12,
+            "{gbits}"
+        );
+        assert!(
+            json["upstream"]
+                .as_str()
+                .expect("upstream")
+                .contains("tokio-ct echo")
+        );
+        assert!(
+            json["sat_out"]["uring-raw"]
+                .as_str()
+                .expect("why")
+                .contains("no proxy")
+        );
+        assert_eq!(json["sat_out"].as_object().map(|o| o.len()), Some(1));
+        let results = BTreeMap::from([(scenario.name, runs)]);
+        let text = summary(&[&scenario], &results, &Err("none".to_string()));
+        let line = text
+            .lines()
+            .find(|l| l.contains("weir-uring"))
+            .expect("a line");
+        assert!(line.contains("0.1 Gbit/s"), "{line}");
+        let table = tables(&[&scenario], &results, true);
+        assert!(table.contains("as bandwidth"), "{table}");
+        // An echo scenario has no bandwidth.
+        let echo = crate::bench::QUICK[1];
+        assert!(gbit_per_s(&echo, &results[scenario.name], "weir-uring").is_err());
+        assert_eq!(
+            scenario_json(&echo, &results[scenario.name])["servers"]["weir-uring"]["medians"]["gbit_per_s"],
+            Value::Null
+        );
     }
 
     #[test]

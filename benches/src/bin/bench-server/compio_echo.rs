@@ -9,7 +9,7 @@ use compio::io::{AsyncRead, AsyncWriteExt};
 
 use super::BUFFER;
 
-fn runtime() -> compio::runtime::Runtime {
+pub(crate) fn runtime() -> compio::runtime::Runtime {
     compio::runtime::Runtime::new().expect("compio runtime")
 }
 

@@ -12,7 +12,12 @@
 //! back to its sender; an empty datagram stops the server. With `WEIR_BENCH_MODE=idle-timed`
 //! each connection is served by a loop of timed reads instead (B9, see [`idle_timed`]); the raw
 //! floors have no timers and refuse that mode. With `WEIR_BENCH_MODE=http` the Weir and tokio
-//! modes serve hyper's HTTP/1.1 hello instead (B10, see [`http`]).
+//! modes serve hyper's HTTP/1.1 hello instead (B10, see [`http`]). With
+//! `WEIR_BENCH_MODE=proxy` and `WEIR_BENCH_UPSTREAM=<host:port>` each mode proxies to that
+//! upstream instead (B11, see [`proxy`]); `uring-raw` has no proxy and refuses that mode.
+//!
+//! Every mode but `tokio-mt` pins itself to CPU 1, or to `WEIR_BENCH_CPU` where that is set (B11
+//! runs its upstream echo server on CPU 0, beside the load generator).
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -24,6 +29,7 @@ use weir_benches::{CountingAllocator, pin_to, publish_allocations};
 mod compio_echo;
 mod http;
 mod idle_timed;
+mod proxy;
 mod uring_raw;
 
 #[global_allocator]
@@ -42,8 +48,15 @@ fn main() {
     // The harness checks the affinity it got in /proc (tokio `multi_thread` has two workers
     // and stays unpinned).
     if mode != "tokio-mt" {
-        if let Err(e) = pin_to(1) {
-            eprintln!("bench-server: could not pin to CPU 1: {e}");
+        let cpu = match std::env::var("WEIR_BENCH_CPU") {
+            Ok(cpu) => cpu.parse().unwrap_or_else(|_| {
+                eprintln!("bench-server: WEIR_BENCH_CPU={cpu} is not a CPU number");
+                std::process::exit(2);
+            }),
+            Err(_) => 1,
+        };
+        if let Err(e) = pin_to(cpu) {
+            eprintln!("bench-server: could not pin to CPU {cpu}: {e}");
         }
     }
     let bench_mode = std::env::var("WEIR_BENCH_MODE");
@@ -61,6 +74,22 @@ fn main() {
         eprintln!("mode {mode} has no hyper glue: it cannot serve WEIR_BENCH_MODE=http");
         std::process::exit(2);
     }
+    let upstream = if bench_mode.as_deref() == Ok("proxy") {
+        if !proxy::serves(mode) {
+            eprintln!("mode {mode} has no proxy: it cannot serve WEIR_BENCH_MODE=proxy");
+            std::process::exit(2);
+        }
+        let upstream = std::env::var("WEIR_BENCH_UPSTREAM").ok();
+        match upstream.as_deref().map(str::parse::<std::net::SocketAddr>) {
+            Some(Ok(addr)) => Some(addr),
+            _ => {
+                eprintln!("WEIR_BENCH_MODE=proxy needs WEIR_BENCH_UPSTREAM=<host:port>");
+                std::process::exit(2);
+            }
+        }
+    } else {
+        None
+    };
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     println!("{}", listener.local_addr().expect("addr").port());
     std::io::stdout().flush().expect("stdout");
@@ -71,6 +100,10 @@ fn main() {
     }
     if hyper {
         http::serve(mode, listener, conns);
+        return;
+    }
+    if let Some(upstream) = upstream {
+        proxy::serve(mode, listener, conns, upstream);
         return;
     }
     match mode.as_str() {
