@@ -153,15 +153,27 @@ fn start_server(
         command.env("WEIR_BENCH_UPSTREAM", format!("127.0.0.1:{port}"));
     }
     if scenario.mode == Mode::Proxy {
-        // 1 KiB messages: Weir's copy loop costs less than its splice (see BENCHMARKS.md).
+        // 1 KiB messages: Weir's copy loop costs less than its splice (bulk streams: the
+        // reverse; see BENCHMARKS.md).
         command.env("WEIR_BENCH_PROXY_COPY", "1");
     }
+    command.args([server, &server_conns.to_string(), alloc_file]);
+    listening(command, server, scenario, SERVER_CPU)
+}
+
+/// Spawns `command` (a `bench-server`, named `server` in failures) and waits for the port it
+/// prints; checks that it is pinned to `cpu`.
+fn listening(
+    mut command: Command,
+    server: &str,
+    scenario: &Scenario,
+    cpu: &str,
+) -> Result<(ServerProcess, u16)> {
     let child = command
-        .args([server, &server_conns.to_string(), alloc_file])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .context("start bench-server")?;
+        .with_context(|| format!("start {server}"))?;
     let mut process = ServerProcess { child };
     let mut port = String::new();
     let stdout = process.child.stdout.take().context("server stdout")?;
@@ -173,7 +185,7 @@ fn start_server(
             .unwrap_or_else(|| "exited before listening".to_string());
         return Err(server_failed(server, scenario, &how));
     };
-    check_server_pin(server, process.child.id(), SERVER_CPU);
+    check_server_pin(server, process.child.id(), cpu);
     Ok((process, port))
 }
 
@@ -186,26 +198,11 @@ fn start_upstream(
     alloc_file: &str,
 ) -> Result<(ServerProcess, u16)> {
     // A plain echo server whatever the load's shape (no `WEIR_BENCH_MODE`).
-    let child = Command::new(bin.join("bench-server"))
+    let mut command = Command::new(bin.join("bench-server"));
+    command
         .env("WEIR_BENCH_CPU", UPSTREAM_CPU)
-        .args([UPSTREAM, &conns.to_string(), alloc_file])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("start the upstream bench-server")?;
-    let mut process = ServerProcess { child };
-    let mut port = String::new();
-    let stdout = process.child.stdout.take().context("upstream stdout")?;
-    BufReader::new(stdout).read_line(&mut port)?;
-    let Ok(port) = port.trim().parse::<u16>() else {
-        let how = process
-            .finish(Duration::from_secs(2))
-            .err()
-            .unwrap_or_else(|| "exited before listening".to_string());
-        return Err(server_failed(UPSTREAM_NAME, scenario, &how));
-    };
-    check_server_pin(UPSTREAM_NAME, process.child.id(), UPSTREAM_CPU);
-    Ok((process, port))
+        .args([UPSTREAM, &conns.to_string(), alloc_file]);
+    listening(command, UPSTREAM_NAME, scenario, UPSTREAM_CPU)
 }
 
 /// `--full`'s cross-check of B10 with `wrk` (one thread, the scenario's connections, pinned

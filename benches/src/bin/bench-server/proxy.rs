@@ -3,13 +3,17 @@
 //! upstream (both `TCP_NODELAY`), and bytes flow both ways with the runtime's own primitive:
 //!
 //! - `weir-uring`, `weir-poll`: `OwnedReadHalf::splice_to` each way, 64 KiB at most a call (as
-//!   the `proxy` example); `WEIR_BENCH_PROXY_COPY=1` copies through a 16 KiB buffer instead
-//!   (`read` + `write_all`), for measuring the two by hand;
+//!   the `proxy` example), or with `WEIR_BENCH_PROXY_COPY=1` a copy loop through a 16 KiB
+//!   buffer (`read` + `write_all`);
+//! - `monoio`: `monoio::io::zero_copy` (splice through a pipe, 4 KiB a call) each way (its
+//!   `copy` cost as much or more, by hand);
 //! - `tokio-ct`, `tokio-mt`: `tokio::io::copy_bidirectional`;
-//! - `monoio`: `monoio::io::zero_copy` (splice through a pipe) each way;
 //! - `compio`: `compio::io::util::copy_bidirectional`;
 //! - `epoll`: the floor, an edge-triggered epoll loop copying through a 16 KiB buffer per
 //!   direction, with no runtime at all.
+//!
+//! The harness sets `WEIR_BENCH_PROXY_COPY` for 1 KiB messages and leaves it unset for the bulk
+//! stream: Weir's cheaper primitive for each load.
 //!
 //! `uring-raw` has no proxy (a hand-driven splice chain on the ring is not written) and refuses
 //! the mode. Each direction passes its end of stream on as a half-close; a connection is done
@@ -120,7 +124,7 @@ fn tokio_proxy(listener: TcpListener, conns: usize, upstream: SocketAddr, multi:
 }
 
 fn monoio_proxy(listener: TcpListener, conns: usize, upstream: SocketAddr) {
-    use monoio::io::{Splitable, zero_copy};
+    use monoio::io::{AsyncWriteRent, Splitable, zero_copy};
     super::monoio_runtime().block_on(async move {
         let listener = monoio::net::TcpListener::from_std(listener).expect("listener");
         let mut tasks = Vec::new();
@@ -133,12 +137,14 @@ fn monoio_proxy(listener: TcpListener, conns: usize, upstream: SocketAddr) {
             server.set_nodelay(true).expect("nodelay");
             let (mut client_read, mut client_write) = client.into_split();
             let (mut server_read, mut server_write) = server.into_split();
-            // Dropping a write half half-closes its connection.
+            // Each direction half-closes its destination at the end of its source.
             tasks.push(monoio::spawn(async move {
                 let _ = zero_copy(&mut client_read, &mut server_write).await;
+                let _ = server_write.shutdown().await;
             }));
             tasks.push(monoio::spawn(async move {
                 let _ = zero_copy(&mut server_read, &mut client_write).await;
+                let _ = client_write.shutdown().await;
             }));
         }
         for task in tasks {
