@@ -13,6 +13,10 @@
 //! request from a counting allocator) are reported as they are. A figure that could not be
 //! measured reads `n/a (why)` and is `null` in `results.json`.
 //!
+//! B11 runs each server's proxy (see `benches/src/bin/bench-server/proxy.rs`) in front of one
+//! fixed upstream echo server ([`process::UPSTREAM`], pinned beside the load generator); its
+//! figures are the proxy's.
+//!
 //! Two scenarios have no requests to count: B8 (resident memory per idle connection) and B9
 //! (server CPU while idle connections sit in a loop of timed reads, see [`idle`]).
 //!
