@@ -265,6 +265,41 @@ enum SocketInner {
     Uring(uring::Socket),
 }
 
+/// A listener's accepts: on the ring one multishot accept, kept armed, whose connections wait
+/// queued for the next accept; on the reactor nothing (each accept is an `accept(2)` on
+/// readiness, taking one connection).
+pub(crate) struct Acceptor(AcceptorInner);
+
+enum AcceptorInner {
+    Poll,
+    #[cfg(target_os = "linux")]
+    Uring(uring::Acceptor),
+}
+
+impl Acceptor {
+    /// Stops taking connections from the kernel until the next accept, so its backlog holds
+    /// them (a no-op on the reactor, which takes one per accept anyway).
+    pub(crate) fn pause(&self) {
+        match &self.0 {
+            AcceptorInner::Poll => {}
+            #[cfg(target_os = "linux")]
+            AcceptorInner::Uring(acceptor) => acceptor.pause(),
+        }
+    }
+
+    /// Multishot accepts on (the default) or off: off, each accept takes exactly one
+    /// connection from the kernel (the reactor always does).
+    pub(crate) fn set_multishot(&self, on: bool) {
+        match &self.0 {
+            AcceptorInner::Poll => {
+                let _ = on;
+            }
+            #[cfg(target_os = "linux")]
+            AcceptorInner::Uring(acceptor) => acceptor.set_multishot(on),
+        }
+    }
+}
+
 /// A descriptor [`Socket::accept`] returned: a blocking socket of no driver yet.
 pub(crate) struct Accepted(OwnedSock);
 
@@ -293,6 +328,33 @@ impl Socket {
     pub(crate) async fn accept(&self) -> io::Result<(Accepted, SockAddr)> {
         let (fd, peer) = dispatch!(&self.0, SocketInner, socket => socket.accept().await)?;
         Ok((Accepted(fd), peer))
+    }
+
+    /// The accept state of a listener (see [`Acceptor`]).
+    pub(crate) fn acceptor(&self) -> Acceptor {
+        match &self.0 {
+            SocketInner::Poll(_) => Acceptor(AcceptorInner::Poll),
+            #[cfg(target_os = "linux")]
+            SocketInner::Uring(_) => Acceptor(AcceptorInner::Uring(uring::Acceptor::new())),
+        }
+    }
+
+    /// Accepts one connection through `acceptor` (this listener's: see [`Acceptor`]).
+    ///
+    /// Cancel safety: dropped, it loses no connection: on the ring, one the multishot accept
+    /// took stays queued for the next accept (closed if the listener goes first).
+    pub(crate) async fn accept_with(
+        &self,
+        acceptor: &Acceptor,
+    ) -> io::Result<(Accepted, SockAddr)> {
+        match (&self.0, &acceptor.0) {
+            #[cfg(target_os = "linux")]
+            (SocketInner::Uring(socket), AcceptorInner::Uring(acceptor)) => {
+                let (fd, peer) = socket.accept_with(acceptor).await?;
+                Ok((Accepted(fd), peer))
+            }
+            _ => self.accept().await,
+        }
     }
 
     /// Connects to `addr`.

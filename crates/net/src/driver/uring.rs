@@ -5,13 +5,15 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 
 use socket2::{SockAddr, SockAddrStorage, SockRef};
 use weir_bufpool::{Buf, Get, Pool};
-use weir_ring::{BufRing, Op, ProvidedBuf, RawAddr, Received, RecvStream, Ring, SharedFd};
+use weir_ring::{
+    AcceptStream, BufRing, Op, ProvidedBuf, RawAddr, Received, RecvStream, Ring, SharedFd,
+};
 
 use super::{Datagram, Interest, OrphanDatagram, OrphanRecv, OrphanSend, appended};
 use crate::buf::{BufResult, IoBuf, IoBufMut};
@@ -279,7 +281,29 @@ impl Socket {
 
     pub(crate) async fn accept(&self) -> io::Result<(OwnedFd, SockAddr)> {
         let (fd, peer) = self.ring.accept(&self.fd).await?;
+        stats::note(Count::Accepted);
         Ok((fd, to_sockaddr(peer)))
+    }
+
+    /// The next connection of `acceptor`'s multishot accept (see [`Acceptor`]), or of a
+    /// single-shot accept where it takes them one at a time.
+    pub(crate) async fn accept_with(&self, acceptor: &Acceptor) -> io::Result<(OwnedFd, SockAddr)> {
+        let waiting = WakeOtherAccepts(acceptor);
+        let next = std::future::poll_fn(|cx| acceptor.poll_next(self, cx)).await;
+        drop(waiting);
+        match next {
+            NextAccept::Accepted(fd) => {
+                let fd = fd?;
+                stats::note(Count::Accepted);
+                // A multishot accept names no peer; the connection knows it (unless it was
+                // reset meanwhile: a per-connection failure, as `accept(2)` reports one).
+                let peer = SockRef::from(&fd)
+                    .peer_addr()
+                    .map_err(|_| io::Error::from_raw_os_error(libc::ECONNABORTED))?;
+                Ok((fd, peer))
+            }
+            NextAccept::Single => self.accept().await,
+        }
     }
 
     pub(crate) async fn connect(&self, addr: &SockAddr) -> io::Result<()> {
@@ -737,6 +761,143 @@ impl PooledRecv {
                     stats::note(Count::Rearm);
                 }
             }
+        }
+    }
+}
+
+/// A listener's accepts on the ring: one multishot accept, armed by the first accept and kept
+/// armed. Connections it takes while no accept waits stay queued in its completions for the
+/// next accept (closed with it if the listener goes first: none leaks), so a dropped accept
+/// loses none. Past [`ACCEPT_BACKLOG`] queued, or when [`pause`](Acceptor::pause)d, it is
+/// cancelled — what the kernel accepted first is still delivered — and the accept that drains
+/// it arms a new one; so does the accept after any other ending (`EMFILE`, `ENFILE`...: the
+/// error is returned once). With multishot off ([`set_multishot`](Acceptor::set_multishot)),
+/// each accept is a single-shot one of its own, taking exactly one connection.
+pub(crate) struct Acceptor {
+    state: Mutex<AcceptState>,
+}
+
+struct AcceptState {
+    stream: Option<AcceptStream>,
+    /// The stream was cancelled here (a pause or a full queue): its `ECANCELED` ending is no
+    /// error, only the cue to arm again.
+    cancelled: bool,
+    /// Single-shot accepts only: no multishot is armed.
+    single: bool,
+    /// Accepts waiting besides the one whose waker the stream holds: woken when a connection
+    /// is taken or a waiting accept goes away, so one of them takes over the stream's waker.
+    waiters: Vec<Waker>,
+}
+
+/// Connections a multishot accept may queue untaken before it is cancelled. A soft bound: the
+/// kernel may accept a burst in one turn before the cancel reaches it.
+const ACCEPT_BACKLOG: usize = 16;
+
+/// What an [`Acceptor`] has for an accept.
+enum NextAccept {
+    Accepted(io::Result<OwnedFd>),
+    /// Multishot is off and none is left to drain: accept with a single-shot accept.
+    Single,
+}
+
+impl AcceptState {
+    fn cancel(&mut self) {
+        if let Some(stream) = self.stream.as_mut().filter(|_| !self.cancelled) {
+            stream.cancel();
+            self.cancelled = true;
+            stats::note(Count::AcceptPause);
+        }
+    }
+
+    fn wake_waiters(&mut self) {
+        self.waiters.drain(..).for_each(Waker::wake);
+    }
+}
+
+impl Acceptor {
+    pub(crate) fn new() -> Acceptor {
+        Acceptor {
+            state: Mutex::new(AcceptState {
+                stream: None,
+                cancelled: false,
+                single: false,
+                waiters: Vec::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, AcceptState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops taking connections from the kernel until the next accept (the kernel's backlog
+    /// holds them): the multishot accept is cancelled; what it accepted first stays queued.
+    pub(crate) fn pause(&self) {
+        self.lock().cancel();
+    }
+
+    /// Multishot accepts on (the default) or off (single-shot accepts, one connection each).
+    pub(crate) fn set_multishot(&self, on: bool) {
+        let mut state = self.lock();
+        state.single = !on;
+        if !on {
+            state.cancel();
+        }
+    }
+
+    fn poll_next(&self, socket: &Socket, cx: &mut Context<'_>) -> Poll<NextAccept> {
+        let mut state = self.lock();
+        loop {
+            let state = &mut *state;
+            let stream = match state.stream.as_mut() {
+                Some(stream) => stream,
+                None if state.single => return Poll::Ready(NextAccept::Single),
+                None => {
+                    stats::note(Count::AcceptArm);
+                    state.cancelled = false;
+                    state.stream.insert(socket.ring.accept_multi(&socket.fd))
+                }
+            };
+            match stream.poll_next(cx) {
+                Poll::Pending => {
+                    if !state.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                        state.waiters.push(cx.waker().clone());
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Some(Ok(fd))) => {
+                    if stream.queued() >= ACCEPT_BACKLOG {
+                        state.cancel();
+                    }
+                    state.wake_waiters();
+                    return Poll::Ready(NextAccept::Accepted(Ok(fd)));
+                }
+                Poll::Ready(Some(Err(error)))
+                    if state.cancelled && error.raw_os_error() == Some(libc::ECANCELED) =>
+                {
+                    state.stream = None;
+                }
+                // The kernel may have ended the stream with it: the next poll sees the end.
+                Poll::Ready(Some(Err(error))) => {
+                    state.wake_waiters();
+                    return Poll::Ready(NextAccept::Accepted(Err(error)));
+                }
+                // Ended (after an error, or by the kernel): arm again.
+                Poll::Ready(None) => state.stream = None,
+            }
+        }
+    }
+}
+
+/// Held by a waiting accept: when it goes away (done or dropped), the other waiting accepts
+/// look again, in case the stream held its waker.
+struct WakeOtherAccepts<'a>(&'a Acceptor);
+
+impl Drop for WakeOtherAccepts<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        if !state.waiters.is_empty() {
+            state.wake_waiters();
         }
     }
 }
