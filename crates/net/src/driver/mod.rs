@@ -195,6 +195,16 @@ impl Driver {
         }
     }
 
+    /// The multishot receive of a datagram socket, where the backend has one (the ring: see
+    /// [`DatagramRecv`]); on the reactor, none.
+    pub(crate) fn datagram_recv(&self) -> Option<DatagramRecv> {
+        match &self.0 {
+            DriverInner::Poll(_) => None,
+            #[cfg(target_os = "linux")]
+            DriverInner::Uring(driver) => driver.datagram_recv().map(DatagramRecv),
+        }
+    }
+
     /// What the driver tracks now: on the ring, ops in flight (cancelled ones waiting for
     /// their final completion too, the ring's own wake-up read not); on the reactor, sources
     /// registered (every live socket of this runtime).
@@ -297,6 +307,55 @@ impl Acceptor {
             #[cfg(target_os = "linux")]
             AcceptorInner::Uring(acceptor) => acceptor.set_multishot(on),
         }
+    }
+}
+
+/// A datagram socket's multishot receive on the ring (see [`Driver::datagram_recv`]):
+/// datagrams queue in its completions until a receive copies one out, so a dropped receive
+/// loses none.
+pub(crate) struct DatagramRecv(#[cfg(target_os = "linux")] uring::DatagramRecv);
+
+/// What [`DatagramRecv::poll_recv`] has for a receive.
+pub(crate) enum NextDatagram {
+    Received(io::Result<Datagram>),
+    /// Nothing multishot now (its buffers ran dry): receive single-shot this once.
+    Single,
+}
+
+impl DatagramRecv {
+    /// The next datagram, copied into `buf`'s spare capacity (cut to fit: then `truncated`).
+    pub(crate) fn poll_recv<B: IoBufMut>(
+        &self,
+        socket: &Socket,
+        buf: &mut B,
+        cx: &mut Context<'_>,
+    ) -> Poll<NextDatagram> {
+        match &socket.0 {
+            #[cfg(target_os = "linux")]
+            SocketInner::Uring(socket) => self.0.poll_recv(socket, buf, cx),
+            _ => {
+                let _ = (buf, cx);
+                Poll::Ready(NextDatagram::Single)
+            }
+        }
+    }
+
+    /// Ready once a datagram is there for the next receive; `false`: wait on the socket.
+    pub(crate) fn poll_ready(&self, socket: &Socket, cx: &mut Context<'_>) -> Poll<bool> {
+        match &socket.0 {
+            #[cfg(target_os = "linux")]
+            SocketInner::Uring(socket) => self.0.poll_ready(socket, cx),
+            _ => {
+                let _ = cx;
+                Poll::Ready(false)
+            }
+        }
+    }
+
+    /// A waiting receive went away: the other waiting ones look again.
+    pub(crate) fn wake_waiters(&self) {
+        #[cfg(target_os = "linux")]
+        self.0.wake_waiters();
     }
 }
 
