@@ -32,6 +32,21 @@ pub struct IoStats {
     /// instead, because it held received bytes or had a receive armed (or the platform has no
     /// `splice(2)`): those bytes go first, so none is lost or reordered.
     pub splice_fallbacks: u64,
+    /// Connections accepts returned (on either backend). On the ring a listener's multishot
+    /// accept may hold more, taken from the kernel and queued for the next accepts.
+    pub accepts: u64,
+    /// Multishot accepts submitted (one per listener while it keeps up).
+    pub accept_arms: u64,
+    /// Multishot accepts cancelled to stop taking connections: the listener's queue was full,
+    /// or a `Server` had no admission permit (the kernel's backlog holds the rest).
+    pub accept_pauses: u64,
+    /// Multishot datagram receives submitted (one per UDP socket while it keeps up).
+    pub datagram_arms: u64,
+    /// Multishot datagram receives that ended (their buffers ran dry, a pause, the kernel
+    /// stopped them) and were armed again.
+    pub datagram_rearms: u64,
+    /// Of those, the ones the kernel ended because the datagram buffers ran dry (`ENOBUFS`).
+    pub datagram_dry: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -48,6 +63,12 @@ pub(crate) enum Count {
     DirectSend,
     ZeroCopySend,
     SpliceFallback,
+    Accepted,
+    AcceptArm,
+    AcceptPause,
+    DatagramArm,
+    DatagramRearm,
+    DatagramDry,
 }
 
 thread_local! {
@@ -61,6 +82,12 @@ thread_local! {
             datagram_direct_sends: 0,
             zero_copy_sends: 0,
             splice_fallbacks: 0,
+            accepts: 0,
+            accept_arms: 0,
+            accept_pauses: 0,
+            datagram_arms: 0,
+            datagram_rearms: 0,
+            datagram_dry: 0,
         })
     };
 }
@@ -86,6 +113,12 @@ pub(crate) fn note(count: Count) {
             Count::DirectSend => &mut now.datagram_direct_sends,
             Count::ZeroCopySend => &mut now.zero_copy_sends,
             Count::SpliceFallback => &mut now.splice_fallbacks,
+            Count::Accepted => &mut now.accepts,
+            Count::AcceptArm => &mut now.accept_arms,
+            Count::AcceptPause => &mut now.accept_pauses,
+            Count::DatagramArm => &mut now.datagram_arms,
+            Count::DatagramRearm => &mut now.datagram_rearms,
+            Count::DatagramDry => &mut now.datagram_dry,
         };
         *field += 1;
         stats.set(now);

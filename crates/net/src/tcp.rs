@@ -1,8 +1,8 @@
 //! TCP on both backends, with owned buffers.
 //!
 //! Cancel safety: as for every stream (see the `stream` module): a dropped read loses no bytes,
-//! a dropped write reports nothing. A dropped `accept` never leaks a connection: one accepted
-//! meanwhile is closed.
+//! a dropped write reports nothing. A dropped `accept` loses no connection and leaks none: one
+//! accepted meanwhile waits for the next accept, or is closed with the listener.
 
 use std::fmt;
 use std::io;
@@ -44,6 +44,7 @@ fn resolve(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
 /// ```
 pub struct TcpListener {
     socket: DriverSocket,
+    acceptor: driver::Acceptor,
 }
 
 impl TcpListener {
@@ -70,8 +71,10 @@ impl TcpListener {
     ///
     /// Registering it with the reactor failed.
     pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        let socket = crate::runtime::socket(listener.into())?;
         Ok(TcpListener {
-            socket: crate::runtime::socket(listener.into())?,
+            acceptor: socket.acceptor(),
+            socket,
         })
     }
 
@@ -89,15 +92,19 @@ impl TcpListener {
 
     /// Accepts one connection.
     ///
-    /// Cancel safety: dropping the future never leaks a connection (one accepted meanwhile is
-    /// closed; the peer sees a reset).
+    /// On io_uring the first accept arms one multishot accept for the listener and it stays
+    /// armed: connections the kernel accepts while no accept waits are queued (a few; beyond
+    /// that the kernel's backlog holds them) for the next calls.
+    ///
+    /// Cancel safety: dropping the future loses no connection: one accepted meanwhile waits for
+    /// the next accept, or is closed when the listener is dropped (the peer sees a reset).
     ///
     /// # Errors
     ///
     /// `accept4(2)` failed: `EMFILE`, `ECONNABORTED`... — the listener stays usable.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         coop::proceed().await;
-        let (accepted, peer) = self.socket.accept().await?;
+        let (accepted, peer) = self.socket.accept_with(&self.acceptor).await?;
         let stream = TcpStream {
             inner: Stream::from_accepted(accepted)?,
         };
@@ -106,6 +113,19 @@ impl TcpListener {
             Err(_) => stream.peer_addr()?,
         };
         Ok((stream, peer))
+    }
+}
+
+impl TcpListener {
+    /// Stops taking connections from the kernel until the next accept (see
+    /// `driver::Acceptor::pause`).
+    pub(crate) fn pause_accepting(&self) {
+        self.acceptor.pause();
+    }
+
+    /// Multishot accepts on or off (off: each accept takes exactly one connection).
+    pub(crate) fn set_multishot_accept(&self, on: bool) {
+        self.acceptor.set_multishot(on);
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
 use crate::buf::{BufResult, IoBuf, IoBufMut};
-use crate::driver::{self, Interest};
+use crate::driver;
 use crate::io::datagram::DatagramSocket;
 
 /// A UDP socket.
@@ -65,8 +65,9 @@ impl UdpSocket {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
         let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
         socket.bind(&addr.into())?;
+        let (socket, multishot) = crate::runtime::datagram_socket(socket.into())?;
         Ok(UdpSocket {
-            io: DatagramSocket::new(crate::runtime::socket(socket.into())?),
+            io: DatagramSocket::with_multishot(socket, multishot),
             peer: OnceLock::new(),
         })
     }
@@ -146,7 +147,7 @@ impl UdpSocket {
     /// The receive failed, the pool could not be set up, or no Weir runtime runs on this
     /// thread.
     pub async fn recv_pooled(&self) -> io::Result<(weir_bufpool::Buf, SocketAddr)> {
-        self.io.socket().ready(Interest::Read).await?;
+        self.io.ready().await?;
         let (pool, _) = crate::runtime::pooled()?;
         let buf = pool.get().await;
         let (received, buf) = self.recv_from(buf).await;

@@ -269,6 +269,186 @@ impl BufRing {
 /// [`BufRing`]).
 struct Group(Arc<Inner>);
 
+/// What a multishot message receive parks: the socket, the group (see [`Group`]) and the
+/// `msghdr` the kernel reads for every datagram (only its name and control lengths: the
+/// header, address and payload are laid out in each provided buffer).
+struct MsgTemplate {
+    fd: SharedFd,
+    group: Group,
+    msghdr: libc::msghdr,
+}
+
+// SAFETY: the `msghdr`'s pointers are all null (the kernel writes into provided buffers, not
+// through them); everything else is `Send`.
+unsafe impl Send for MsgTemplate {}
+
+/// A `msghdr` naming only the lengths a multishot `recvmsg` reserves in each buffer.
+fn msg_template(name_len: u32) -> libc::msghdr {
+    // SAFETY: `msghdr` is plain data for which all-zero bytes (null pointers, zero lengths) are
+    // a valid value.
+    let mut msghdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    msghdr.msg_namelen = name_len;
+    msghdr
+}
+
+/// A message-receive CQE nobody will read: give its buffer back to the kernel.
+fn recycle_discarded_msg(data: &mut (dyn std::any::Any + Send), cqe: Cqe) {
+    if let Some(template) = data.downcast_mut::<MsgTemplate>() {
+        drop(take(&template.group.0, cqe));
+    }
+}
+
+impl BufRing {
+    /// Multishot `recvmsg(2)` on `socket` into this group: one SQE, a CQE per datagram. Each
+    /// buffer holds the kernel's `io_uring_recvmsg_out` header, `name_len` bytes reserved for
+    /// the sender's address, then the payload; a datagram longer than the rest of the buffer is
+    /// cut and reported truncated. `MSG_TRUNC` is passed, so the header names the datagram's
+    /// full length.
+    ///
+    /// The stream ends with `ENOBUFS` when the group runs dry; datagrams stay in the socket, so
+    /// arm a new receive once buffers are back — nothing is lost.
+    pub fn recv_msg_multi(&self, socket: &SharedFd, name_len: u32) -> RecvMsgStream {
+        let group = self.inner.group;
+        let template = MsgTemplate {
+            fd: socket.clone(),
+            group: Group(self.inner.clone()),
+            msghdr: msg_template(name_len),
+        };
+        let op = self.ring.submit_multishot(
+            template,
+            move |t| {
+                opcode::RecvMsgMulti::new(
+                    types::Fd(std::os::fd::AsRawFd::as_raw_fd(&*t.fd)),
+                    &raw const t.msghdr,
+                    group,
+                )
+                .flags(libc::MSG_TRUNC as u32)
+                .build()
+            },
+            recycle_discarded_msg,
+        );
+        RecvMsgStream {
+            op,
+            ring: self.clone(),
+            name_len,
+        }
+    }
+}
+
+/// The stream of a multishot message receive ([`BufRing::recv_msg_multi`]).
+#[derive(Debug)]
+pub struct RecvMsgStream {
+    op: MultiOp,
+    ring: BufRing,
+    name_len: u32,
+}
+
+impl RecvMsgStream {
+    /// Datagrams (or the ending) waiting to be taken.
+    pub fn queued(&self) -> usize {
+        self.op.queued()
+    }
+
+    /// Asks the kernel to stop receiving: datagrams that arrived first are still delivered,
+    /// then the stream ends with `ECANCELED` (or with its own ending if that came first).
+    pub fn cancel(&mut self) {
+        self.op.cancel();
+    }
+
+    /// The next datagram; `Some(Err(ENOBUFS))` when the group ran dry (the stream has ended:
+    /// arm a new one once buffers are back); `None` after the stream ended.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<ReceivedMsg>>> {
+        let Poll::Ready(cqe) = self.op.poll_next(cx) else {
+            return Poll::Pending;
+        };
+        let Some(cqe) = cqe else {
+            return Poll::Ready(None);
+        };
+        let buf = self.ring.take(cqe);
+        if cqe.result < 0 {
+            drop(buf);
+            return Poll::Ready(Some(Err(io::Error::from_raw_os_error(-cqe.result))));
+        }
+        Poll::Ready(Some(match buf {
+            Some(buf) => Ok(ReceivedMsg {
+                buf,
+                name_len: self.name_len,
+            }),
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a message receive completed without a buffer",
+            )),
+        }))
+    }
+}
+
+/// One datagram of a multishot message receive, in its provided buffer (which goes back to the
+/// kernel when this is dropped).
+#[derive(Debug)]
+pub struct ReceivedMsg {
+    buf: ProvidedBuf,
+    name_len: u32,
+}
+
+/// Bytes of the kernel's `struct io_uring_recvmsg_out` (four `u32`s) at the start of each
+/// buffer of a multishot message receive.
+const RECVMSG_OUT_LEN: usize = 16;
+
+/// A datagram's parts, read from its provided buffer.
+#[derive(Debug)]
+pub struct Message<'a> {
+    /// The sender.
+    pub from: crate::RawAddr,
+    /// The bytes the buffer holds (all of the datagram unless `truncated`).
+    pub payload: &'a [u8],
+    /// The datagram's full length, as the kernel reported it.
+    pub len: usize,
+    /// `true` if the datagram was longer than the buffer's room and was cut (`MSG_TRUNC`).
+    pub truncated: bool,
+}
+
+impl ReceivedMsg {
+    /// The datagram: sender, payload, length.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidData` if the buffer is shorter than the header the kernel writes.
+    pub fn message(&self) -> io::Result<Message<'_>> {
+        let template = msg_template(self.name_len);
+        let out = types::RecvMsgOut::parse(&self.buf, &template).map_err(|()| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a message receive's buffer is shorter than its header",
+            )
+        })?;
+        let name = out.name_data();
+        // SAFETY: `sockaddr_storage` is plain data; all-zero bytes are a valid (empty) address.
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let copied = name
+            .len()
+            .min(std::mem::size_of::<libc::sockaddr_storage>());
+        // SAFETY: `copied` bytes fit both the name (a slice of the buffer) and the storage, and
+        // the two do not overlap (the storage is a local).
+        unsafe {
+            std::ptr::copy_nonoverlapping(name.as_ptr(), (&raw mut storage).cast::<u8>(), copied);
+        }
+        let from = crate::RawAddr::from_parts(storage, copied as libc::socklen_t);
+        // The payload follows the header and the name field (no control data is asked for).
+        let start = RECVMSG_OUT_LEN + self.name_len as usize;
+        let payload = self
+            .buf
+            .get(start..start + out.payload_data().len())
+            .unwrap_or_default();
+        Ok(Message {
+            from,
+            payload,
+            len: (out.incoming_payload_len() as usize).max(payload.len()),
+            truncated: out.is_payload_truncated()
+                || out.incoming_payload_len() as usize > payload.len(),
+        })
+    }
+}
+
 /// Adopts the buffer a CQE reported (`IORING_CQE_F_BUFFER`), if it names one of `inner`'s.
 fn take(inner: &Arc<Inner>, cqe: Cqe) -> Option<ProvidedBuf> {
     let id = cqueue::buffer_select(cqe.flags)?;

@@ -64,7 +64,9 @@ mod tests;
 
 pub use buf::{BufResult, IoBuf, IoBufMut, Slice};
 #[cfg(target_os = "linux")]
-pub use bufring::{BufRing, BufferSource, ProvidedBuf, Received, RecvStream};
+pub use bufring::{
+    BufRing, BufferSource, Message, ProvidedBuf, Received, ReceivedMsg, RecvMsgStream, RecvStream,
+};
 #[cfg(target_os = "linux")]
 pub use error::Error;
 pub use lifecycle::{Cqe, OpId, OpTable};

@@ -391,11 +391,33 @@ impl AcceptStream {
     /// The next connection; `None` once the kernel ended the multishot (re-arm with a new
     /// `accept_multi`), an error for a failed accept (the multishot may go on).
     pub async fn next(&mut self) -> Option<io::Result<OwnedFd>> {
-        let cqe = self.op.next().await?;
-        Some(result(cqe).map(|accepted| {
-            // SAFETY: a successful accept returns a new descriptor that we now own.
-            unsafe { OwnedFd::from_raw_fd(accepted as RawFd) }
-        }))
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// Polling form of [`next`](AcceptStream::next).
+    pub fn poll_next(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<io::Result<OwnedFd>>> {
+        self.op.poll_next(cx).map(|cqe| {
+            cqe.map(|cqe| {
+                result(cqe).map(|accepted| {
+                    // SAFETY: a successful accept returns a new descriptor that we now own.
+                    unsafe { OwnedFd::from_raw_fd(accepted as RawFd) }
+                })
+            })
+        })
+    }
+
+    /// Connections (or the ending) that arrived and wait to be taken.
+    pub fn queued(&self) -> usize {
+        self.op.queued()
+    }
+
+    /// Asks the kernel to stop accepting: connections it accepted first are still delivered,
+    /// then the stream ends with `ECANCELED` (or with its own ending if that came first).
+    pub fn cancel(&mut self) {
+        self.op.cancel();
     }
 }
 

@@ -195,6 +195,16 @@ impl Driver {
         }
     }
 
+    /// The multishot receive of a datagram socket, where the backend has one (the ring: see
+    /// [`DatagramRecv`]); on the reactor, none.
+    pub(crate) fn datagram_recv(&self) -> Option<DatagramRecv> {
+        match &self.0 {
+            DriverInner::Poll(_) => None,
+            #[cfg(target_os = "linux")]
+            DriverInner::Uring(driver) => driver.datagram_recv().map(DatagramRecv),
+        }
+    }
+
     /// What the driver tracks now: on the ring, ops in flight (cancelled ones waiting for
     /// their final completion too, the ring's own wake-up read not); on the reactor, sources
     /// registered (every live socket of this runtime).
@@ -265,6 +275,90 @@ enum SocketInner {
     Uring(uring::Socket),
 }
 
+/// A listener's accepts: on the ring one multishot accept, kept armed, whose connections wait
+/// queued for the next accept; on the reactor nothing (each accept is an `accept(2)` on
+/// readiness, taking one connection).
+pub(crate) struct Acceptor(AcceptorInner);
+
+enum AcceptorInner {
+    Poll,
+    #[cfg(target_os = "linux")]
+    Uring(uring::Acceptor),
+}
+
+impl Acceptor {
+    /// Stops taking connections from the kernel until the next accept, so its backlog holds
+    /// them (a no-op on the reactor, which takes one per accept anyway).
+    pub(crate) fn pause(&self) {
+        match &self.0 {
+            AcceptorInner::Poll => {}
+            #[cfg(target_os = "linux")]
+            AcceptorInner::Uring(acceptor) => acceptor.pause(),
+        }
+    }
+
+    /// Multishot accepts on (the default) or off: off, each accept takes exactly one
+    /// connection from the kernel (the reactor always does).
+    pub(crate) fn set_multishot(&self, on: bool) {
+        match &self.0 {
+            AcceptorInner::Poll => {
+                let _ = on;
+            }
+            #[cfg(target_os = "linux")]
+            AcceptorInner::Uring(acceptor) => acceptor.set_multishot(on),
+        }
+    }
+}
+
+/// A datagram socket's multishot receive on the ring (see [`Driver::datagram_recv`]):
+/// datagrams queue in its completions until a receive copies one out, so a dropped receive
+/// loses none.
+pub(crate) struct DatagramRecv(#[cfg(target_os = "linux")] uring::DatagramRecv);
+
+/// What [`DatagramRecv::poll_recv`] has for a receive.
+pub(crate) enum NextDatagram {
+    Received(io::Result<Datagram>),
+    /// Nothing multishot now (its buffers ran dry): receive single-shot this once.
+    Single,
+}
+
+impl DatagramRecv {
+    /// The next datagram, copied into `buf`'s spare capacity (cut to fit: then `truncated`).
+    pub(crate) fn poll_recv<B: IoBufMut>(
+        &self,
+        socket: &Socket,
+        buf: &mut B,
+        cx: &mut Context<'_>,
+    ) -> Poll<NextDatagram> {
+        match &socket.0 {
+            #[cfg(target_os = "linux")]
+            SocketInner::Uring(socket) => self.0.poll_recv(socket, buf, cx),
+            _ => {
+                let _ = (buf, cx);
+                Poll::Ready(NextDatagram::Single)
+            }
+        }
+    }
+
+    /// Ready once a datagram is there for the next receive; `false`: wait on the socket.
+    pub(crate) fn poll_ready(&self, socket: &Socket, cx: &mut Context<'_>) -> Poll<bool> {
+        match &socket.0 {
+            #[cfg(target_os = "linux")]
+            SocketInner::Uring(socket) => self.0.poll_ready(socket, cx),
+            _ => {
+                let _ = cx;
+                Poll::Ready(false)
+            }
+        }
+    }
+
+    /// A waiting receive went away: the other waiting ones look again.
+    pub(crate) fn wake_waiters(&self) {
+        #[cfg(target_os = "linux")]
+        self.0.wake_waiters();
+    }
+}
+
 /// A descriptor [`Socket::accept`] returned: a blocking socket of no driver yet.
 pub(crate) struct Accepted(OwnedSock);
 
@@ -293,6 +387,33 @@ impl Socket {
     pub(crate) async fn accept(&self) -> io::Result<(Accepted, SockAddr)> {
         let (fd, peer) = dispatch!(&self.0, SocketInner, socket => socket.accept().await)?;
         Ok((Accepted(fd), peer))
+    }
+
+    /// The accept state of a listener (see [`Acceptor`]).
+    pub(crate) fn acceptor(&self) -> Acceptor {
+        match &self.0 {
+            SocketInner::Poll(_) => Acceptor(AcceptorInner::Poll),
+            #[cfg(target_os = "linux")]
+            SocketInner::Uring(_) => Acceptor(AcceptorInner::Uring(uring::Acceptor::new())),
+        }
+    }
+
+    /// Accepts one connection through `acceptor` (this listener's: see [`Acceptor`]).
+    ///
+    /// Cancel safety: dropped, it loses no connection: on the ring, one the multishot accept
+    /// took stays queued for the next accept (closed if the listener goes first).
+    pub(crate) async fn accept_with(
+        &self,
+        acceptor: &Acceptor,
+    ) -> io::Result<(Accepted, SockAddr)> {
+        match (&self.0, &acceptor.0) {
+            #[cfg(target_os = "linux")]
+            (SocketInner::Uring(socket), AcceptorInner::Uring(acceptor)) => {
+                let (fd, peer) = socket.accept_with(acceptor).await?;
+                Ok((Accepted(fd), peer))
+            }
+            _ => self.accept().await,
+        }
     }
 
     /// Connects to `addr`.

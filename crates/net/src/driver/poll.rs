@@ -75,6 +75,7 @@ impl Socket {
             .registration
             .io(Direction::Read, |listener| SockRef::from(listener).accept())
             .await?;
+        crate::stats::note(crate::stats::Count::Accepted);
         Ok((socket.into(), peer))
     }
 

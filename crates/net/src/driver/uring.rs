@@ -5,15 +5,18 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 
 use socket2::{SockAddr, SockAddrStorage, SockRef};
 use weir_bufpool::{Buf, Get, Pool};
-use weir_ring::{BufRing, Op, ProvidedBuf, RawAddr, Received, RecvStream, Ring, SharedFd};
+use weir_ring::{
+    AcceptStream, BufRing, Op, ProvidedBuf, RawAddr, Received, ReceivedMsg, RecvMsgStream,
+    RecvStream, Ring, SharedFd,
+};
 
-use super::{Datagram, Interest, OrphanDatagram, OrphanRecv, OrphanSend, appended};
+use super::{Datagram, Interest, NextDatagram, OrphanDatagram, OrphanRecv, OrphanSend, appended};
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::stats::{self, Count};
 use crate::{Error, sys};
@@ -54,6 +57,9 @@ pub(crate) struct Driver {
     ring: Ring,
     /// Sends of at least this many bytes use `SEND_ZC` (`usize::MAX`: none).
     zero_copy_from: usize,
+    /// The buffers multishot datagram receives pick from, registered with the first UDP
+    /// socket (`None` inside: the kernel refused them, and datagrams use single-shot receives).
+    datagram_buffers: std::cell::OnceCell<Option<BufRing>>,
 }
 
 impl Driver {
@@ -84,6 +90,7 @@ impl Driver {
         Ok(Driver {
             ring,
             zero_copy_from: usize::MAX,
+            datagram_buffers: std::cell::OnceCell::new(),
         })
     }
 
@@ -128,6 +135,24 @@ impl Driver {
 
     pub(crate) fn tracked(&self) -> usize {
         self.ring.in_flight()
+    }
+
+    /// A datagram socket's multishot receive over the runtime's datagram buffers (registered
+    /// on first use); `None` where the kernel refused them.
+    pub(crate) fn datagram_recv(&self) -> Option<DatagramRecv> {
+        let group = self.datagram_buffers.get_or_init(|| {
+            match BufRing::register(&self.ring, DATAGRAM_GROUP, DatagramBuffers::new()?) {
+                Ok(group) => Some(group),
+                Err(error) => {
+                    crate::event!(
+                        WARN,
+                        "weir: no multishot datagram receives ({error}); single-shot instead"
+                    );
+                    None
+                }
+            }
+        });
+        group.clone().map(DatagramRecv::new)
     }
 
     pub(crate) fn finish(&self) {
@@ -279,7 +304,29 @@ impl Socket {
 
     pub(crate) async fn accept(&self) -> io::Result<(OwnedFd, SockAddr)> {
         let (fd, peer) = self.ring.accept(&self.fd).await?;
+        stats::note(Count::Accepted);
         Ok((fd, to_sockaddr(peer)))
+    }
+
+    /// The next connection of `acceptor`'s multishot accept (see [`Acceptor`]), or of a
+    /// single-shot accept where it takes them one at a time.
+    pub(crate) async fn accept_with(&self, acceptor: &Acceptor) -> io::Result<(OwnedFd, SockAddr)> {
+        let waiting = WakeOtherAccepts(acceptor);
+        let next = std::future::poll_fn(|cx| acceptor.poll_next(self, cx)).await;
+        drop(waiting);
+        match next {
+            NextAccept::Accepted(fd) => {
+                let fd = fd?;
+                stats::note(Count::Accepted);
+                // A multishot accept names no peer; the connection knows it (unless it was
+                // reset meanwhile: a per-connection failure, as `accept(2)` reports one).
+                let peer = SockRef::from(&fd)
+                    .peer_addr()
+                    .map_err(|_| io::Error::from_raw_os_error(libc::ECONNABORTED))?;
+                Ok((fd, peer))
+            }
+            NextAccept::Single => self.accept().await,
+        }
     }
 
     pub(crate) async fn connect(&self, addr: &SockAddr) -> io::Result<()> {
@@ -738,5 +785,379 @@ impl PooledRecv {
                 }
             }
         }
+    }
+}
+
+/// A listener's accepts on the ring: one multishot accept, armed by the first accept and kept
+/// armed. Connections it takes while no accept waits stay queued in its completions for the
+/// next accept (closed with it if the listener goes first: none leaks), so a dropped accept
+/// loses none. Past [`ACCEPT_BACKLOG`] queued, or when [`pause`](Acceptor::pause)d, it is
+/// cancelled — what the kernel accepted first is still delivered — and the accept that drains
+/// it arms a new one; so does the accept after any other ending (`EMFILE`, `ENFILE`...: the
+/// error is returned once). With multishot off ([`set_multishot`](Acceptor::set_multishot)),
+/// each accept is a single-shot one of its own, taking exactly one connection.
+pub(crate) struct Acceptor {
+    state: Mutex<AcceptState>,
+}
+
+struct AcceptState {
+    stream: Option<AcceptStream>,
+    /// The stream was cancelled here (a pause or a full queue): its `ECANCELED` ending is no
+    /// error, only the cue to arm again.
+    cancelled: bool,
+    /// Single-shot accepts only: no multishot is armed.
+    single: bool,
+    /// Accepts waiting besides the one whose waker the stream holds: woken when a connection
+    /// is taken or a waiting accept goes away, so one of them takes over the stream's waker.
+    waiters: Vec<Waker>,
+}
+
+/// Connections a multishot accept may queue untaken before it is cancelled. A soft bound: the
+/// kernel may accept a burst in one turn before the cancel reaches it.
+const ACCEPT_BACKLOG: usize = 16;
+
+/// What an [`Acceptor`] has for an accept.
+enum NextAccept {
+    Accepted(io::Result<OwnedFd>),
+    /// Multishot is off and none is left to drain: accept with a single-shot accept.
+    Single,
+}
+
+impl AcceptState {
+    fn cancel(&mut self) {
+        if let Some(stream) = self.stream.as_mut().filter(|_| !self.cancelled) {
+            stream.cancel();
+            self.cancelled = true;
+            stats::note(Count::AcceptPause);
+        }
+    }
+
+    fn wake_waiters(&mut self) {
+        self.waiters.drain(..).for_each(Waker::wake);
+    }
+
+    /// Wakes the waiting accepts but the one of `cx` (which is not waiting any more).
+    fn wake_others(&mut self, cx: &Context<'_>) {
+        self.waiters.retain(|w| !w.will_wake(cx.waker()));
+        self.wake_waiters();
+    }
+}
+
+impl Acceptor {
+    pub(crate) fn new() -> Acceptor {
+        Acceptor {
+            state: Mutex::new(AcceptState {
+                stream: None,
+                cancelled: false,
+                single: false,
+                waiters: Vec::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, AcceptState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops taking connections from the kernel until the next accept (the kernel's backlog
+    /// holds them): the multishot accept is cancelled; what it accepted first stays queued.
+    pub(crate) fn pause(&self) {
+        self.lock().cancel();
+    }
+
+    /// Multishot accepts on (the default) or off (single-shot accepts, one connection each).
+    pub(crate) fn set_multishot(&self, on: bool) {
+        let mut state = self.lock();
+        state.single = !on;
+        if !on {
+            state.cancel();
+        }
+    }
+
+    fn poll_next(&self, socket: &Socket, cx: &mut Context<'_>) -> Poll<NextAccept> {
+        let mut state = self.lock();
+        loop {
+            let state = &mut *state;
+            let stream = match state.stream.as_mut() {
+                Some(stream) => stream,
+                None if state.single => return Poll::Ready(NextAccept::Single),
+                None => {
+                    stats::note(Count::AcceptArm);
+                    state.cancelled = false;
+                    state.stream.insert(socket.ring.accept_multi(&socket.fd))
+                }
+            };
+            match stream.poll_next(cx) {
+                Poll::Pending => {
+                    if !state.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                        state.waiters.push(cx.waker().clone());
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Some(Ok(fd))) => {
+                    if stream.queued() >= ACCEPT_BACKLOG {
+                        state.cancel();
+                    }
+                    state.wake_others(cx);
+                    return Poll::Ready(NextAccept::Accepted(Ok(fd)));
+                }
+                Poll::Ready(Some(Err(error)))
+                    if state.cancelled && error.raw_os_error() == Some(libc::ECANCELED) =>
+                {
+                    state.stream = None;
+                }
+                // The kernel may have ended the stream with it: the next poll sees the end.
+                Poll::Ready(Some(Err(error))) => {
+                    state.wake_others(cx);
+                    return Poll::Ready(NextAccept::Accepted(Err(error)));
+                }
+                // Ended (after an error, or by the kernel): arm again.
+                Poll::Ready(None) => state.stream = None,
+            }
+        }
+    }
+}
+
+/// Held by a waiting accept: when it goes away (done or dropped), the other waiting accepts
+/// look again, in case the stream held its waker.
+struct WakeOtherAccepts<'a>(&'a Acceptor);
+
+impl Drop for WakeOtherAccepts<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        if !state.waiters.is_empty() {
+            state.wake_waiters();
+        }
+    }
+}
+
+/// The datagram buffers' group id (beside the pooled reads' `GROUP`).
+const DATAGRAM_GROUP: u16 = 1;
+
+/// Datagram buffers in the group: enough for a few sockets' backlogs ([`DATAGRAM_BACKLOG`]
+/// each); past that the group runs dry and receives go single-shot until buffers return.
+const DATAGRAM_BUFFERS: u16 = 64;
+
+/// Bytes of each datagram buffer: the kernel's 16-byte header, the sender's address
+/// ([`DATAGRAM_NAME_LEN`]) and the largest UDP payload (65,527 bytes), rounded up to whole
+/// pages — so the kernel never cuts a datagram, and a receive truncates only to the caller's
+/// buffer, as `recvmsg(2)` does. Pages no datagram reached are never touched, so small
+/// datagrams keep the resident cost to a page a buffer.
+const DATAGRAM_BUFFER_LEN: usize = 68 * 1024;
+
+/// The room each datagram buffer keeps for the sender's address (`sockaddr_storage`).
+const DATAGRAM_NAME_LEN: u32 = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+
+/// Datagrams a socket's multishot receive may queue untaken before it is paused (the rest wait
+/// in the socket's receive buffer, as they would for any receiver that falls behind).
+const DATAGRAM_BACKLOG: usize = 16;
+
+/// The datagram buffers: one zeroed, page-aligned allocation that lives as long as its group
+/// (the group drops its source only after the kernel let go of it).
+struct DatagramBuffers {
+    memory: std::ptr::NonNull<u8>,
+    layout: std::alloc::Layout,
+}
+
+impl DatagramBuffers {
+    fn new() -> Option<DatagramBuffers> {
+        let len = DATAGRAM_BUFFER_LEN * usize::from(DATAGRAM_BUFFERS);
+        let layout = std::alloc::Layout::from_size_align(len, 4096).ok()?;
+        // SAFETY: `layout` has a non-zero size.
+        let memory = std::ptr::NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })?;
+        Some(DatagramBuffers { memory, layout })
+    }
+}
+
+impl Drop for DatagramBuffers {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with `layout`; dropped once, after the kernel let go.
+        unsafe { std::alloc::dealloc(self.memory.as_ptr(), self.layout) };
+    }
+}
+
+// SAFETY: the memory is owned by this value alone and never moves; ids map to disjoint ranges.
+unsafe impl std::marker::Send for DatagramBuffers {}
+// SAFETY: as above; the group hands each range to one reader at a time.
+unsafe impl Sync for DatagramBuffers {}
+
+// SAFETY: `DATAGRAM_BUFFERS` disjoint ranges of `DATAGRAM_BUFFER_LEN` bytes of an allocation
+// that lives and stays put as long as the source; nothing but the group touches them.
+unsafe impl weir_ring::BufferSource for DatagramBuffers {
+    fn buffer_count(&self) -> u16 {
+        DATAGRAM_BUFFERS
+    }
+
+    fn buffer_len(&self) -> u32 {
+        DATAGRAM_BUFFER_LEN as u32
+    }
+
+    fn buffer_ptr(&self, id: u16) -> std::ptr::NonNull<u8> {
+        let offset = usize::from(id.min(DATAGRAM_BUFFERS - 1)) * DATAGRAM_BUFFER_LEN;
+        // SAFETY: `id` is clamped below the count, so the offset is inside the allocation.
+        unsafe { self.memory.add(offset) }
+    }
+}
+
+/// A datagram socket's receives on the ring: one multishot `recvmsg` over the datagram
+/// buffers, armed by the first receive and kept armed. Datagrams that arrive while no receive
+/// waits stay queued in its completions (each in its buffer) for the next receives, so a
+/// dropped receive loses none; a receive copies one into the caller's buffer (cut to fit, and
+/// then reported truncated, as `recvmsg(2)` does) and the buffer goes straight back to the
+/// kernel. Past [`DATAGRAM_BACKLOG`] queued the receive is paused (cancelled: what arrived is
+/// still delivered) and the receive that drains it arms a new one; so does the one after any
+/// other ending. When the buffers run dry (`ENOBUFS`), one receive goes single-shot into the
+/// caller's buffer, and the next arms again.
+pub(crate) struct DatagramRecv {
+    group: BufRing,
+    state: Mutex<MsgState>,
+}
+
+struct MsgState {
+    stream: Option<RecvMsgStream>,
+    /// A datagram (or an error) taken from the stream by a readiness wait, for the next receive.
+    peeked: Option<io::Result<ReceivedMsg>>,
+    /// The stream was paused here: its `ECANCELED` ending is only the cue to arm again.
+    cancelled: bool,
+    /// The buffers ran dry: the next receive is a single-shot one.
+    dry: bool,
+    /// Receives waiting besides the one whose waker the stream holds (see [`Acceptor`]).
+    waiters: Vec<Waker>,
+}
+
+impl MsgState {
+    fn wake_others(&mut self, cx: &Context<'_>) {
+        self.waiters.retain(|w| !w.will_wake(cx.waker()));
+        self.waiters.drain(..).for_each(Waker::wake);
+    }
+}
+
+impl DatagramRecv {
+    fn new(group: BufRing) -> DatagramRecv {
+        DatagramRecv {
+            group,
+            state: Mutex::new(MsgState {
+                stream: None,
+                peeked: None,
+                cancelled: false,
+                dry: false,
+                waiters: Vec::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MsgState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next datagram of the multishot receive, arming it if need be; `None`: receive
+    /// single-shot this once.
+    fn poll_message(
+        &self,
+        state: &mut MsgState,
+        socket: &Socket,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<ReceivedMsg>>> {
+        if let Some(peeked) = state.peeked.take() {
+            return Poll::Ready(Some(peeked));
+        }
+        loop {
+            let stream = match state.stream.as_mut() {
+                Some(stream) => stream,
+                None if state.dry => {
+                    state.dry = false;
+                    return Poll::Ready(None);
+                }
+                None => {
+                    stats::note(Count::DatagramArm);
+                    state.cancelled = false;
+                    state
+                        .stream
+                        .insert(self.group.recv_msg_multi(&socket.fd, DATAGRAM_NAME_LEN))
+                }
+            };
+            match stream.poll_next(cx) {
+                Poll::Pending => {
+                    if !state.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                        state.waiters.push(cx.waker().clone());
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Some(Ok(msg))) => {
+                    if !state.cancelled && stream.queued() >= DATAGRAM_BACKLOG {
+                        stream.cancel();
+                        state.cancelled = true;
+                    }
+                    return Poll::Ready(Some(Ok(msg)));
+                }
+                Poll::Ready(Some(Err(error)))
+                    if state.cancelled && error.raw_os_error() == Some(libc::ECANCELED) =>
+                {
+                    state.stream = None;
+                    stats::note(Count::DatagramRearm);
+                }
+                Poll::Ready(Some(Err(error))) if error.raw_os_error() == Some(libc::ENOBUFS) => {
+                    state.stream = None;
+                    state.dry = true;
+                    stats::note(Count::DatagramRearm);
+                    stats::note(Count::DatagramDry);
+                }
+                // The kernel may have ended the stream with it: the next poll sees the end.
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error))),
+                Poll::Ready(None) => {
+                    state.stream = None;
+                    stats::note(Count::DatagramRearm);
+                }
+            }
+        }
+    }
+
+    /// The next datagram, copied into `buf`'s spare capacity.
+    pub(crate) fn poll_recv<B: IoBufMut>(
+        &self,
+        socket: &Socket,
+        buf: &mut B,
+        cx: &mut Context<'_>,
+    ) -> Poll<NextDatagram> {
+        let mut state = self.lock();
+        let next = ready!(self.poll_message(&mut state, socket, cx));
+        state.wake_others(cx);
+        drop(state);
+        let Some(received) = next else {
+            return Poll::Ready(NextDatagram::Single);
+        };
+        let got = received.and_then(|received| {
+            let message = received.message()?;
+            let len = buf.extend_from(message.payload);
+            Ok(Datagram {
+                len,
+                from: to_sockaddr(message.from),
+                truncated: message.truncated || message.len > len,
+            })
+        });
+        Poll::Ready(NextDatagram::Received(got))
+    }
+
+    /// Ready once a datagram (or an error) is there for the next receive — `false`: the
+    /// multishot receive is not armed (the buffers ran dry), so wait on the socket instead.
+    pub(crate) fn poll_ready(&self, socket: &Socket, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut state = self.lock();
+        match ready!(self.poll_message(&mut state, socket, cx)) {
+            Some(received) => {
+                state.peeked = Some(received);
+                Poll::Ready(true)
+            }
+            None => {
+                // Still this receive's: the next receive goes single-shot.
+                state.dry = true;
+                Poll::Ready(false)
+            }
+        }
+    }
+
+    /// A waiting receive went away: the others look again, in case the stream held its waker.
+    pub(crate) fn wake_waiters(&self) {
+        let mut state = self.lock();
+        state.waiters.drain(..).for_each(Waker::wake);
     }
 }

@@ -12,6 +12,11 @@
 //!   receives come out before any later one.
 //! * `has_orphans` is `true` whenever the queue is non-empty (set under the lock before the
 //!   orphan is visible), so the common path — no orphan — takes no lock.
+//!
+//! A UDP socket on the ring receives through one multishot receive instead
+//! (`driver::DatagramRecv`): its datagrams wait in the kernel's completions, each in a buffer of
+//! its own, until a receive copies one out, so a dropped receive leaves nothing to adopt. Only
+//! when its buffers run dry does one receive go single-shot, and then as above.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -23,10 +28,15 @@ use std::task::{Context, Poll, Waker, ready};
 use socket2::SockAddr;
 
 use crate::buf::{BufResult, IoBuf, IoBufMut};
-use crate::driver::{Datagram, OrphanDatagram, OrphanedDatagram, RecvMsg, Socket};
+use crate::driver::{
+    Datagram, DatagramRecv, Interest, NextDatagram, OrphanDatagram, OrphanedDatagram, RecvMsg,
+    Socket,
+};
 
 pub(crate) struct DatagramSocket {
     socket: Socket,
+    /// The socket's multishot receive, where the backend has one.
+    multishot: Option<DatagramRecv>,
     orphans: Mutex<Orphans>,
     has_orphans: AtomicBool,
 }
@@ -38,16 +48,33 @@ struct Orphans {
 }
 
 impl DatagramSocket {
+    /// A socket whose receives are single-shot ones.
     pub(crate) fn new(socket: Socket) -> DatagramSocket {
+        DatagramSocket::with_multishot(socket, None)
+    }
+
+    /// A socket whose receives take from `multishot`, if there is one.
+    pub(crate) fn with_multishot(
+        socket: Socket,
+        multishot: Option<DatagramRecv>,
+    ) -> DatagramSocket {
         DatagramSocket {
             socket,
+            multishot,
             orphans: Mutex::new(Orphans::default()),
             has_orphans: AtomicBool::new(false),
         }
     }
 
-    pub(crate) fn socket(&self) -> &Socket {
-        &self.socket
+    /// Waits until a receive would find a datagram (or an error) at once.
+    pub(crate) async fn ready(&self) -> std::io::Result<()> {
+        if let Some(multishot) = &self.multishot {
+            let armed = std::future::poll_fn(|cx| multishot.poll_ready(&self.socket, cx)).await;
+            if armed {
+                return Ok(());
+            }
+        }
+        self.socket.ready(Interest::Read).await
     }
 
     pub(crate) fn fd(&self) -> crate::sys::BorrowedSock<'_> {
@@ -142,6 +169,19 @@ impl<B: IoBufMut> Future for Recv<'_, B> {
                 });
                 return Poll::Ready((result, buf));
             }
+            if let Some(multishot) = &this.owner.multishot {
+                let Some(buf) = this.buf.as_mut() else {
+                    return Poll::Pending;
+                };
+                if let NextDatagram::Received(got) =
+                    ready!(multishot.poll_recv(&this.owner.socket, buf, cx))
+                {
+                    return match this.buf.take() {
+                        Some(buf) => Poll::Ready((got, buf)),
+                        None => Poll::Pending,
+                    };
+                }
+            }
             match this.buf.take() {
                 Some(buf) => this.op = Some(this.owner.socket.recv_msg(buf)),
                 None => return Poll::Pending,
@@ -160,6 +200,10 @@ impl<B: IoBufMut> Drop for Recv<'_, B> {
     fn drop(&mut self) {
         if let Some(orphan) = self.op.take().and_then(RecvMsg::into_orphan) {
             self.owner.adopt(orphan);
+        } else if let Some(multishot) = self.owner.multishot.as_ref().filter(|_| self.buf.is_some())
+        {
+            // It may have waited on the multishot receive: the others look again.
+            multishot.wake_waiters();
         } else if self.owner.has_orphans.load(Ordering::Acquire) {
             // This receive may have been the one whose waker the orphan kept: the others waiting
             // look again, and one of them takes over polling it.

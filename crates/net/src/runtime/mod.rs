@@ -307,6 +307,15 @@ pub(crate) fn socket(fd: crate::sys::OwnedSock) -> io::Result<Socket> {
     try_current().ok_or_else(no_runtime)?.driver.socket(fd)
 }
 
+/// `fd` as a datagram socket of this thread's runtime, with its multishot receive where the
+/// backend has one.
+pub(crate) fn datagram_socket(
+    fd: crate::sys::OwnedSock,
+) -> io::Result<(Socket, Option<crate::driver::DatagramRecv>)> {
+    let core = try_current().ok_or_else(no_runtime)?;
+    Ok((core.driver.socket(fd)?, core.driver.datagram_recv()))
+}
+
 pub(crate) fn accepted_socket(accepted: crate::driver::Accepted) -> io::Result<Socket> {
     try_current()
         .ok_or_else(no_runtime)?

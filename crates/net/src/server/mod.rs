@@ -8,6 +8,11 @@
 //!                     ▲   (no permit: no accept; the kernel backlog holds the excess)
 //!                     └── permit returns when the handler ends (normally, by error, panic, abort)
 //!
+//!  accepts on io_uring: one multishot accept per listener while the free permits cover the
+//!  most it can take at once (every listener's backlog: the kernel drains a backlog in one go);
+//!  below that, single-shot accepts, one per permit; with no permit, none at all (the multishot
+//!  is cancelled). So no more connections are taken from the kernel than permits allow.
+//!
 //!  shutdown (SIGTERM, SIGINT or ServerHandle::shutdown):
 //!    1. the server token is cancelled: accept loops stop and listeners close at once;
 //!    2. every connection's child token is cancelled: handlers finish the current request and
@@ -82,6 +87,7 @@ pub struct Builder {
     first_byte_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
     shutdown_on: Option<ShutdownFuture>,
+    backlog: i32,
 }
 
 /// A caller's shutdown trigger, shared by clones of the builder: the first server started takes
@@ -118,9 +124,18 @@ impl Default for Builder {
             first_byte_timeout: None,
             idle_timeout: None,
             shutdown_on: None,
+            backlog: DEFAULT_BACKLOG,
         }
     }
 }
+
+/// The listen backlog of the sockets [`Builder::bind`] makes, unless
+/// [`Builder::listen_backlog`] says otherwise.
+const DEFAULT_BACKLOG: i32 = 1024;
+
+/// The backlog assumed for a listener [`Builder::from_listener`] was given (its own is not
+/// known): Linux's default cap on any backlog (`net.core.somaxconn`).
+const ASSUMED_BACKLOG: i32 = 4096;
 
 /// The entry point: `Server::builder()`.
 #[derive(Debug)]
@@ -143,6 +158,14 @@ impl Builder {
     /// Serves an already bound, listening socket, shared by the workers.
     pub fn from_listener(mut self, listener: StdListener) -> Self {
         self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// The listen backlog of the sockets [`bind`](Builder::bind) makes (default 1024; the
+    /// kernel caps it at `net.core.somaxconn`): how many connections wait in the kernel while
+    /// the server has no permit to accept them.
+    pub fn listen_backlog(mut self, backlog: u32) -> Self {
+        self.backlog = i32::try_from(backlog.max(1)).unwrap_or(i32::MAX);
         self
     }
 
@@ -247,7 +270,7 @@ impl Builder {
             (Some(shared), _) => (0..self.workers)
                 .map(|_| shared.try_clone())
                 .collect::<io::Result<_>>()?,
-            (None, Some(addr)) => bind_reuseport(addr, self.workers)?,
+            (None, Some(addr)) => bind_reuseport(addr, self.workers, self.backlog)?,
             (None, None) => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -274,6 +297,16 @@ impl Builder {
         };
         let handler = Arc::new(handler);
         let timeouts = (self.first_byte_timeout, self.idle_timeout);
+        // The most connections the listeners' multishot accepts may take at once: each drains
+        // its backlog in one go.
+        let backlog = if self.listener.is_some() {
+            ASSUMED_BACKLOG
+        } else {
+            self.backlog
+        };
+        let burst = usize::try_from(backlog)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(listeners.len());
         let workers = Runtime::builder()
             .backend(self.backend)
             .build_workers(listeners.len())
@@ -285,7 +318,7 @@ impl Builder {
                 let (shared, handler) = (shared.clone(), handler.clone());
                 workers
                     .handle(index)
-                    .spawn(move || accept_loop(listener, shared, handler, timeouts))
+                    .spawn(move || accept_loop(listener, shared, handler, timeouts, burst))
             })
             .collect();
         let coordinator = {
@@ -308,7 +341,7 @@ impl Builder {
     }
 }
 
-fn bind_reuseport(addr: &str, workers: usize) -> io::Result<Vec<StdListener>> {
+fn bind_reuseport(addr: &str, workers: usize, backlog: i32) -> io::Result<Vec<StdListener>> {
     use std::net::ToSocketAddrs;
     let mut addr = addr
         .to_socket_addrs()?
@@ -321,7 +354,7 @@ fn bind_reuseport(addr: &str, workers: usize) -> io::Result<Vec<StdListener>> {
         #[cfg(unix)]
         socket.set_reuse_port(true)?;
         socket.bind(&addr.into())?;
-        socket.listen(1024)?;
+        socket.listen(backlog)?;
         let listener: StdListener = socket.into();
         // Port 0: the first bind picks the port, the others join it.
         addr = listener.local_addr()?;
@@ -427,6 +460,7 @@ async fn accept_loop<H, F>(
     shared: Arc<Shared>,
     handler: Arc<H>,
     (first_byte, idle): (Option<Duration>, Option<Duration>),
+    burst: usize,
 ) where
     H: Fn(TcpStream, SocketAddr, Token) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + 'static,
@@ -445,6 +479,8 @@ async fn accept_loop<H, F>(
         let permit = match shared.limit.try_acquire_many_owned(1) {
             Ok(permit) => permit,
             Err(_) => {
+                // Nothing more from the kernel until a permit returns: its backlog holds them.
+                listener.pause_accepting();
                 shared.metrics.queued();
                 let acquire = shared.limit.acquire_owned();
                 match select(shared.token.cancelled(), acquire).await {
@@ -454,6 +490,9 @@ async fn accept_loop<H, F>(
                 }
             }
         };
+        // The permit held and those free cover what a multishot accept may take at once, or
+        // each accept takes one connection.
+        listener.set_multishot_accept(shared.limit.available().saturating_add(1) >= burst);
         let accepted = match select(shared.token.cancelled(), listener.accept()).await {
             Either::Left(()) => break,
             Either::Right(result) => result,

@@ -1,6 +1,7 @@
 //! The `weir-net` suite; every socket test runs on both backends (or on the one `WEIR_BACKEND`
 //! forces).
 
+mod accept;
 mod affinity;
 mod bad_args;
 mod cancel;

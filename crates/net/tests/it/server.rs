@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use weir_net::server::{Server, ServerHandle};
 use weir_net::{Backend, time};
 
-use crate::support::{assert_closed, backends, fd_count, serial};
+use crate::support::{accept_queue, assert_closed, backends, fd_count, serial};
 
 /// A handler that reads one 8-byte request, holds it for `hold`, and answers it, repeatedly,
 /// until the peer closes or the server stops (finishing the current request first).
@@ -387,23 +387,6 @@ fn slowloris_connections_are_closed_at_the_timeouts_while_others_are_served() {
     }
 }
 
-/// The kernel's accept queue of the loopback listener on `port`: connections it completed that
-/// nobody accepted yet (`rx_queue` of a LISTEN socket in `/proc/net/tcp`).
-fn accept_queue(port: u16) -> Option<u64> {
-    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let local = fields.get(1)?;
-        let listening = fields.get(3)? == &"0A";
-        let (_, local_port) = local.split_once(':')?;
-        if !listening || u16::from_str_radix(local_port, 16).ok()? != port {
-            return None;
-        }
-        let (_, rx) = fields.get(4)?.split_once(':')?;
-        u64::from_str_radix(rx, 16).ok()
-    })
-}
-
 /// Waits (bounded) until `ready` holds; the last state seen on failure.
 fn wait_until(what: &str, mut ready: impl FnMut() -> Result<(), String>) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -414,6 +397,22 @@ fn wait_until(what: &str, mut ready: impl FnMut() -> Result<(), String>) {
             Err(_) => std::thread::sleep(Duration::from_millis(2)),
         }
     }
+}
+
+/// Waits (bounded) until the server has accepted `accepted` connections and the kernel's backlog
+/// holds `queued`.
+fn until_accepted_and_queued(what: &str, server: &ServerHandle, accepted: u64, queued: u64) {
+    wait_until(what, || {
+        let state = (
+            server.metrics().accepted_total(),
+            accept_queue(server.local_addr().port()),
+        );
+        if state == (accepted, Some(queued)) {
+            Ok(())
+        } else {
+            Err(format!("{state:?} (accepted, backlog)"))
+        }
+    });
 }
 
 #[test]
@@ -433,14 +432,7 @@ fn connections_beyond_the_limit_wait_unaccepted_in_the_kernel_backlog() {
             .map(|_| StdStream::connect(addr).expect("connect"))
             .collect();
         // Two are served; the other three are complete connections the server never accepted.
-        wait_until("two accepted, three in the backlog", || {
-            let state = (server.metrics().accepted_total(), accept_queue(addr.port()));
-            if state == (2, Some(3)) {
-                Ok(())
-            } else {
-                Err(format!("{state:?} (accepted, backlog)"))
-            }
-        });
+        until_accepted_and_queued("two accepted, three in the backlog", &server, 2, 3);
         assert_eq!(server.metrics().active(), 2, "{backend:?}");
         // The first two are answered; the third waits.
         for (id, client) in clients.iter_mut().enumerate().take(2) {
@@ -461,14 +453,7 @@ fn connections_beyond_the_limit_wait_unaccepted_in_the_kernel_backlog() {
         );
         // One served client leaves: its permit admits exactly one more.
         drop(clients.remove(0));
-        wait_until("a third accepted once a permit returned", || {
-            let state = (server.metrics().accepted_total(), accept_queue(addr.port()));
-            if state == (3, Some(2)) {
-                Ok(())
-            } else {
-                Err(format!("{state:?} (accepted, backlog)"))
-            }
-        });
+        until_accepted_and_queued("a third accepted once a permit returned", &server, 3, 2);
         // Stopped with two still in the backlog: they were never accepted (the listener closes
         // at once; the served ones end at the drain).
         server.shutdown();
@@ -476,5 +461,137 @@ fn connections_beyond_the_limit_wait_unaccepted_in_the_kernel_backlog() {
         drop(clients);
         assert_eq!(report.accepted, 3, "{backend:?}: {report:?}");
         assert_eq!(report.permits_available, 2, "{backend:?}: {report:?}");
+    }
+}
+
+/// Echoes what it reads; a read of exactly `?` is answered with this worker's accept counts
+/// instead (connections accepts returned, multishot accepts armed, and cancelled), 24 bytes.
+fn echo_or_stats(
+    mut stream: weir_net::TcpStream,
+    _: std::net::SocketAddr,
+    _: weir_shutdown::Token,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+    Box::pin(async move {
+        loop {
+            let (read, buf) = stream.read(Vec::with_capacity(4096)).await;
+            let reply = match read {
+                Ok(n) if n > 0 && buf[..] == *b"?" => {
+                    let stats = weir_net::io_stats();
+                    [stats.accepts, stats.accept_arms, stats.accept_pauses]
+                        .iter()
+                        .flat_map(|count| count.to_le_bytes())
+                        .collect()
+                }
+                Ok(n) if n > 0 => buf,
+                _ => return,
+            };
+            if stream.write_all(reply).await.0.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// The worker's accept counts, through `client`'s connection (see [`echo_or_stats`]).
+fn accept_counts(client: &mut StdStream) -> [u64; 3] {
+    client.write_all(b"?").expect("ask");
+    let mut reply = [0u8; 24];
+    client.read_exact(&mut reply).expect("counts");
+    let count = |i: usize| u64::from_le_bytes(reply[i * 8..i * 8 + 8].try_into().expect("8"));
+    [count(0), count(1), count(2)]
+}
+
+/// Sends a patterned payload (no byte is `?`) and checks it comes back byte for byte.
+fn echo_exactly(client: &mut StdStream, seed: usize) {
+    let payload: Vec<u8> = (0..10_000)
+        .map(|i| crate::support::pattern(i + seed) | 0x80)
+        .collect();
+    client.write_all(&payload).expect("payload");
+    let mut echoed = vec![0u8; payload.len()];
+    client.read_exact(&mut echoed).expect("echo");
+    assert!(echoed == payload, "the echo of client {seed} differs");
+}
+
+#[test]
+fn multishot_accepts_stop_at_the_limit_and_resume_when_a_permit_returns() {
+    const LIMIT: usize = 8;
+    const BEYOND: usize = 3;
+    let _serial = serial();
+    for backend in backends() {
+        // A small backlog, so the limit is above it: the multishot accept serves the first
+        // connections, single-shot accepts the last permits, and none is taken beyond them.
+        let server = Server::builder()
+            .bind("127.0.0.1:0")
+            .backend(backend)
+            .workers(1)
+            .max_connections(LIMIT)
+            .listen_backlog(4)
+            .handle_signals(false)
+            .serve(echo_or_stats)
+            .expect("server");
+        let addr = server.local_addr();
+        let connect = || {
+            let client = StdStream::connect(addr).expect("connect");
+            client
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .expect("timeout");
+            client
+        };
+        let mut served: Vec<StdStream> = (0..LIMIT).map(|_| connect()).collect();
+        until_accepted_and_queued("the limit's worth accepted", &server, LIMIT as u64, 0);
+        let mut waiting: Vec<StdStream> = (0..BEYOND).map(|_| connect()).collect();
+        until_accepted_and_queued(
+            "the rest in the kernel's backlog",
+            &server,
+            LIMIT as u64,
+            BEYOND as u64,
+        );
+        // While the limit is full, the worker has taken exactly the limit from the kernel (the
+        // backlog still holds the rest: counted by the kernel), and on the ring it got them
+        // through a multishot accept it then cancelled.
+        let [accepts, arms, pauses] = accept_counts(&mut served[0]);
+        assert_eq!(accepts, LIMIT as u64, "{backend:?}");
+        assert_eq!(
+            accept_queue(addr.port()),
+            Some(BEYOND as u64),
+            "{backend:?}"
+        );
+        if backend == Backend::Uring {
+            assert!(
+                arms >= 1 && pauses >= 1,
+                "{backend:?}: {arms} arms, {pauses} pauses"
+            );
+        }
+        // One served client finishes: exactly one more is taken from the kernel.
+        echo_exactly(&mut served[LIMIT - 1], LIMIT - 1);
+        drop(served.pop());
+        until_accepted_and_queued(
+            "one more accepted once a permit returned",
+            &server,
+            LIMIT as u64 + 1,
+            BEYOND as u64 - 1,
+        );
+        assert_eq!(
+            accept_counts(&mut served[0])[0],
+            LIMIT as u64 + 1,
+            "{backend:?}"
+        );
+        // The rest are served, byte for byte, as permits return.
+        for (i, client) in served.iter_mut().enumerate() {
+            echo_exactly(client, i);
+        }
+        drop(served);
+        for (i, client) in waiting.iter_mut().enumerate() {
+            echo_exactly(client, LIMIT + i);
+        }
+        drop(waiting);
+        server.shutdown();
+        let report = server.join();
+        assert_eq!(
+            report.accepted,
+            (LIMIT + BEYOND) as u64,
+            "{backend:?}: {report:?}"
+        );
+        assert_eq!(report.permits_available, LIMIT, "{backend:?}: {report:?}");
     }
 }

@@ -188,3 +188,20 @@ pub(crate) fn assert_closed(stream: &mut std::net::TcpStream, what: &str) {
 }
 
 pub(crate) use weir_testkit::run_child_test;
+
+/// The kernel's accept queue of the loopback listener on `port`: connections it completed that
+/// nobody accepted yet (`rx_queue` of a LISTEN socket in `/proc/net/tcp`).
+pub(crate) fn accept_queue(port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local = fields.get(1)?;
+        let listening = fields.get(3)? == &"0A";
+        let (_, local_port) = local.split_once(':')?;
+        if !listening || u16::from_str_radix(local_port, 16).ok()? != port {
+            return None;
+        }
+        let (_, rx) = fields.get(4)?.split_once(':')?;
+        u64::from_str_radix(rx, 16).ok()
+    })
+}

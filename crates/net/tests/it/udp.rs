@@ -282,13 +282,11 @@ fn queued_datagrams_are_taken_at_once_and_an_empty_socket_waits_in_the_kernel() 
             let after = weir_net::io_stats();
             let direct = after.datagram_direct_receives - before.datagram_direct_receives;
             // The reactor counts nothing (its receives are all non-blocking calls); the ring
-            // took every queued datagram without a receive op.
-            let expected = if backend == weir_net::Backend::Uring {
-                50
-            } else {
-                0
-            };
-            assert_eq!(direct, expected, "{backend:?}: direct receives");
+            // took every queued datagram through its multishot receive.
+            assert_eq!(direct, 0, "{backend:?}: direct receives");
+            if backend == weir_net::Backend::Uring {
+                assert!(after.datagram_arms > before.datagram_arms, "{after:?}");
+            }
 
             // Nothing queued: this receive waits (in the ring: an op in the kernel).
             let b = std::rc::Rc::new(b);
@@ -389,4 +387,153 @@ async fn poll_once<F: std::future::Future + Unpin>(mut fut: F) -> Result<F::Outp
         std::task::Poll::Ready(out) => Ok(out),
         std::task::Poll::Pending => Err(fut),
     }
+}
+
+/// The bytes the kernel holds for the UDP socket bound to loopback `port` (`rx_queue` in
+/// `/proc/net/udp`: the datagrams' buffer sizes, the same for datagrams of one size).
+fn udp_rx_queue(port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/udp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (_, local_port) = fields.get(1)?.split_once(':')?;
+        if u16::from_str_radix(local_port, 16).ok()? != port {
+            return None;
+        }
+        let (_, rx) = fields.get(4)?.split_once(':')?;
+        u64::from_str_radix(rx, 16).ok()
+    })
+}
+
+/// Turns the runtime until the kernel holds `bytes` for the socket on `port` (bounded).
+async fn until_rx_queue(port: u16, bytes: u64) {
+    for _ in 0..5_000 {
+        if udp_rx_queue(port) == Some(bytes) {
+            return;
+        }
+        weir_net::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    panic!(
+        "the socket holds {:?} bytes, not {bytes}",
+        udp_rx_queue(port)
+    );
+}
+
+/// Sends `count` datagrams `[i; 32]` to `to` (sent on the same thread, so all are queued at the
+/// receiver when this returns); returns the bytes the kernel holds for them.
+fn send_numbered(peer: &std::net::UdpSocket, to: std::net::SocketAddr, count: u8) -> u64 {
+    for i in 0..count {
+        peer.send_to(&[i; 32], to).expect("send");
+    }
+    udp_rx_queue(to.port()).expect("the socket in /proc/net/udp")
+}
+
+/// Runs `test` with a socket `b` on `to` and a std `peer`, on the ring only: the reactor has no
+/// multishot receive (it says so).
+fn on_the_ring(test: impl AsyncFn(std::net::UdpSocket, UdpSocket, std::net::SocketAddr)) {
+    on_each_backend(|backend, rt| {
+        if backend != weir_net::Backend::Uring {
+            println!("{backend:?}: no multishot datagram receive to test");
+            return;
+        }
+        rt.block_on(async {
+            let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let b = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let to = b.local_addr().expect("addr");
+            test(peer, b, to).await;
+        });
+    });
+}
+
+#[test]
+fn a_multishot_datagram_receive_that_falls_behind_pauses_re_arms_and_loses_nothing() {
+    on_the_ring(async |peer, b, to| {
+        let before = weir_net::io_stats();
+        send_numbered(&peer, to, 40);
+        // A receive that gives up at once arms the multishot receive, which then takes every
+        // datagram from the socket while no receive waits (the kernel holds none after).
+        poll_once_and_drop_local(b.recv_from(Vec::with_capacity(64))).await;
+        until_rx_queue(to.port(), 0).await;
+        // Past its backlog it is paused; its datagrams all come out, in order.
+        for i in 0..40u8 {
+            let (got, buf) = b.recv_from(Vec::with_capacity(64)).await;
+            got.expect("recv_from");
+            assert_eq!(&buf[..], &[i; 32], "datagram {i}");
+        }
+        // The next receive arms it again.
+        peer.send_to(b"late", to).expect("send");
+        let (got, buf) = b.recv_from(Vec::with_capacity(64)).await;
+        assert_eq!(got.expect("recv_from").0, 4);
+        assert_eq!(&buf[..], b"late");
+        let after = weir_net::io_stats();
+        assert_eq!(after.datagram_arms - before.datagram_arms, 2, "{after:?}");
+        assert_eq!(
+            after.datagram_rearms - before.datagram_rearms,
+            1,
+            "{after:?}"
+        );
+        assert_eq!(
+            after.datagram_direct_receives,
+            before.datagram_direct_receives
+        );
+    });
+}
+
+#[test]
+fn a_multishot_datagram_receive_whose_buffers_run_dry_re_arms_and_loses_nothing() {
+    on_the_ring(async |peer, b, to| {
+        let before = weir_net::io_stats();
+        // More datagrams than the runtime has datagram buffers (64).
+        let held = send_numbered(&peer, to, 100);
+        poll_once_and_drop_local(b.recv_from(Vec::with_capacity(64))).await;
+        // The receive took 64 and ended with ENOBUFS: the kernel still holds 36.
+        until_rx_queue(to.port(), held / 100 * 36).await;
+        for i in 0..100u8 {
+            let (got, buf) = b.recv_from(Vec::with_capacity(64)).await;
+            got.expect("recv_from");
+            assert_eq!(&buf[..], &[i; 32], "datagram {i}");
+        }
+        let after = weir_net::io_stats();
+        assert_eq!(after.datagram_dry - before.datagram_dry, 1, "{after:?}");
+        // One receive went single-shot (at once: a datagram was queued), then it re-armed.
+        assert_eq!(
+            after.datagram_direct_receives - before.datagram_direct_receives,
+            1
+        );
+        assert_eq!(after.datagram_arms - before.datagram_arms, 2, "{after:?}");
+    });
+}
+
+#[test]
+fn truncation_is_recvmsg_s_on_both_backends() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let b = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let to = b.local_addr().expect("addr");
+            // The largest UDP datagram, a small one and an empty one, into small and large
+            // buffers: cut only to the caller's buffer, as std's recv_from cuts them.
+            let big: Vec<u8> = (0..65_507).map(crate::support::pattern).collect();
+            for (datagram, room) in [
+                (&big[..], 70_000),
+                (&big[..], 1_000),
+                (&big[..100], 100),
+                (&big[..100], 99),
+                (&big[..0], 10),
+            ] {
+                peer.send_to(datagram, to).expect("send");
+                let (got, buf) = b.recv_msg(Vec::with_capacity(room)).await;
+                let meta = got.expect("recv_msg");
+                let kept = datagram.len().min(room);
+                assert_eq!(
+                    meta.len,
+                    kept,
+                    "{backend:?}: {} into {room}",
+                    datagram.len()
+                );
+                assert_eq!(meta.truncated, datagram.len() > room, "{backend:?}");
+                assert!(buf[..] == datagram[..kept], "{backend:?}: bytes differ");
+                assert_eq!(meta.from, peer.local_addr().expect("addr"));
+            }
+        });
+    });
 }
