@@ -34,9 +34,44 @@ fn main() {
     // Holds each request up to this long before answering (a slow handler: the delay is the
     // peer's port modulo hold + 1, so it varies from connection to connection).
     let hold_ms: u64 = args.get("--hold-ms", 0);
-    // Lowers RLIMIT_NOFILE once started (to exercise the EMFILE backoff).
+    // Lowers RLIMIT_NOFILE before the server starts to N descriptors beyond those open now, the
+    // server's own included (to exercise the EMFILE backoff). Before, not after: io_uring reads
+    // the limit when an accept is submitted, so a multishot accept armed earlier keeps the old
+    // one.
     let max_fds: Option<u64> = args.get_opt("--max-fds");
     args.finish();
+    let fd_limited = max_fds.map(|limit| {
+        // Descriptors are numbered lowest free first and the limit bounds the number: the cap
+        // is where `limit` free numbers lie below it (inherited descriptors leave holes).
+        let open: Vec<u64> = std::fs::read_dir("/proc/self/fd")
+            .map(|dir| {
+                dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let cap = (0..)
+            .filter(|fd| !open.contains(fd))
+            .nth(usize::try_from(limit).unwrap_or(usize::MAX))
+            .unwrap_or(u64::MAX);
+        let rlimit = libc::rlimit {
+            rlim_cur: cap,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        let mut hard = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: a valid out-pointer.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) };
+        let rlimit = libc::rlimit {
+            rlim_max: hard.rlim_max,
+            ..rlimit
+        };
+        // SAFETY: a valid rlimit value.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) } != 0 {
+            eprintln!("echo_server: setrlimit failed");
+        }
+    });
     let server = Server::builder()
         .bind(addr)
         .backend(backend)
@@ -61,28 +96,7 @@ fn main() {
         });
     let server = args::or_exit("echo_server", server);
     println!("{}", server.local_addr());
-    if let Some(limit) = max_fds {
-        let open = std::fs::read_dir("/proc/self/fd")
-            .map(|d| d.count() as u64)
-            .unwrap_or(0);
-        let rlimit = libc::rlimit {
-            rlim_cur: open + limit,
-            rlim_max: libc::RLIM_INFINITY,
-        };
-        let mut hard = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: a valid out-pointer.
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) };
-        let rlimit = libc::rlimit {
-            rlim_max: hard.rlim_max,
-            ..rlimit
-        };
-        // SAFETY: a valid rlimit value.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) } != 0 {
-            eprintln!("echo_server: setrlimit failed");
-        }
+    if fd_limited.is_some() {
         println!("fd limit set");
     }
     let report = server.join();

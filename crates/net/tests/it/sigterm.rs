@@ -126,7 +126,7 @@ fn out_of_descriptors_the_server_backs_off_without_spinning_and_recovers() {
         let name = flag(backend);
         let (child, mut stdout, addr) = start_example(
             "echo_server",
-            &["--backend", name, "--max-fds", "4", "--deadline-ms", "1000"],
+            &["--backend", name, "--max-fds", "8", "--deadline-ms", "1000"],
         );
         let mut line = String::new();
         stdout.read_line(&mut line).expect("limit line");
