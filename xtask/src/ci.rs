@@ -13,6 +13,9 @@ use serde_json::Value;
 use crate::cmd::{self, cargo};
 use crate::tidy;
 
+/// The longest one test command (its build included) may run: a hung test fails CI within
+/// this, naming the command, instead of stalling it.
+const TEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(20 * 60);
 /// The crates whose loom models, Miri runs and Valgrind runs are part of CI.
 const MIRI_CRATES: &[&str] = &["weir-bufpool", "weir-shutdown"];
 /// The ring's syscall-free modules whose unit tests (`<module>::tests`) Miri runs: the op
@@ -156,7 +159,10 @@ fn clippy() -> Result<Option<String>> {
 fn test() -> Result<Option<String>> {
     // Everything once (unit, integration, doc tests) with the default backend choice...
     // `--all-features`: weir-net's tokio/hyper compatibility and the `hyper_hello` example.
-    cmd::run(cargo().args(["test", "--workspace", "--all-features"]))?;
+    cmd::run_bounded(
+        cargo().args(["test", "--workspace", "--all-features"]),
+        TEST_LIMIT,
+    )?;
     // ...then the socket suites forced onto each backend.
     for backend in ["uring", "poll"] {
         let mut command = cargo();
@@ -166,7 +172,7 @@ fn test() -> Result<Option<String>> {
         for suite in BACKEND_SUITES {
             command.args(["--package", suite]);
         }
-        cmd::run(&mut command)?;
+        cmd::run_bounded(&mut command, TEST_LIMIT)?;
     }
     Ok(None)
 }
@@ -175,7 +181,7 @@ fn test() -> Result<Option<String>> {
 /// `polling` backend (`portable.rs`, what kqueue, event ports and IOCP use) instead of raw epoll.
 /// Its own target folder keeps the cfg from invalidating the normal build.
 fn test_portable_reactor() -> Result<Option<String>> {
-    cmd::run(
+    cmd::run_bounded(
         cargo()
             .env("RUSTFLAGS", format!("--cfg {PORTABLE_REACTOR_CFG}"))
             .env("WEIR_BACKEND", "poll")
@@ -186,6 +192,7 @@ fn test_portable_reactor() -> Result<Option<String>> {
                     .iter()
                     .flat_map(|s| ["--package", s]),
             ),
+        TEST_LIMIT,
     )?;
     Ok(None)
 }
@@ -241,7 +248,7 @@ fn loom() -> Result<Option<String>> {
         command.args(["--package", name]);
     }
     command.args(["--lib", "loom_"]);
-    cmd::run(&mut command)?;
+    cmd::run_bounded(&mut command, TEST_LIMIT)?;
     Ok(None)
 }
 
@@ -259,7 +266,7 @@ fn miri() -> Result<Option<String>> {
         command.args(["--package", name]);
     }
     command.arg("--lib");
-    cmd::run(&mut command)?;
+    cmd::run_bounded(&mut command, TEST_LIMIT)?;
     // `buf::tests::`, not `buf`: a bare module name would also pick up `bufring` tests.
     let ring_filters: Vec<String> = MIRI_RING_MODULES
         .iter()
@@ -267,13 +274,14 @@ fn miri() -> Result<Option<String>> {
         .map(|module| format!("{module}::tests::"))
         .collect();
     if !ring_filters.is_empty() {
-        cmd::run(
+        cmd::run_bounded(
             cmd::nightly_cargo()
                 .env("MIRIFLAGS", "-Zmiri-strict-provenance")
                 .args(["miri", "test", "--target-dir"])
                 .arg(&target_dir)
                 .args(["--package", "weir-ring", "--lib", "--"])
                 .args(&ring_filters),
+            TEST_LIMIT,
         )?;
     }
     Ok(None)
@@ -331,7 +339,7 @@ fn valgrind() -> Result<Option<String>> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        cmd::run(
+        cmd::run_bounded(
             std::process::Command::new("valgrind")
                 .current_dir(cmd::root())
                 .env("WEIR_MAX_PARK_MS", "10")
@@ -346,6 +354,7 @@ fn valgrind() -> Result<Option<String>> {
                 .arg(&binary)
                 .args(["--test-threads=1"])
                 .args(VALGRIND_SKIP.iter().flat_map(|m| ["--skip", m])),
+            TEST_LIMIT,
         )
         .with_context(|| format!("valgrind found errors in {name}"))?;
     }

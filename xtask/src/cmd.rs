@@ -45,6 +45,57 @@ pub(crate) fn run(command: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Runs `command` like [`run`], in its own process group, for at most `limit`: a command still
+/// running then (a hung test) is killed and reported, and whatever the command left running
+/// in its group (a test's stray child holding CI's output open) is killed when it ends.
+pub(crate) fn run_bounded(command: &mut Command, limit: std::time::Duration) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    eprintln!("$ {}", describe(command));
+    let mut child = command
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("could not start {}", describe(command)))?;
+    let group = format!("-{}", child.id());
+    let (done, finished) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait();
+        let _ = done.send(());
+        status
+    });
+    let timed_out = finished.recv_timeout(limit).is_err();
+    let kill_group = || {
+        Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if timed_out {
+        kill_group();
+    }
+    let status = waiter
+        .join()
+        .map_err(|_| anyhow::anyhow!("the wait thread panicked"))?
+        .with_context(|| format!("wait for {}", describe(command)))?;
+    if kill_group() {
+        eprintln!(
+            "WARNING: {} left processes running in its group: killed",
+            describe(command)
+        );
+    }
+    if timed_out {
+        bail!(
+            "{} still running after {} s: killed (the test running longest above hangs)",
+            describe(command),
+            limit.as_secs()
+        );
+    }
+    if !status.success() {
+        bail!("{} exited with {status}", describe(command));
+    }
+    Ok(())
+}
+
 /// Runs `command` and returns its standard output; fails if it exits non-zero.
 pub(crate) fn output(command: &mut Command) -> Result<String> {
     let out = command
@@ -165,5 +216,53 @@ pub(crate) fn ensure_apt_program(program: &str, package: &str) -> Result<(), Str
         Err(format!(
             "{program} is missing and `apt-get install {package}` failed (not root, or no registry)"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[test]
+    fn a_bounded_command_that_overruns_is_killed_and_reported() {
+        let started = Instant::now();
+        let error = run_bounded(
+            Command::new("sh").args(["-c", "sleep 600"]),
+            Duration::from_secs(1),
+        )
+        .expect_err("a 600 s command within 1 s");
+        assert!(
+            error
+                .to_string()
+                .contains("still running after 1 s: killed"),
+            "{error}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(300), "not killed");
+    }
+
+    #[test]
+    fn what_a_bounded_command_leaves_running_is_killed() {
+        // The shell exits at once, leaving a child that holds the pipe's write end open.
+        let (mut reader, writer) = std::io::pipe().expect("pipe");
+        let mut command = Command::new("sh");
+        command.args(["-c", "sleep 600 & exit 0"]).stdout(writer);
+        run_bounded(&mut command, Duration::from_secs(60)).expect("the shell succeeds");
+        drop(command);
+        // End of stream only once the left-over `sleep` is gone.
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut rest).expect("end of stream");
+        assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn a_bounded_command_that_fails_is_an_error() {
+        let error = run_bounded(
+            Command::new("sh").args(["-c", "exit 3"]),
+            Duration::from_secs(60),
+        )
+        .expect_err("exit 3");
+        assert!(error.to_string().contains("exited with"), "{error}");
     }
 }
