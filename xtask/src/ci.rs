@@ -36,7 +36,12 @@ const VALGRIND_CRATES: &[&str] = &["weir-ring", "weir-net"];
 /// `--track-origins` places the origin in ring's AEAD key set-up, on both backends).
 /// The same compatibility write path runs under Valgrind with plain bytes in `mixed_io` and
 /// `examples::a_tokio_util_framed_codec_echoes_length_delimited_frames`.
-const VALGRIND_SKIP: &[&str] = &["server::", "sigterm::", "affinity::", "tls::"];
+///
+/// `signals::` runs `Server`s (and children of the test binary, which would run natively)
+/// whose drain waits on the coordinator thread while a worker sits in the ring: under
+/// Valgrind's serialisation `a_shutdown_future_starts_the_drain_instead_of_signals` did not
+/// finish.
+const VALGRIND_SKIP: &[&str] = &["server::", "sigterm::", "signals::", "affinity::", "tls::"];
 const PORTABLE_CRATES: &[&str] = &["weir-reactor", "weir-bufpool", "weir-shutdown", "weir-net"];
 /// Targets that are compiled (`cargo check`, and `cargo clippy -D warnings` on the libraries),
 /// never run: FreeBSD (kqueue), macOS (kqueue), Windows (IOCP), each through `polling`.
