@@ -317,6 +317,8 @@ pub(crate) struct DatagramRecv(#[cfg(target_os = "linux")] uring::DatagramRecv);
 
 /// What [`DatagramRecv::poll_recv`] has for a receive.
 pub(crate) enum NextDatagram {
+    /// A datagram from the multishot receive (only the ring has one).
+    #[cfg_attr(not(target_os = "linux"), expect(dead_code))]
     Received(io::Result<Datagram>),
     /// Nothing multishot now (its buffers ran dry): receive single-shot this once.
     Single,

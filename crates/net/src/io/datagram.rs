@@ -48,7 +48,8 @@ struct Orphans {
 }
 
 impl DatagramSocket {
-    /// A socket whose receives are single-shot ones.
+    /// A socket whose receives are single-shot ones (Unix datagram sockets).
+    #[cfg(unix)]
     pub(crate) fn new(socket: Socket) -> DatagramSocket {
         DatagramSocket::with_multishot(socket, None)
     }
