@@ -52,6 +52,8 @@ const CROSS_TARGETS: &[&str] = &[
 ];
 /// The cfg that puts weir-reactor on its `polling` backend on Linux.
 const PORTABLE_REACTOR_CFG: &str = "weir_reactor_portable";
+/// With [`PORTABLE_REACTOR_CFG`]: sources are oneshot (re-armed after each event), as on IOCP.
+const ONESHOT_REACTOR_CFG: &str = "weir_reactor_oneshot";
 /// Suites run a second time over the portable reactor (weir-net's with `WEIR_BACKEND=poll`).
 const PORTABLE_REACTOR_SUITES: &[&str] = &["weir-reactor", "weir-net"];
 /// Suites that run once per backend.
@@ -183,8 +185,9 @@ fn test() -> Result<Option<String>> {
 }
 
 /// weir-reactor's suites and weir-net's over the reactor a second time, with the reactor on its
-/// `polling` backend (`portable.rs`, what kqueue, event ports and IOCP use) instead of raw epoll.
-/// Its own target folder keeps the cfg from invalidating the normal build.
+/// `polling` backend (`portable.rs`, what kqueue, event ports and IOCP use) instead of raw epoll,
+/// then weir-reactor's a third time with that backend in oneshot mode. Their own target folders
+/// keep the cfgs from invalidating the normal build.
 fn test_portable_reactor() -> Result<Option<String>> {
     cmd::run_bounded(
         cargo()
@@ -197,6 +200,17 @@ fn test_portable_reactor() -> Result<Option<String>> {
                     .iter()
                     .flat_map(|s| ["--package", s]),
             ),
+        TEST_LIMIT,
+    )?;
+    // Oneshot mode, as on IOCP: the re-arming code that no Linux poller needs otherwise.
+    cmd::run_bounded(
+        cargo()
+            .env(
+                "RUSTFLAGS",
+                format!("--cfg {PORTABLE_REACTOR_CFG} --cfg {ONESHOT_REACTOR_CFG}"),
+            )
+            .args(["test", "--package", "weir-reactor", "--target-dir"])
+            .arg(cmd::root().join("target/oneshot")),
         TEST_LIMIT,
     )?;
     Ok(None)

@@ -8,8 +8,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::notify::{Coalescer, Notifier, NotifyShared};
-use crate::readiness::{Direction, ReadyEvent, ScheduledIo};
-use crate::source::Source;
+use crate::readiness::{Direction, Interest, ReadyEvent, ScheduledIo};
+use crate::source::{RawSource, Source};
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering, lock};
 use crate::sys::{EVENT_BATCH, Selector, SysEvent};
 use crate::timer::{TimerKey, Timers};
@@ -42,8 +42,8 @@ pub struct Counters {
 /// the kernel reports a transition once, the reactor remembers it in the source's readiness
 /// word, and a task clears it only after its syscall returned `EAGAIN`. A socket with a
 /// persistent error or a hang-up is reported once, so the reactor never spins on it; the task
-/// sees the condition in its next syscall. Elsewhere the reactor falls back to oneshot mode and
-/// re-arms when a task parks.
+/// sees the condition in its next syscall. Elsewhere (IOCP) sources are oneshot: the reactor
+/// arms a source for the directions tasks wait in when one parks, and again after each event.
 ///
 /// # Examples
 ///
@@ -83,13 +83,22 @@ struct Inner {
 
 #[derive(Default)]
 struct Sources {
-    slots: Vec<Option<Arc<ScheduledIo>>>,
+    slots: Vec<Option<Slot>>,
     free: Vec<usize>,
+}
+
+/// One registered source, as the turn finds it by its key.
+#[derive(Clone)]
+struct Slot {
+    scheduled: Arc<ScheduledIo>,
+    /// The descriptor, for re-arming on oneshot platforms: open for as long as the slot is
+    /// filled and the source not deregistered (`ScheduledIo::deregister` runs first).
+    raw: RawSource,
 }
 
 struct TurnState {
     events: Vec<SysEvent>,
-    ready: Vec<(Arc<ScheduledIo>, SysEvent)>,
+    ready: Vec<(Slot, SysEvent)>,
     wakers: Vec<Waker>,
 }
 
@@ -137,20 +146,24 @@ impl Reactor {
     /// The poller refused the descriptor (`epoll_ctl`/`kevent` failed).
     pub fn register<T: Source>(&self, io: T) -> io::Result<Registration<T>> {
         let scheduled = Arc::new(ScheduledIo::default());
+        let raw = io.raw_source();
+        let slot = Slot {
+            scheduled: scheduled.clone(),
+            raw,
+        };
         let key = {
             let mut sources = lock(&self.inner.sources);
             match sources.free.pop() {
                 Some(key) => {
-                    sources.slots[key] = Some(scheduled.clone());
+                    sources.slots[key] = Some(slot);
                     key
                 }
                 None => {
-                    sources.slots.push(Some(scheduled.clone()));
+                    sources.slots.push(Some(slot));
                     sources.slots.len() - 1
                 }
             }
         };
-        let raw = io.raw_source();
         // SAFETY: the selector requires the source to be deleted before it is closed. The
         // `Registration` owns `io` (and so its descriptor) and deletes the source in its `Drop`
         // and `into_inner` before `io` can be dropped or handed back.
@@ -198,14 +211,24 @@ impl Reactor {
         {
             let sources = lock(&inner.sources);
             for event in &turn.events {
-                if let Some(Some(scheduled)) = sources.slots.get(event.key) {
-                    turn.ready.push((scheduled.clone(), *event));
+                if let Some(Some(slot)) = sources.slots.get(event.key) {
+                    turn.ready.push((slot.clone(), *event));
                 }
             }
         }
         let mut woken = 0;
-        for (scheduled, event) in turn.ready.drain(..) {
-            woken += scheduled.set_readiness(event.readable, event.writable, event.read_closed);
+        let oneshot = inner.selector.needs_rearm();
+        for (slot, event) in turn.ready.drain(..) {
+            // A oneshot poller disarmed the source to report this event: arm it again for the
+            // directions that still have waiters (a reader is still waiting after an event that
+            // reported only writability).
+            let rearm = |interest| inner.rearm(slot.raw, event.key, interest);
+            woken += slot.scheduled.set_readiness(
+                event.readable,
+                event.writable,
+                event.read_closed,
+                oneshot.then_some(&rearm as &dyn Fn(Interest) -> io::Result<()>),
+            );
         }
         {
             let mut timers = lock(&inner.timers);
@@ -260,6 +283,13 @@ impl Reactor {
 }
 
 impl Inner {
+    /// Arms a oneshot source for `interest`; only `ScheduledIo` calls it, under the source's
+    /// waker mutex.
+    fn rearm(&self, raw: RawSource, key: usize, interest: Interest) -> io::Result<()> {
+        self.rearms.fetch_add(1, Ordering::Relaxed);
+        self.selector.rearm(raw, key, interest)
+    }
+
     fn release_key(&self, key: usize) {
         let mut sources = lock(&self.sources);
         if let Some(slot) = sources.slots.get_mut(key) {
@@ -298,16 +328,15 @@ impl<T: Source> Registration<T> {
 
     /// Ready in `direction`, or parks the task's waker until it is.
     pub fn poll_ready(&self, direction: Direction, cx: &mut Context<'_>) -> Poll<ReadyEvent> {
-        let poll = self.scheduled.poll_ready(direction, cx);
-        if poll.is_pending() && self.inner.selector.needs_rearm() {
-            // Oneshot platforms disarm a source after each event: arm it again now that a task
-            // waits. A failure only means the next event is missed by this source; it surfaces
-            // as the task's next syscall error.
-            let fd = self.get_ref().raw_source();
-            let _ = self.inner.selector.rearm(fd, self.key);
-            self.inner.rearms.fetch_add(1, Ordering::Relaxed);
+        if !self.inner.selector.needs_rearm() {
+            return self.scheduled.poll_ready(direction, cx, None);
         }
-        poll
+        // Oneshot platforms disarm a source after each event: a task that parks arms it for
+        // the directions awaited, unless it is armed for this one already. If the poller
+        // refuses, the task is woken to try again rather than left waiting unwatched.
+        let raw = self.get_ref().raw_source();
+        let arm = |interest| self.inner.rearm(raw, self.key, interest);
+        self.scheduled.poll_ready(direction, cx, Some(&arm))
     }
 
     /// Forgets the readiness `event` reported, after the syscall returned `EAGAIN`; a newer
@@ -327,10 +356,7 @@ impl<T: Source> Registration<T> {
         direction: Direction,
         op: impl FnOnce(&T) -> io::Result<R>,
     ) -> io::Result<R> {
-        let Poll::Ready(event) = self
-            .scheduled
-            .poll_ready(direction, &mut Context::from_waker(Waker::noop()))
-        else {
+        let Some(event) = self.scheduled.ready_now(direction) else {
             return Err(io::ErrorKind::WouldBlock.into());
         };
         match op(self.get_ref()) {
@@ -437,9 +463,10 @@ impl<T: Source> Registration<T> {
         let Some(io) = self.io.as_ref() else {
             return Ok(());
         };
+        // First: from here on nothing arms the descriptor, which may close after `delete`.
+        self.scheduled.deregister();
         let result = self.inner.selector.delete(io.raw_source());
         self.inner.release_key(self.key);
-        self.scheduled.wake_all();
         result
     }
 }

@@ -21,7 +21,31 @@
 //!
 //! The waker slots sit under a mutex that both the setter and the parker take; the parker
 //! re-reads the word after parking, so whichever of the two runs first, the other sees it.
+//!
+//! # Oneshot arming
+//!
+//! A oneshot poller (IOCP) disarms a source, both directions at once, each time it reports an
+//! event, and must be armed again for whatever is still awaited. The arming is done here, by a
+//! callback the reactor passes in ([`Arm`]), always under the waker mutex, so that the arming
+//! calls of one source are ordered with the changes of its waiter sets:
+//!
+//! * a task that parks in a direction the source is not known to be armed for arms it for every
+//!   direction that has a waiter;
+//! * [`set_readiness`](ScheduledIo::set_readiness) — the poller reported an event, so the source
+//!   is disarmed — takes the wakers of the directions that became ready and arms the source for
+//!   the directions that still have waiters (a reader parked while only writability was
+//!   reported stays watched).
+//!
+//! Invariant: while a task waits in a direction, the source is armed for it in the poller, or
+//! the poller has delivered an event for it that `set_readiness` has not handled yet (and will
+//! arm it then). The record of what is armed (`Waiting::armed`) may claim more than the poller
+//! has between a delivery and its handling, never less after it.
+//!
+//! Once the registration is deregistered the source is never armed again: its descriptor may
+//! be closed and its number reused by another registration, whose key an arming would
+//! overwrite.
 
+use std::io;
 use std::task::{Context, Poll, Waker};
 
 use crate::sync::{AtomicUsize, Mutex, Ordering, lock};
@@ -58,14 +82,78 @@ pub struct ReadyEvent {
     ready: usize,
 }
 
+/// The directions a source is armed for in a oneshot poller.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Interest {
+    pub(crate) read: bool,
+    pub(crate) write: bool,
+}
+
+impl Interest {
+    /// Both directions: what a source is armed for when it is registered.
+    pub(crate) const BOTH: Interest = Interest {
+        read: true,
+        write: true,
+    };
+
+    fn is_empty(self) -> bool {
+        !self.read && !self.write
+    }
+
+    pub(crate) fn covers(self, direction: Direction) -> bool {
+        match direction {
+            Direction::Read => self.read,
+            Direction::Write => self.write,
+        }
+    }
+}
+
+/// Arms a oneshot source for `Interest` in the poller. Called only under the source's waker
+/// mutex (see the module docs); an error leaves the source as it was.
+pub(crate) type Arm<'a> = &'a dyn Fn(Interest) -> io::Result<()>;
+
 /// The readiness state of one registered source.
 #[derive(Debug, Default)]
 pub(crate) struct ScheduledIo {
     /// See the module docs for the layout.
     state: AtomicUsize,
+    /// The waiting tasks and, for oneshot pollers, what the source is armed for.
+    waiting: Mutex<Waiting>,
+}
+
+/// What [`ScheduledIo::waiting`] guards.
+#[derive(Debug)]
+struct Waiting {
     /// `[reader, writer]`: every task waiting in that direction (usually one; several tasks may
     /// wait on a shared source, such as a datagram socket), all woken by its next event.
-    wakers: Mutex<[Waiters; 2]>,
+    tasks: [Waiters; 2],
+    /// Oneshot pollers only: the directions the source was last armed for, emptied when an
+    /// event is handled (the poller disarmed it). Read and changed only together with the
+    /// arming call, under this mutex.
+    armed: Interest,
+    /// Set once the registration left the poller: nothing arms the source after that.
+    deregistered: bool,
+}
+
+impl Default for Waiting {
+    fn default() -> Self {
+        Waiting {
+            tasks: Default::default(),
+            // Registration adds the source for both directions.
+            armed: Interest::BOTH,
+            deregistered: false,
+        }
+    }
+}
+
+impl Waiting {
+    /// The directions that have a waiting task.
+    fn awaited(&self) -> Interest {
+        Interest {
+            read: !self.tasks[0].is_empty(),
+            write: !self.tasks[1].is_empty(),
+        }
+    }
 }
 
 /// The tasks waiting in one direction: the first inline, any others beside it.
@@ -89,6 +177,10 @@ impl Waiters {
         }
     }
 
+    fn is_empty(&self) -> bool {
+        self.first.is_none() && self.others.is_empty()
+    }
+
     /// Takes every waker out, into `out`.
     fn drain_into(&mut self, out: &mut Vec<Waker>) {
         out.extend(self.first.take());
@@ -97,43 +189,68 @@ impl Waiters {
 }
 
 impl ScheduledIo {
-    /// Records readiness from the poller and wakes the directions that became ready. Returns
-    /// how many wakers were woken.
-    pub(crate) fn set_readiness(&self, readable: bool, writable: bool, read_closed: bool) -> usize {
+    /// Records readiness from the poller and wakes the directions that became ready. With
+    /// `rearm` (a oneshot poller, which disarmed the source to report this event), arms the
+    /// source again for the directions that still have waiters; if that fails, wakes them too,
+    /// so that their next poll tries again instead of waiting on a source nothing watches.
+    /// Returns how many wakers were woken.
+    pub(crate) fn set_readiness(
+        &self,
+        readable: bool,
+        writable: bool,
+        read_closed: bool,
+        rearm: Option<Arm<'_>>,
+    ) -> usize {
         let readable = readable || read_closed;
         let bits = (if readable { READABLE } else { 0 })
             | (if writable { WRITABLE } else { 0 })
             | (if read_closed { READ_CLOSED } else { 0 });
-        if bits == 0 {
+        if bits == 0 && rearm.is_none() {
             return 0;
         }
-        // AcqRel: Release publishes the readiness to pollers (Acquire in `poll_ready`); Acquire
-        // orders it after earlier clears.
-        let _ = self
-            .state
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
-                let tick = (current >> TICK_SHIFT).wrapping_add(1);
-                Some((tick << TICK_SHIFT) | (current & READY_MASK) | bits)
-            });
+        if bits != 0 {
+            // AcqRel: Release publishes the readiness to pollers (Acquire in `poll_ready`);
+            // Acquire orders it after earlier clears.
+            let _ = self
+                .state
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+                    let tick = (current >> TICK_SHIFT).wrapping_add(1);
+                    Some((tick << TICK_SHIFT) | (current & READY_MASK) | bits)
+                });
+        }
         let (reader, writer, others) = {
-            let mut wakers = lock(&self.wakers);
+            let mut waiting = lock(&self.waiting);
+            let tasks = &mut waiting.tasks;
             let mut others = Vec::new();
             let reader = if readable {
-                wakers[0].first.take()
+                tasks[0].first.take()
             } else {
                 None
             };
             let writer = if writable {
-                wakers[1].first.take()
+                tasks[1].first.take()
             } else {
                 None
             };
             // The common case, one task per direction, allocates nothing.
-            if readable && !wakers[0].others.is_empty() {
-                wakers[0].drain_into(&mut others);
+            if readable && !tasks[0].others.is_empty() {
+                tasks[0].drain_into(&mut others);
             }
-            if writable && !wakers[1].others.is_empty() {
-                wakers[1].drain_into(&mut others);
+            if writable && !tasks[1].others.is_empty() {
+                tasks[1].drain_into(&mut others);
+            }
+            if let Some(arm) = rearm {
+                waiting.armed = Interest::default();
+                let awaited = waiting.awaited();
+                if !waiting.deregistered && !awaited.is_empty() {
+                    match arm(awaited) {
+                        Ok(()) => waiting.armed = awaited,
+                        Err(_) => waiting
+                            .tasks
+                            .iter_mut()
+                            .for_each(|w| w.drain_into(&mut others)),
+                    }
+                }
             }
             (reader, writer, others)
         };
@@ -146,27 +263,40 @@ impl ScheduledIo {
         count
     }
 
-    /// Ready in `direction`, or parks `cx`'s waker for it.
+    /// Ready in `direction`, or parks `cx`'s waker for it. With `arm` (a oneshot poller), a
+    /// task that parks in a direction the source is not armed for arms it for every awaited
+    /// direction; if that fails, the task is woken at once to try again.
     pub(crate) fn poll_ready(
         &self,
         direction: Direction,
         cx: &mut Context<'_>,
+        arm: Option<Arm<'_>>,
     ) -> Poll<ReadyEvent> {
-        let bit = direction.bit();
-        if let Some(event) = self.ready_now(bit) {
+        if let Some(event) = self.ready_now(direction) {
             return Poll::Ready(event);
         }
-        let mut wakers = lock(&self.wakers);
-        wakers[usize::from(direction == Direction::Write)].park(cx.waker());
+        let mut waiting = lock(&self.waiting);
+        waiting.tasks[usize::from(direction == Direction::Write)].park(cx.waker());
         // Re-check under the lock: a setter that ran before we parked is visible now; one that
         // runs after will find our waker.
-        match self.ready_now(bit) {
-            Some(event) => Poll::Ready(event),
-            None => Poll::Pending,
+        if let Some(event) = self.ready_now(direction) {
+            return Poll::Ready(event);
         }
+        if let Some(arm) = arm {
+            if !waiting.armed.covers(direction) && !waiting.deregistered {
+                let awaited = waiting.awaited();
+                match arm(awaited) {
+                    Ok(()) => waiting.armed = awaited,
+                    Err(_) => cx.waker().wake_by_ref(),
+                }
+            }
+        }
+        Poll::Pending
     }
 
-    fn ready_now(&self, bit: usize) -> Option<ReadyEvent> {
+    /// Ready in `direction` now, without parking anything.
+    pub(crate) fn ready_now(&self, direction: Direction) -> Option<ReadyEvent> {
+        let bit = direction.bit();
         // Acquire: pairs with `set_readiness`.
         let current = self.state.load(Ordering::Acquire);
         (current & bit != 0).then_some(ReadyEvent {
@@ -190,11 +320,18 @@ impl ScheduledIo {
             });
     }
 
-    /// Wakes both directions (the source is going away or the reactor shuts down).
-    pub(crate) fn wake_all(&self) {
+    /// The source is leaving the poller: it is never armed again, and every waiting task is
+    /// woken. Called before the source is deleted from the poller, so that an event the reactor
+    /// is handling at the same time either arms the source while it is still registered or not
+    /// at all.
+    pub(crate) fn deregister(&self) {
         let mut woken = Vec::new();
-        for waiters in lock(&self.wakers).iter_mut() {
-            waiters.drain_into(&mut woken);
+        {
+            let mut waiting = lock(&self.waiting);
+            waiting.deregistered = true;
+            for waiters in &mut waiting.tasks {
+                waiters.drain_into(&mut woken);
+            }
         }
         woken.into_iter().for_each(Waker::wake);
     }
@@ -211,26 +348,26 @@ mod tests {
     #[test]
     fn clear_keeps_a_newer_event() {
         let io = ScheduledIo::default();
-        io.set_readiness(true, false, false);
-        let Poll::Ready(seen) = io.poll_ready(Direction::Read, &mut noop()) else {
+        io.set_readiness(true, false, false, None);
+        let Poll::Ready(seen) = io.poll_ready(Direction::Read, &mut noop(), None) else {
             panic!("readable was set");
         };
-        io.set_readiness(true, false, false); // arrives while the task was reading
+        io.set_readiness(true, false, false, None); // arrives while the task was reading
         io.clear_readiness(seen);
-        assert!(io.poll_ready(Direction::Read, &mut noop()).is_ready());
+        assert!(io.poll_ready(Direction::Read, &mut noop(), None).is_ready());
     }
 
     #[test]
     fn clear_forgets_consumed_readiness() {
         let io = ScheduledIo::default();
-        io.set_readiness(true, true, false);
-        let Poll::Ready(seen) = io.poll_ready(Direction::Read, &mut noop()) else {
+        io.set_readiness(true, true, false, None);
+        let Poll::Ready(seen) = io.poll_ready(Direction::Read, &mut noop(), None) else {
             panic!("readable was set");
         };
         io.clear_readiness(seen);
-        assert!(io.poll_ready(Direction::Read, &mut noop()).is_pending());
+        assert!(io.poll_ready(Direction::Read, &mut noop(), None).is_pending());
         assert!(
-            io.poll_ready(Direction::Write, &mut noop()).is_ready(),
+            io.poll_ready(Direction::Write, &mut noop(), None).is_ready(),
             "other direction kept"
         );
     }
@@ -239,14 +376,14 @@ mod tests {
     fn a_closed_read_direction_stays_ready() {
         let io = ScheduledIo::default();
         // The last data and the peer's end of stream in one event.
-        io.set_readiness(true, false, true);
-        let Poll::Ready(seen) = io.poll_ready(Direction::Read, &mut noop()) else {
+        io.set_readiness(true, false, true, None);
+        let Poll::Ready(seen) = io.poll_ready(Direction::Read, &mut noop(), None) else {
             panic!("readable was set");
         };
         // A short read drained the data and clears what it saw...
         io.clear_readiness(seen);
         // ...but the end of stream is still there to be read.
-        assert!(io.poll_ready(Direction::Read, &mut noop()).is_ready());
-        assert!(io.poll_ready(Direction::Write, &mut noop()).is_pending());
+        assert!(io.poll_ready(Direction::Read, &mut noop(), None).is_ready());
+        assert!(io.poll_ready(Direction::Write, &mut noop(), None).is_pending());
     }
 }

@@ -5,6 +5,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use super::{EVENT_BATCH, SysEvent};
+use crate::readiness::Interest;
 
 /// The key reserved for the selector's own notification eventfd.
 const NOTIFY_KEY: usize = usize::MAX;
@@ -83,7 +84,7 @@ impl Selector {
         true
     }
 
-    pub(crate) fn rearm(&self, _fd: RawFd, _key: usize) -> io::Result<()> {
+    pub(crate) fn rearm(&self, _fd: RawFd, _key: usize, _interest: Interest) -> io::Result<()> {
         Ok(())
     }
 

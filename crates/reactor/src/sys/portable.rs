@@ -7,8 +7,10 @@
 //!   is an `EVFILT_USER` event, no pipe. Timers stay in [`Timers`](crate::Timers) and the next
 //!   deadline is `kevent`'s timeout: one syscall per turn, where an `EVFILT_TIMER` would cost a
 //!   registration change each time the earliest deadline moves.
-//! * IOCP (Windows, sockets only): no edge mode, so sources are oneshot and the reactor re-arms a
-//!   source when a task parks on it ([`Selector::needs_rearm`]).
+//! * IOCP (Windows, sockets only): no edge mode, so sources are oneshot ([`Selector::needs_rearm`]):
+//!   each event disarms the source in both directions, and the reactor arms it again for the
+//!   directions tasks wait in, when a task parks and after each event (see `readiness.rs`,
+//!   "Oneshot arming").
 //!
 //! # Differences from the raw epoll selector, and how they are absorbed
 //!
@@ -32,6 +34,7 @@ use std::time::Duration;
 use polling::{Event, Events, PollMode, Poller};
 
 use super::{EVENT_BATCH, SysEvent};
+use crate::readiness::Interest;
 use crate::source::RawSource;
 use crate::sync::{Mutex, lock};
 
@@ -45,10 +48,9 @@ pub(crate) struct Selector {
 impl Selector {
     pub(crate) fn new() -> io::Result<Self> {
         let poller = Poller::new()?;
-        // `weir_reactor_oneshot` (tests only, with `weir_reactor_portable`) takes the oneshot
-        // path IOCP needs on a platform that has edge mode, so that its re-arming can be tested
-        // on Linux. Not in CI yet: in this mode an event in a direction no task waits for
-        // disarms the source, and nothing re-arms it for the task parked on the other one.
+        // `weir_reactor_oneshot` (tests and CI only, with `weir_reactor_portable`) takes the
+        // oneshot path IOCP needs on a platform that has edge mode, so that its re-arming is
+        // tested on Linux.
         let mode = if poller.supports_edge() && !cfg!(weir_reactor_oneshot) {
             PollMode::Edge
         } else {
@@ -90,9 +92,14 @@ impl Selector {
         unsafe { Borrowed::borrow_raw(fd) }
     }
 
-    pub(crate) fn rearm(&self, fd: RawSource, key: usize) -> io::Result<()> {
-        self.poller
-            .modify_with_mode(Self::borrowed(fd), Event::all(key), self.mode)
+    /// Arms a oneshot source again, for `interest` only: a direction nobody waits for would
+    /// report an event (a writable socket at once) that only disarms the source again.
+    pub(crate) fn rearm(&self, fd: RawSource, key: usize, interest: Interest) -> io::Result<()> {
+        self.poller.modify_with_mode(
+            Self::borrowed(fd),
+            Event::new(key, interest.read, interest.write),
+            self.mode,
+        )
     }
 
     pub(crate) fn delete(&self, fd: RawSource) -> io::Result<()> {
