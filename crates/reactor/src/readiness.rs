@@ -365,9 +365,13 @@ mod tests {
             panic!("readable was set");
         };
         io.clear_readiness(seen);
-        assert!(io.poll_ready(Direction::Read, &mut noop(), None).is_pending());
         assert!(
-            io.poll_ready(Direction::Write, &mut noop(), None).is_ready(),
+            io.poll_ready(Direction::Read, &mut noop(), None)
+                .is_pending()
+        );
+        assert!(
+            io.poll_ready(Direction::Write, &mut noop(), None)
+                .is_ready(),
             "other direction kept"
         );
     }
@@ -384,6 +388,9 @@ mod tests {
         io.clear_readiness(seen);
         // ...but the end of stream is still there to be read.
         assert!(io.poll_ready(Direction::Read, &mut noop(), None).is_ready());
-        assert!(io.poll_ready(Direction::Write, &mut noop(), None).is_pending());
+        assert!(
+            io.poll_ready(Direction::Write, &mut noop(), None)
+                .is_pending()
+        );
     }
 }

@@ -164,9 +164,12 @@ fn every_pair_of_read_apis_in_either_order_returns_the_stream_exactly() {
     });
 }
 
-/// A 32 MiB first write can never fit the socket buffers of a peer that is not reading, so its
-/// send is still in flight when its deadline passes.
-const BLOCKED_WRITE: usize = 32 << 20;
+/// A 4 MiB first write cannot fit the socket buffers (shrunk to [`SMALL_BUFFER`] on both sides)
+/// of a peer that is not reading, so its send is still in flight when its deadline passes.
+const BLOCKED_WRITE: usize = 4 << 20;
+
+/// The send buffer of the writer and the receive buffer of the peer (the kernel doubles each).
+const SMALL_BUFFER: usize = 64 << 10;
 
 /// Writes `a` under a deadline the peer makes sure to miss (it reads nothing until told), then
 /// all of `b`; returns what the peer received. `write_all_compat` chooses tokio's `write_all`
@@ -182,12 +185,18 @@ fn timed_out_write_then_write(backend: weir_net::Backend, rt: &weir_net::Runtime
         let peer = std::thread::spawn(move || {
             use std::io::Read;
             let mut peer = std::net::TcpStream::connect(addr).expect("connect");
+            socket2::SockRef::from(&peer)
+                .set_recv_buffer_size(SMALL_BUFFER)
+                .expect("SO_RCVBUF");
             go.recv().expect("told to read");
             let mut all = Vec::new();
             peer.read_to_end(&mut all).expect("read to the end");
             received_tx.send(all).expect("report");
         });
         let (mut stream, _) = listener.accept().await.expect("accept");
+        socket2::SockRef::from(&stream)
+            .set_send_buffer_size(SMALL_BUFFER)
+            .expect("SO_SNDBUF");
         let first = if compat {
             compat_write_all(&mut stream, a.clone(), Duration::from_millis(50)).await
         } else {
@@ -197,7 +206,7 @@ fn timed_out_write_then_write(backend: weir_net::Backend, rt: &weir_net::Runtime
         };
         assert!(
             !first,
-            "{backend:?}: 32 MiB fitted a peer that reads nothing"
+            "{backend:?}: 4 MiB fitted a peer that reads nothing"
         );
         start_reading.send(()).expect("peer");
         if compat {
