@@ -185,6 +185,14 @@ pub(crate) struct Shared {
     /// Cancels to submit at the next turn; `has_cancels` says whether there are any.
     pending_cancels: Mutex<Vec<u64>>,
     has_cancels: AtomicBool,
+    /// Set while no turn is coming ([`Ring::set_detached`]): a cancel queued on the owner's
+    /// thread is then flushed to the kernel at once.
+    detached: AtomicBool,
+    /// Set during such a flush, so a drop it runs does not start another.
+    flushing: AtomicBool,
+    /// `IORING_SETUP_DEFER_TASKRUN` is on: completion work runs only in an enter that asks for
+    /// completions (`IORING_ENTER_GETEVENTS`), so even a non-blocking turn asks.
+    defer_taskrun: bool,
     notify: Arc<NotifyShared>,
     /// The `user_data` of the read of the notifier's eventfd while it is armed (armed while a
     /// turn may block), or `NO_WAKE_READ`. Only the owner touches it.
@@ -226,6 +234,9 @@ pub(crate) struct Shared {
 /// of `user_data`, which no op has (a table never holds 2^31 entries). `u64::MAX` (the SQEs that
 /// carry no op) has it too, and is told apart first.
 const PROBE: u64 = 1 << 31;
+
+/// `IORING_ENTER_GETEVENTS`: the enter runs pending completion work and reaps.
+const ENTER_GETEVENTS: u32 = 1;
 
 /// `wake_read` when no wake-up read is armed (`u64::MAX` is never an op's `user_data`).
 const NO_WAKE_READ: u64 = u64::MAX;
@@ -279,6 +290,7 @@ impl Ring {
         // exits, so a dropped ring would live on in the kernel (its SQPOLL thread too), and the
         // index it returns would have to be kept by every `io_uring_enter`.
         let owner = this_thread();
+        let defer_taskrun = flags.contains(&SetupFlag::DeferTaskrun);
         crate::orphan::register_owner(owner);
         crate::orphan::collect(owner);
         Ok(Ring::from_shared(Arc::new(Shared {
@@ -289,6 +301,9 @@ impl Ring {
             has_remote: AtomicBool::new(false),
             pending_cancels: Mutex::new(Vec::new()),
             has_cancels: AtomicBool::new(false),
+            detached: AtomicBool::new(false),
+            flushing: AtomicBool::new(false),
+            defer_taskrun,
             notify: Arc::new(NotifyShared::new()?),
             wake_read: AtomicU64::new(NO_WAKE_READ),
             wake_read_done: AtomicBool::new(false),
@@ -435,7 +450,41 @@ impl Ring {
         shared.has_cancels.store(true, Ordering::Release);
         if !self.is_owner() {
             self.notifier().notify();
+        } else if shared.detached.load(Ordering::Relaxed) {
+            self.flush();
         }
+    }
+
+    /// Tells the ring whether a turn is coming. While `detached` (the owner's event loop has
+    /// returned, as a runtime's `block_on` does), a cancel queued on the owner's thread reaches
+    /// the kernel at once, with a non-blocking turn: otherwise a dropped socket's armed
+    /// receive, and with it the descriptor the receive holds, would stay in the kernel until
+    /// the next turn, and the peer would not see the connection close. Setting it flushes what
+    /// is queued. Only the owner's setting counts; it starts cleared.
+    pub fn set_detached(&self, detached: bool) {
+        if !self.is_owner() {
+            return;
+        }
+        // Relaxed: only the owner reads and writes it.
+        self.shared.detached.store(detached, Ordering::Relaxed);
+        if detached {
+            self.flush();
+        }
+    }
+
+    /// On the owner's thread: submits the queued cancels (and other queued SQEs) and reaps
+    /// what is ready, without blocking. A no-op on another thread, or inside another flush.
+    pub fn flush(&self) {
+        let shared = &*self.shared;
+        // Relaxed: only the owner reads and writes it.
+        if !self.is_owner() || shared.flushing.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        crate::orphan::collect(shared.owner);
+        // An enter that fails leaves the cancels queued for the next turn, the ring's teardown
+        // at the latest; there is no caller to tell.
+        let _ = shared.turn(Some(Duration::ZERO), false);
+        shared.flushing.store(false, Ordering::Relaxed);
     }
 
     /// Registers a provided buffer ring.
@@ -638,9 +687,15 @@ impl Shared {
             if !skip_enter {
                 self.stats.enters.fetch_add(1, Ordering::Relaxed);
             }
+            let queued = u32::try_from(uring.submission().len()).unwrap_or(u32::MAX);
             let submitter = uring.submitter();
             let result = match timeout {
                 Some(_) if skip_enter => Ok(0),
+                Some(t) if t.is_zero() && self.defer_taskrun => {
+                    // SAFETY: no argument is passed, and the SQEs being submitted point into
+                    // op boxes the op table keeps until their final CQEs (`park`).
+                    unsafe { submitter.enter::<libc::sigset_t>(queued, 0, ENTER_GETEVENTS, None) }
+                }
                 Some(t) if t.is_zero() => submitter.submit(),
                 Some(t) => {
                     let ts = Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());

@@ -212,6 +212,20 @@ impl Driver {
         dispatch!(&self.0, DriverInner, driver => driver.tracked())
     }
 
+    /// Whether the runtime's event loop is away (between `block_on` calls): on io_uring, the
+    /// cancels of sockets dropped meanwhile then reach the kernel at once, so their descriptors
+    /// close and their peers see the end of stream without waiting for the next turn. The
+    /// reactor needs nothing: a dropped socket deregisters and closes at once.
+    pub(crate) fn set_detached(&self, detached: bool) {
+        match &self.0 {
+            DriverInner::Poll(_) => {
+                let _ = detached;
+            }
+            #[cfg(target_os = "linux")]
+            DriverInner::Uring(driver) => driver.set_detached(detached),
+        }
+    }
+
     /// At the runtime's end, after its tasks (and their ops) were dropped: lets the kernel finish
     /// what they left, so nothing they parked outlives the runtime.
     pub(crate) fn finish(&self) {

@@ -109,6 +109,10 @@ impl Driver {
         self.ring.notifier()
     }
 
+    pub(crate) fn set_detached(&self, detached: bool) {
+        self.ring.set_detached(detached);
+    }
+
     pub(crate) fn socket(&self, fd: OwnedFd) -> io::Result<Socket> {
         SockRef::from(&fd).set_nonblocking(false)?;
         Ok(self.socket_blocking_already(fd))

@@ -137,6 +137,8 @@ impl Builder {
         let report = backend::choose(self.backend, self.ring_entries)?;
         let mut driver = Driver::new(report.backend, self.ring_entries, self.sqpoll)?;
         driver.set_zero_copy_from(self.send_zc_threshold);
+        // No event loop runs until the first `block_on`.
+        driver.set_detached(true);
         let unpark = driver.unparker();
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Runtime {
@@ -219,7 +221,9 @@ impl Runtime {
             previous.is_none(),
             "weir: block_on cannot be nested on one thread"
         );
-        let _reset = ResetContext;
+        self.core.driver.set_detached(false);
+        // Declared before `fut`, so dropped after it: what the future's drop cancels is flushed.
+        let _reset = ResetContext(&self.core);
         executor::LOCAL.with(|local| local.enter(self.core.id));
         let mut fut = std::pin::pin!(fut);
         let main_state = TaskWaker::new(MAIN, &self.core);
@@ -273,10 +277,13 @@ impl Runtime {
     }
 }
 
-struct ResetContext;
+/// Ends a `block_on`: the thread leaves the runtime, whose driver then flushes what is
+/// cancelled while no event loop runs (see [`Driver::set_detached`]).
+struct ResetContext<'a>(&'a Core);
 
-impl Drop for ResetContext {
+impl Drop for ResetContext<'_> {
     fn drop(&mut self) {
+        self.0.driver.set_detached(true);
         CONTEXT.with(|c| c.borrow_mut().take());
         let _ = executor::LOCAL.try_with(|local| local.enter(0));
         crate::coop::lift();
@@ -368,6 +375,8 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         // Jobs sent by handles from now on are dropped, so their join handles resolve.
         self.core.queue.close();
+        // The tasks' cancels are many: `finish` turns once for them all.
+        self.core.driver.set_detached(false);
         // Drop the tasks (and the I/O they own) while the driver still exists.
         let tasks = std::mem::take(&mut *self.core.tasks.borrow_mut());
         drop(tasks);

@@ -322,3 +322,58 @@ fn a_dropped_send_file_never_interleaves_with_the_next_write() {
     });
     let _ = std::fs::remove_file(&path);
 }
+
+/// Connects to a std listener, arms the stream's receive with a read that times out, and
+/// returns the stream and the accepted peer.
+async fn stream_with_an_armed_read(
+    listener: &std::net::TcpListener,
+) -> (TcpStream, std::net::TcpStream) {
+    let addr = listener.local_addr().expect("addr");
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let (peer, _) = listener.accept().expect("accept");
+    let read = time::timeout(
+        Duration::from_millis(5),
+        stream.read(Vec::with_capacity(64)),
+    )
+    .await;
+    assert!(read.is_err(), "the read got {read:?} from a silent peer");
+    (stream, peer)
+}
+
+/// Reads from `peer` until its end of stream; a read timeout fails the test.
+fn expect_end_of_stream(backend: weir_net::Backend, mut peer: std::net::TcpStream, case: &str) {
+    use std::io::Read;
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut buf = [0u8; 64];
+    match peer.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("{backend:?}, {case}: the peer read {n} bytes nobody sent"),
+        Err(e) => panic!("{backend:?}, {case}: no end of stream within 10 s ({e})"),
+    }
+}
+
+#[test]
+fn a_stream_dropped_as_block_on_returns_closes_its_connection() {
+    on_each_backend(|backend, rt| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        // The stream is dropped in the main future's last poll; the runtime lives on.
+        let peer = rt.block_on(async {
+            let (stream, peer) = stream_with_an_armed_read(&listener).await;
+            drop(stream);
+            peer
+        });
+        expect_end_of_stream(backend, peer, "dropped in block_on's last poll");
+    });
+}
+
+#[test]
+fn a_stream_dropped_outside_block_on_closes_its_connection() {
+    on_each_backend(|backend, rt| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let (stream, peer) = rt.block_on(stream_with_an_armed_read(&listener));
+        // Dropped with no runtime on the thread; the runtime lives on.
+        drop(stream);
+        expect_end_of_stream(backend, peer, "dropped outside block_on");
+    });
+}
