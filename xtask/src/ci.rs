@@ -37,6 +37,9 @@ const VALGRIND_CRATES: &[&str] = &["weir-ring", "weir-net"];
 /// `--track-origins` places the origin in ring's AEAD key set-up, on both backends).
 /// The same compatibility write path runs under Valgrind with plain bytes in `mixed_io` and
 /// `examples::a_tokio_util_framed_codec_echoes_length_delimited_frames`.
+/// Test targets Valgrind does not run: the soak (thousands of connections with megabytes each,
+/// hours under Valgrind); each of its paths runs under Valgrind in the `it` suites.
+const VALGRIND_SKIP_TARGETS: &[&str] = &["soak"];
 const VALGRIND_SKIP: &[&str] = &["server::", "sigterm::", "affinity::", "tls::"];
 const PORTABLE_CRATES: &[&str] = &["weir-reactor", "weir-bufpool", "weir-shutdown", "weir-net"];
 /// Targets that are compiled (`cargo check`, and `cargo clippy -D warnings` on the libraries),
@@ -336,6 +339,11 @@ fn valgrind() -> Result<Option<String>> {
             continue;
         };
         if message["reason"] != "compiler-artifact" || message["profile"]["test"] != true {
+            continue;
+        }
+        let target = message["target"]["name"].as_str().unwrap_or_default();
+        if VALGRIND_SKIP_TARGETS.contains(&target) {
+            eprintln!("valgrind: NOT running the {target} target (see VALGRIND_SKIP_TARGETS)");
             continue;
         }
         if let Some(exe) = message["executable"].as_str() {
