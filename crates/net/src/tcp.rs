@@ -371,6 +371,7 @@ fn ip_addr(addr: io::Result<socket2::SockAddr>) -> io::Result<SocketAddr> {
 crate::compat::compat_impls!(TcpStream);
 crate::stream::fd_impls!(TcpStream, inner);
 crate::stream::fd_impls!(TcpListener, socket);
+crate::stream::fd_impls!(TcpSocket, socket, socket2);
 
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

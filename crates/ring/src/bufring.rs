@@ -214,6 +214,15 @@ impl BufRing {
         lock(&self.inner.tail).provided < u32::from(self.inner.entries)
     }
 
+    /// Buffers in the ring now, for the kernel to fill (not those a completion handed out).
+    pub fn in_ring(&self) -> usize {
+        lock(&self.inner.tail)
+            .in_ring
+            .iter()
+            .filter(|&&present| present)
+            .count()
+    }
+
     /// The buffer group id to name in receive ops.
     pub fn group(&self) -> u16 {
         self.inner.group

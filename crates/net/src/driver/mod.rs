@@ -244,6 +244,18 @@ enum ProvidedInner {
     Uring(uring::Provided),
 }
 
+impl Provided {
+    /// Pool buffers lent to the kernel now (in the ring's provided buffer ring, waiting to be
+    /// filled); none on the reactor.
+    pub(crate) fn in_kernel(&self) -> usize {
+        match &self.0 {
+            ProvidedInner::Poll(()) => 0,
+            #[cfg(target_os = "linux")]
+            ProvidedInner::Uring(provided) => provided.in_kernel(),
+        }
+    }
+}
+
 /// The pipe a stream's socket-to-socket splices go through (see [`Socket::splice_to`]). It stays
 /// with the source stream, so bytes a dropped splice left in it go out first at the next one.
 pub(crate) struct SplicePipe {

@@ -189,6 +189,12 @@ pub(crate) struct Provided {
     group: BufRing,
 }
 
+impl Provided {
+    pub(crate) fn in_kernel(&self) -> usize {
+        self.group.in_ring()
+    }
+}
+
 /// How many pool buffers the kernel can name: all of them (`Pooled::get` refuses a pool of more
 /// than `MAX_POOLED_BUFFERS`, 32,768).
 fn source_count(pool: &Pool) -> u16 {

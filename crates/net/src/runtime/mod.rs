@@ -210,6 +210,18 @@ impl Runtime {
         self.core.driver.tracked()
     }
 
+    /// Buffers of the runtime's buffer pool lent to the kernel now: on io_uring, those in the
+    /// provided buffer ring, waiting for receives to fill them; none on the reactor, or before
+    /// the pool is first used. The pool counts them in use, so the pool's
+    /// [`in_use`](weir_bufpool::Stats::in_use) less this is what the application (and data
+    /// received but not yet read) holds: with every read done and every buffer dropped, zero.
+    pub fn buffers_lent_to_kernel(&self) -> usize {
+        self.core
+            .pooled
+            .get()
+            .map_or(0, |pooled| pooled.provided.in_kernel())
+    }
+
     /// Runs `fut` to completion on this thread, with the spawned tasks alongside.
     ///
     /// # Panics

@@ -324,6 +324,36 @@ pub(crate) use write_methods;
 /// socket stays Weir's; closing or changing its blocking mode behind Weir's back is the caller's
 /// risk).
 macro_rules! fd_impls {
+    // A `socket2::Socket` field: its own `AsFd`/`AsSocket`.
+    ($ty:ident, $field:ident, socket2) => {
+        #[cfg(windows)]
+        impl std::os::windows::io::AsSocket for $ty {
+            fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+                std::os::windows::io::AsSocket::as_socket(&self.$field)
+            }
+        }
+
+        #[cfg(windows)]
+        impl std::os::windows::io::AsRawSocket for $ty {
+            fn as_raw_socket(&self) -> std::os::windows::io::RawSocket {
+                std::os::windows::io::AsRawSocket::as_raw_socket(&self.$field)
+            }
+        }
+
+        #[cfg(unix)]
+        impl std::os::fd::AsFd for $ty {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                std::os::fd::AsFd::as_fd(&self.$field)
+            }
+        }
+
+        #[cfg(unix)]
+        impl std::os::fd::AsRawFd for $ty {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                std::os::fd::AsRawFd::as_raw_fd(&self.$field)
+            }
+        }
+    };
     ($ty:ident, $field:ident) => {
         #[cfg(windows)]
         impl std::os::windows::io::AsSocket for $ty {

@@ -258,3 +258,30 @@ fn a_pool_of_more_than_32768_buffers_is_refused_with_a_clear_error() {
         assert!(message.contains("32768"), "{backend:?}: {message}");
     }
 }
+
+#[test]
+fn buffers_lent_to_the_kernel_are_told_apart_from_buffers_held() {
+    with_pool(Config::new(4096, 64), |backend, rt| {
+        rt.block_on(async {
+            let pool = weir_net::buffer_pool().expect("pool");
+            let held = || pool.stats().in_use - rt.buffers_lent_to_kernel();
+            let (mut client, mut server) = pair().await;
+            client.write_all(b"ping".to_vec()).await.0.expect("write");
+            let buf = server
+                .read_pooled()
+                .await
+                .expect("read")
+                .expect("not the end");
+            assert_eq!(&buf[..], b"ping");
+            assert_eq!(held(), 1, "{backend:?}: the buffer read is held");
+            drop(buf);
+            assert_eq!(held(), 0, "{backend:?}: nothing held once it is dropped");
+            let lent = rt.buffers_lent_to_kernel();
+            if backend == Backend::Uring {
+                assert!(lent > 0, "the ring's provided buffer ring holds none");
+            } else {
+                assert_eq!(lent, 0, "the reactor lends the kernel no buffer");
+            }
+        });
+    });
+}
