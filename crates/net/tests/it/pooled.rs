@@ -162,14 +162,21 @@ fn idle_connections_hold_no_pool_buffer() {
             let baseline = pool.stats().in_use;
             let mut clients = Vec::new();
             let mut readers = Vec::new();
+            let waiting = std::rc::Rc::new(std::cell::Cell::new(0));
             for _ in 0..100 {
                 let (client, mut server) = pair().await;
                 clients.push(client);
+                let waiting = waiting.clone();
                 readers.push(spawn(async move {
+                    waiting.set(waiting.get() + 1);
                     server.read_pooled().await.map(|b| b.map(|b| b.len()))
                 }));
             }
-            time::sleep(Duration::from_millis(50)).await;
+            // Each reader counts itself in the poll that starts its read, which then waits: once
+            // all 100 counted, all 100 reads wait.
+            while waiting.get() < 100 {
+                weir_net::yield_now().await;
+            }
             assert_eq!(
                 pool.stats().in_use,
                 baseline,

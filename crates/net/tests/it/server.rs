@@ -11,6 +11,9 @@ use weir_net::{Backend, time};
 
 use crate::support::{accept_queue, assert_closed, backends, fd_count, serial};
 
+/// Requests `request_reply` handlers have read and begun to hold, over all servers.
+static REQUESTS_HELD: AtomicU64 = AtomicU64::new(0);
+
 /// A handler that reads one 8-byte request, holds it for `hold`, and answers it, repeatedly,
 /// until the peer closes or the server stops (finishing the current request first).
 fn request_reply(
@@ -35,6 +38,7 @@ fn request_reply(
                     if id % 97 == 13 {
                         panic!("handler failed on request {id}");
                     }
+                    REQUESTS_HELD.fetch_add(1, Ordering::Relaxed);
                     time::sleep(hold).await;
                     if stream.write_all(request).await.0.is_err() {
                         return;
@@ -214,6 +218,7 @@ fn graceful_shutdown_finishes_in_flight_requests_and_closes_idle_ones() {
             .map(|_| StdStream::connect(addr).expect("connect"))
             .collect();
         // 200 in-flight slow requests (the handler holds each for 200 ms).
+        let held_before = REQUESTS_HELD.load(Ordering::Relaxed);
         let slow: Vec<_> = (0..200u64)
             .filter(|id| id % 97 != 13)
             .map(|id| {
@@ -227,7 +232,14 @@ fn graceful_shutdown_finishes_in_flight_requests_and_closes_idle_ones() {
         while server.metrics().accepted_total() < expected {
             std::thread::sleep(Duration::from_millis(1));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        wait_until("the slow requests reaching their handlers", || {
+            let held = REQUESTS_HELD.load(Ordering::Relaxed) - held_before;
+            if held >= slow.len() as u64 {
+                Ok(())
+            } else {
+                Err(format!("{held} of {} held", slow.len()))
+            }
+        });
         let began = Instant::now();
         server.shutdown();
         // New connections are refused soon (the listeners close at once).
@@ -299,13 +311,15 @@ fn handlers_that_never_finish_are_forced_at_the_deadline() {
         for mut client in clients {
             assert_closed(&mut client, &format!("{backend:?}: forced connection"));
         }
-        // Give the kernel a moment to release the closed sockets.
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(
-            fd_count() <= baseline,
-            "{backend:?}: descriptors leaked ({} > {baseline})",
-            fd_count()
-        );
+        // The server's descriptors close as its workers finish their last turn.
+        wait_until("the forced connections' descriptors closing", || {
+            let open = fd_count();
+            if open <= baseline {
+                Ok(())
+            } else {
+                Err(format!("{open} descriptors open, {baseline} before"))
+            }
+        });
         println!(
             "{backend:?}: 20 handlers forced {took:?} after the shutdown began (deadline 200 ms)"
         );

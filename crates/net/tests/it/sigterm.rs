@@ -37,9 +37,9 @@ fn sigterm_drains_and_exits_with_a_report() {
                 .write_all(format!("request {n:04}").as_bytes())
                 .expect("write");
         }
-        // Let the server accept them (connections still in the backlog when the listener
-        // closes would be refused, which is the point of closing it).
-        std::thread::sleep(Duration::from_millis(200));
+        // Wait until the server accepted them all (connections still in the backlog when the
+        // listener closes would be refused, which is the point of closing it).
+        crate::support::wait_for_accept_queue(addr.port(), 0);
         // SAFETY: kill(2) with SIGTERM to our own child process.
         assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
         let signalled = std::time::Instant::now();

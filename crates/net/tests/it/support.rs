@@ -191,6 +191,20 @@ pub(crate) use weir_testkit::run_child_test;
 
 /// The kernel's accept queue of the loopback listener on `port`: connections it completed that
 /// nobody accepted yet (`rx_queue` of a LISTEN socket in `/proc/net/tcp`).
+/// Blocks (bounded: 10 s) until the kernel's accept queue of listening `port` holds `count`
+/// connections.
+pub(crate) fn wait_for_accept_queue(port: u16, count: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while accept_queue(port) != Some(count) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the accept queue of port {port} holds {:?}, not {count}, after 10 s",
+            accept_queue(port)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 pub(crate) fn accept_queue(port: u16) -> Option<u64> {
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
     table.lines().skip(1).find_map(|line| {

@@ -319,6 +319,24 @@ async fn futures_select_accept(listeners: &[TcpListener; 2]) -> std::net::Socket
     .await
 }
 
+/// Blocks (bounded: 10 s) until `stream`'s peer has shut down its side (`POLLRDHUP`): every byte
+/// it sent before is in the receive queue.
+fn wait_for_peer_shutdown(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let mut poll = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, for the duration of the call.
+    let ready = unsafe { libc::poll(&mut poll, 1, 10_000) };
+    assert!(
+        ready == 1 && poll.revents & libc::POLLRDHUP != 0,
+        "no shutdown from the peer within 10 s (poll: {ready}, revents {:#x})",
+        poll.revents
+    );
+}
+
 #[test]
 fn end_of_stream_that_arrived_with_the_last_data_is_seen() {
     on_each_backend(|backend, rt| {
@@ -329,8 +347,8 @@ fn end_of_stream_that_arrived_with_the_last_data_is_seen() {
             let (mut server, _) = listener.accept().await.expect("accept");
             client.write_all(vec![7u8; 100]).await.0.expect("write");
             client.shutdown(Shutdown::Write).expect("half-close");
-            // Let the data and the FIN both land before the first read: one readiness event.
-            weir_net::time::sleep(Duration::from_millis(20)).await;
+            // The data and the FIN both land before the first read: one readiness event.
+            wait_for_peer_shutdown(&server);
             let (n, _) = server.read(Vec::with_capacity(64 * 1024)).await;
             assert_eq!(n.expect("data"), 100, "{backend:?}");
             // A short read drained the data; the end of stream must still be reported.
