@@ -64,18 +64,44 @@ fn a_storm_of_dropped_accepts_leaks_no_descriptor() {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
             let addr = listener.local_addr().expect("addr");
             let baseline = fd_count();
-            for round in 0..200 {
-                // Half the rounds have a client arriving as the accept is dropped.
-                let client = if round % 2 == 0 {
-                    Some(std::net::TcpStream::connect(addr).expect("connect"))
-                } else {
-                    None
-                };
-                let _ = time::timeout(Duration::from_micros(round % 300), listener.accept()).await;
-                drop(client);
+            let mut clients = Vec::new();
+            let mut accepted = 0;
+            for round in 0..300 {
+                // A third of the rounds have a client waiting before the accept starts, a third
+                // one arriving just after it was dropped (on the ring, into the listener's armed
+                // multishot accept), a third none.
+                if round % 3 == 0 {
+                    clients.push(std::net::TcpStream::connect(addr).expect("connect"));
+                }
+                let accept = time::timeout(Duration::from_micros(round % 300), listener.accept());
+                if let Ok(Ok((conn, _))) = accept.await {
+                    accepted += 1;
+                    drop(conn);
+                }
+                if round % 3 == 1 {
+                    clients.push(std::net::TcpStream::connect(addr).expect("connect"));
+                }
             }
-            drain_until_back(&listener, baseline).await;
+            // The clients' own descriptors stay open until the closure checks below.
+            let baseline = baseline + clients.len();
+            let drained = drain_until_back(&listener, baseline).await;
             assert!(fd_count() <= baseline, "{backend:?}: descriptors leaked");
+            // Every connection's server side was closed, whoever took it from the kernel: an
+            // accept that returned, the drain, or an accept dropped after the kernel completed
+            // it (its descriptor closed by the clean-up, or queued and closed with the rest).
+            for (n, client) in clients.iter_mut().enumerate() {
+                crate::support::assert_closed(client, &format!("{backend:?}: client {n}"));
+            }
+            println!(
+                "{backend:?}: of {} connections, {accepted} accepted in the storm and {drained} \
+                 after it; every one closed",
+                clients.len(),
+            );
+            assert_eq!(
+                accepted + drained,
+                clients.len(),
+                "{backend:?}: connections were lost or accepted twice"
+            );
         });
     });
 }
@@ -83,18 +109,21 @@ fn a_storm_of_dropped_accepts_leaks_no_descriptor() {
 /// Accepts and drops what waits in `listener`'s backlog and lets the ring reap cancelled
 /// operations, until this process holds no more descriptors than `baseline` (bounded: 5 s). A
 /// descriptor an earlier test left closing may go meanwhile, hence at most the baseline.
-async fn drain_until_back(listener: &TcpListener, baseline: usize) {
+async fn drain_until_back(listener: &TcpListener, baseline: usize) -> usize {
+    let mut drained = 0;
     for _ in 0..250 {
         while let Ok(Ok((conn, _))) =
             time::timeout(Duration::from_millis(1), listener.accept()).await
         {
+            drained += 1;
             drop(conn);
         }
         if fd_count() <= baseline {
-            return;
+            return drained;
         }
         time::sleep(Duration::from_millis(20)).await;
     }
+    drained
 }
 
 /// Polls `fut` once and drops it.
