@@ -353,8 +353,9 @@ impl<T: Source> Registration<T> {
         self.scheduled.poll_ready(direction, cx, Some(&arm))
     }
 
-    /// Forgets the readiness `event` reported, after the syscall returned `EAGAIN`; a newer
-    /// event that arrived meanwhile is kept.
+    /// Forgets the readiness `event` reported, after the syscall returned `EAGAIN` (with it, in
+    /// the read direction, a hang-up or error the poller reported: the operation found nothing
+    /// left to report); a newer event that arrived meanwhile is kept.
     pub fn clear_readiness(&self, event: ReadyEvent) {
         self.scheduled.clear_readiness(event);
     }
@@ -452,7 +453,7 @@ impl<T: Source> Registration<T> {
                         && !self.inner.selector.needs_rearm()
                         && self.inner.selector.short_read_drains()
                     {
-                        self.clear_readiness(event);
+                        self.scheduled.clear_drained(event);
                     }
                     return Poll::Ready(Ok(result));
                 }
