@@ -37,7 +37,7 @@
 //! | `TcpListener::accept`, `UnixListener::accept` | yes | a connection accepted meanwhile is closed, never leaked | `cancel::a_storm_of_dropped_accepts_leaks_no_descriptor` |
 //! | `TcpStream::connect`, `UnixStream::connect` | yes | the socket is closed | `cancel::a_storm_of_dropped_connects_leaks_no_descriptor` |
 //! | `UdpSocket::recv_from`, `recv_msg`, `recv`, `UnixDatagram::recv_from`, `recv` | yes | a datagram it received is returned by the next receive (other receives waiting on it stay awake) | `udp::a_dropped_receive_loses_no_datagram`, `udp::receivers_waiting_on_a_dropped_receive_s_datagram_all_stay_awake` |
-//! | `UdpSocket::recv_pooled` | yes | as `recv_from` | `cancel::dropped_pooled_udp_receives_and_sends_lose_nothing_they_owe` |
+//! | `UdpSocket::recv_pooled`, `recv_pooled_msg` | yes | as `recv_from` | `cancel::dropped_pooled_udp_receives_and_sends_lose_nothing_they_owe` |
 //! | `send_to`, `send` (UDP, Unix datagrams) | no | the datagram may have gone, whole | `cancel::dropped_pooled_udp_receives_and_sends_lose_nothing_they_owe` |
 //! | `time::sleep`, `time::timeout` | yes | the timer is removed from the heap that holds it | `affinity::a_timer_dropped_on_another_worker_cancels_only_itself` |
 //!

@@ -710,3 +710,33 @@ fn a_datagram_over_the_udp_limit_is_emsgsize_and_the_socket_goes_on() {
         });
     });
 }
+
+#[test]
+fn a_pooled_receive_says_when_a_datagram_was_longer_than_the_pool_s_buffers() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let b = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let to = b.local_addr().expect("addr");
+            let room = weir_net::buffer_pool()
+                .expect("pool")
+                .get()
+                .await
+                .capacity();
+            let big: Vec<u8> = (0..room + 4_000).map(crate::support::pattern).collect();
+            for (datagram, cut) in [(&big[..], true), (&big[..room], false), (&big[..7], false)] {
+                peer.send_to(datagram, to).expect("send");
+                let (buf, meta) = b.recv_pooled_msg().await.expect("recv_pooled_msg");
+                let kept = datagram.len().min(room);
+                assert_eq!(
+                    (meta.len, meta.truncated, buf.len()),
+                    (kept, cut, kept),
+                    "{backend:?}: {} bytes into pool buffers of {room}",
+                    datagram.len()
+                );
+                assert!(buf[..] == datagram[..kept], "{backend:?}: bytes differ");
+                assert_eq!(meta.from, peer.local_addr().expect("addr"));
+            }
+        });
+    });
+}
