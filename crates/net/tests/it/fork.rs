@@ -30,12 +30,10 @@ fn pipe() -> (std::fs::File, std::fs::File) {
     let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
     assert_eq!(r, 0, "pipe2: {}", std::io::Error::last_os_error());
     // SAFETY: both descriptors were just made by pipe2(2) and are owned by nothing else.
-    unsafe {
-        (
-            std::fs::File::from_raw_fd(fds[0]),
-            std::fs::File::from_raw_fd(fds[1]),
-        )
-    }
+    let read = unsafe { std::fs::File::from_raw_fd(fds[0]) };
+    // SAFETY: as above.
+    let write = unsafe { std::fs::File::from_raw_fd(fds[1]) };
+    (read, write)
 }
 
 enum Forked {
@@ -193,21 +191,34 @@ fn a_child_that_drops_what_it_inherited_leaves_the_parent_s_driver_alone() {
             "{backend:?}: the connections are in the driver"
         );
         let (from_child, to_parent) = pipe();
-        // Forked between `block_on` calls: the child drops the client (cancelling its armed
-        // receive, at once, as outside `block_on`), then the runtime with its tasks, listener,
-        // server connection, pool and driver — every destructor runs.
+        // Forked between `block_on` calls: the child tries the inherited runtime, then drops the
+        // client (cancelling its armed receive, at once, as outside `block_on`), then the
+        // runtime with its tasks, listener, server connection, pool and driver — every
+        // destructor runs.
         let pid = match fork() {
             Forked::Child => {
+                // A new connection through the inherited runtime is refused (on the ring its
+                // op never reaches the parent's queue, on the reactor its registration never
+                // reaches the parent's epoll), at once.
+                let connect = rt.block_on(TcpStream::connect(addr));
+                let refused = match connect {
+                    Ok(_) => "connected".to_owned(),
+                    Err(error) => format!(
+                        "refused: {}",
+                        error.raw_os_error().is_some_and(|e| e == libc::EBADFD)
+                            || error.to_string().contains("inherited across fork")
+                    ),
+                };
                 drop(client);
                 drop(rt);
-                exit_child(&to_parent, &format!("dropped {tracked}\n"), 0)
+                exit_child(&to_parent, &format!("{refused}, dropped {tracked}\n"), 0)
             }
             Forked::Parent(pid) => pid,
         };
         drop(to_parent);
         assert_eq!(
             read_report(from_child),
-            format!("dropped {tracked}\n"),
+            format!("refused: true, dropped {tracked}\n"),
             "{backend:?}"
         );
         assert_eq!(wait_exit(pid), 0, "{backend:?}");
@@ -360,13 +371,11 @@ fn an_exec_d_child_holds_no_ring_epoll_or_socket_of_the_parent() {
         let pid = rt.block_on(async {
             match fork() {
                 Forked::Child => {
-                    // SAFETY: dup2(2) and execv(2) with a valid descriptor, a NUL-terminated
-                    // path and a NULL-terminated argv of NUL-terminated strings that live until
-                    // the exec; `_exit` if it fails.
-                    unsafe {
-                        libc::dup2(to_parent.as_raw_fd(), 1);
-                        libc::execv(c"/bin/sh".as_ptr(), argv.as_ptr());
-                    }
+                    // SAFETY: dup2(2) of a descriptor the child holds onto its stdout.
+                    unsafe { libc::dup2(to_parent.as_raw_fd(), 1) };
+                    // SAFETY: execv(2) with a NUL-terminated path and a NULL-terminated argv
+                    // of NUL-terminated strings that live until the exec; `_exit` if it fails.
+                    unsafe { libc::execv(c"/bin/sh".as_ptr(), argv.as_ptr()) };
                     exit_child(&to_parent, "exec failed\n", 127)
                 }
                 Forked::Parent(pid) => pid,
