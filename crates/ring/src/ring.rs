@@ -20,7 +20,7 @@
 //! `Send`). A ring whose last handle is dropped on another thread goes to its owner, which tears
 //! it down at its next turn or build, or when it exits (`orphan`).
 
-use crate::sync::unmodelled::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::unmodelled::{Arc, AtomicBool, AtomicU64, AtomicUsize, Once, Ordering};
 use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
@@ -186,7 +186,7 @@ struct Process {
 
 impl Process {
     fn current() -> Process {
-        static WATCH: std::sync::Once = std::sync::Once::new();
+        static WATCH: Once = Once::new();
         WATCH.call_once(|| {
             // SAFETY: `count_fork` is a plain `extern "C" fn` that only increments an atomic,
             // which is async-signal-safe, as a fork handler in a multithreaded process must be.
