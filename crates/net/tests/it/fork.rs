@@ -7,7 +7,7 @@
 //! Each child reports through a pipe (what it did, and the data it served) and its exit code;
 //! the parent checks both, so a child that exited without running its scenario fails the test.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::time::Duration;
@@ -51,9 +51,16 @@ fn fork() -> Forked {
     }
 }
 
-/// In the child: writes `report` to `out` and exits with `code`, running no destructor and no
-/// `atexit` handler of the parent's.
-fn exit_child(mut out: &std::fs::File, report: &str, code: i32) -> ! {
+/// In the child: runs `body`, writes what it reports to `out`, and exits — 0 if it succeeded,
+/// 1 if it failed, 101 if it panicked (a panic must not unwind into the copy of the test
+/// harness the child inherited) — running no destructor and no `atexit` handler of the
+/// parent's.
+fn run_child(mut out: &std::fs::File, body: impl FnOnce() -> Result<String, String>) -> ! {
+    let (report, code) = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(Ok(report)) => (report, 0),
+        Ok(Err(error)) => (format!("failed: {error}\n"), 1),
+        Err(_) => ("panicked\n".to_owned(), 101),
+    };
     let _ = out.write_all(report.as_bytes());
     // SAFETY: `_exit(2)` ends the process at once; nothing runs after it.
     unsafe { libc::_exit(code) }
@@ -84,10 +91,38 @@ fn wait_exit(pid: libc::pid_t) -> i32 {
 }
 
 /// Reads what the child wrote until it closed the pipe (the parent's write end must be closed).
-fn read_report(mut from: std::fs::File) -> String {
-    let mut report = String::new();
-    from.read_to_string(&mut report).expect("child report");
-    report
+fn read_report(from: &std::fs::File) -> String {
+    read_from_child(from, false)
+}
+
+/// Reads what the child wrote, byte by byte, to the end of the first line (`line`) or until
+/// it closed the pipe; a child that stays silent for `STALL` fails the test instead of hanging
+/// it.
+fn read_from_child(mut from: &std::fs::File, line: bool) -> String {
+    let mut report = Vec::new();
+    let mut byte = [0u8; 1];
+    while !(line && report.last() == Some(&b'\n')) {
+        let mut fd = libc::pollfd {
+            fd: from.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let millis = libc::c_int::try_from(STALL.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: one valid pollfd that outlives the call.
+        let ready = unsafe { libc::poll(&mut fd, 1, millis) };
+        assert!(
+            ready != 0,
+            "the child said nothing for {STALL:?}; so far: {:?}",
+            String::from_utf8_lossy(&report)
+        );
+        match from.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) => report.push(byte[0]),
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => panic!("child report: {error}"),
+        }
+    }
+    String::from_utf8(report).expect("the child's report is text")
 }
 
 /// The payload of round trip `round`.
@@ -165,12 +200,12 @@ fn a_child_that_exits_at_once_leaves_the_parent_serving() {
         // Forked inside `block_on`, with the server's and the client's receives armed.
         let pid = rt.block_on(async {
             match fork() {
-                Forked::Child => exit_child(&to_parent, "exiting\n", 0),
+                Forked::Child => run_child(&to_parent, || Ok("exiting\n".to_owned())),
                 Forked::Parent(pid) => pid,
             }
         });
         drop(to_parent);
-        assert_eq!(read_report(from_child), "exiting\n", "{backend:?}");
+        assert_eq!(read_report(&from_child), "exiting\n", "{backend:?}");
         assert_eq!(wait_exit(pid), 0, "{backend:?}");
         parent_serves_on(
             &rt,
@@ -196,7 +231,7 @@ fn a_child_that_drops_what_it_inherited_leaves_the_parent_s_driver_alone() {
         // runtime with its tasks, listener, server connection, pool and driver — every
         // destructor runs.
         let pid = match fork() {
-            Forked::Child => {
+            Forked::Child => run_child(&to_parent, || {
                 // A new connection through the inherited runtime is refused (on the ring its
                 // op never reaches the parent's queue, on the reactor its registration never
                 // reaches the parent's epoll), at once.
@@ -211,13 +246,13 @@ fn a_child_that_drops_what_it_inherited_leaves_the_parent_s_driver_alone() {
                 };
                 drop(client);
                 drop(rt);
-                exit_child(&to_parent, &format!("{refused}, dropped {tracked}\n"), 0)
-            }
+                Ok(format!("{refused}, dropped {tracked}\n"))
+            }),
             Forked::Parent(pid) => pid,
         };
         drop(to_parent);
         assert_eq!(
-            read_report(from_child),
+            read_report(&from_child),
             format!("refused: true, dropped {tracked}\n"),
             "{backend:?}"
         );
@@ -276,16 +311,11 @@ fn a_child_builds_its_own_runtime_and_serves() {
         let (mut client, addr) = start_echo(&rt);
         let (from_child, to_parent) = pipe();
         let pid = match fork() {
-            Forked::Child => match serve_one_in_child(backend, &to_parent) {
-                Ok(done) => exit_child(&to_parent, &done, 0),
-                Err(error) => exit_child(&to_parent, &format!("failed: {error}\n"), 1),
-            },
+            Forked::Child => run_child(&to_parent, || serve_one_in_child(backend, &to_parent)),
             Forked::Parent(pid) => pid,
         };
         drop(to_parent);
-        let mut report = std::io::BufReader::new(from_child);
-        let mut line = String::new();
-        report.read_line(&mut line).expect("port line");
+        let line = read_from_child(&from_child, true);
         let port: u16 = line
             .trim()
             .strip_prefix("port ")
@@ -302,8 +332,7 @@ fn a_child_builds_its_own_runtime_and_serves() {
         peer.read_to_end(&mut back)
             .expect("the child's echo, to its end");
         assert_eq!(fnv(&back), fnv(&sent), "{backend:?}: the child's echo");
-        let mut rest = String::new();
-        report.read_to_string(&mut rest).expect("child report");
+        let rest = read_report(&from_child);
         assert_eq!(wait_exit(pid), 0, "{backend:?}: {rest}");
         assert_eq!(
             rest,
@@ -370,19 +399,20 @@ fn an_exec_d_child_holds_no_ring_epoll_or_socket_of_the_parent() {
         // its descriptors to the pipe.
         let pid = rt.block_on(async {
             match fork() {
-                Forked::Child => {
+                Forked::Child => run_child(&to_parent, || {
                     // SAFETY: dup2(2) of a descriptor the child holds onto its stdout.
                     unsafe { libc::dup2(to_parent.as_raw_fd(), 1) };
                     // SAFETY: execv(2) with a NUL-terminated path and a NULL-terminated argv
-                    // of NUL-terminated strings that live until the exec; `_exit` if it fails.
+                    // of NUL-terminated strings that live until the exec; it returns only if
+                    // the exec failed.
                     unsafe { libc::execv(c"/bin/sh".as_ptr(), argv.as_ptr()) };
-                    exit_child(&to_parent, "exec failed\n", 127)
-                }
+                    Err(format!("exec: {}", std::io::Error::last_os_error()))
+                }),
                 Forked::Parent(pid) => pid,
             }
         });
         drop(to_parent);
-        let listing = read_report(from_child);
+        let listing = read_report(&from_child);
         assert_eq!(wait_exit(pid), 0, "{backend:?}: {listing}");
         assert!(listing.starts_with("exec-ran\n"), "{backend:?}: {listing}");
         let descriptors: Vec<&str> = listing.lines().skip(1).collect();
