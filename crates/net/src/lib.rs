@@ -57,6 +57,19 @@
 //! another runtime's thread. Tests: `affinity::a_stream_made_on_one_worker_works_on_another`,
 //! `affinity::a_timer_dropped_on_another_worker_cancels_only_itself`.
 //!
+//! # Fork
+//!
+//! A process may `fork(2)` while its runtimes have connections in flight. The child inherits
+//! the parent's ring or epoll instance — one kernel object the two share — so the child leaves
+//! it alone: dropping the inherited runtime and sockets frees the child's copies and closes its
+//! descriptors without cancelling, entering or deregistering anything of the parent's, and
+//! using the inherited runtime fails at once with an error (a forked child builds its own). The
+//! drivers' descriptors are close-on-exec. Sockets are plain shared descriptors across a fork,
+//! as with `std`: bytes a child writes to an inherited socket go to the parent's peer. Tests:
+//! `fork::a_child_that_drops_what_it_inherited_leaves_the_parent_s_driver_alone`,
+//! `fork::a_child_builds_its_own_runtime_and_serves`,
+//! `fork::an_exec_d_child_holds_no_ring_epoll_or_socket_of_the_parent`.
+//!
 //! # Examples
 //!
 //! ```

@@ -19,6 +19,12 @@
 //! queues its cancel the same way. Completions wake the op's task wherever it runs (wakers are
 //! `Send`). A ring whose last handle is dropped on another thread goes to its owner, which tears
 //! it down at its next turn or build, or when it exits (`orphan`).
+//!
+//! # Fork
+//!
+//! A forked child shares the parent's ring (the kernel instance and its mapped queues), so in
+//! a child a ring built by the parent is never pushed to, entered, cancelled in or
+//! unregistered from; its teardown frees only the child's copy of the op data (`Process`).
 
 use crate::sync::unmodelled::{Arc, AtomicBool, AtomicU64, AtomicUsize, Once, Ordering};
 use std::any::Any;

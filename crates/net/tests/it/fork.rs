@@ -375,12 +375,16 @@ fn an_exec_d_child_holds_no_ring_epoll_or_socket_of_the_parent() {
             .map(|(_, target)| target)
             .filter(|target| !before.contains(target))
             .collect();
-        if backend == Backend::Uring {
+        // The parent holds what the child must not: its driver and the driver's eventfd.
+        let driver = if backend == Backend::Uring {
+            "anon_inode:[io_uring]"
+        } else {
+            "anon_inode:[eventpoll]"
+        };
+        for held in [driver, "anon_inode:[eventfd]"] {
             assert!(
-                own_descriptors()
-                    .iter()
-                    .any(|(_, t)| t == "anon_inode:[io_uring]"),
-                "the parent holds a ring's descriptor"
+                own_descriptors().iter().any(|(_, t)| t == held),
+                "{backend:?}: the parent holds {held}"
             );
         }
         assert!(
@@ -421,8 +425,15 @@ fn an_exec_d_child_holds_no_ring_epoll_or_socket_of_the_parent() {
             "{backend:?}: the listing shows the shell's stdout, the pipe: {listing}"
         );
         for line in &descriptors {
+            // The ring, the epoll instance and their wake-up eventfds.
             assert!(
-                !line.contains("anon_inode:[io_uring]") && !line.contains("anon_inode:[eventpoll]"),
+                ![
+                    "anon_inode:[io_uring]",
+                    "anon_inode:[eventpoll]",
+                    "anon_inode:[eventfd]"
+                ]
+                .iter()
+                .any(|driver| line.contains(driver)),
                 "{backend:?}: the exec'd child holds a driver's descriptor: {line}"
             );
             assert!(
