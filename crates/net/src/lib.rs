@@ -37,7 +37,7 @@
 //! | `TcpListener::accept`, `UnixListener::accept` | yes | a connection accepted meanwhile is closed, never leaked | `cancel::a_storm_of_dropped_accepts_leaks_no_descriptor` |
 //! | `TcpStream::connect`, `UnixStream::connect` | yes | the socket is closed | `cancel::a_storm_of_dropped_connects_leaks_no_descriptor` |
 //! | `UdpSocket::recv_from`, `recv_msg`, `recv`, `UnixDatagram::recv_from`, `recv` | yes | a datagram it received is returned by the next receive (other receives waiting on it stay awake) | `udp::a_dropped_receive_loses_no_datagram`, `udp::receivers_waiting_on_a_dropped_receive_s_datagram_all_stay_awake` |
-//! | `UdpSocket::recv_pooled` | yes | as `recv_from` | `cancel::dropped_pooled_udp_receives_and_sends_lose_nothing_they_owe` |
+//! | `UdpSocket::recv_pooled`, `recv_pooled_msg` | yes | as `recv_from` | `cancel::dropped_pooled_udp_receives_and_sends_lose_nothing_they_owe` |
 //! | `send_to`, `send` (UDP, Unix datagrams) | no | the datagram may have gone, whole | `cancel::dropped_pooled_udp_receives_and_sends_lose_nothing_they_owe` |
 //! | `time::sleep`, `time::timeout` | yes | the timer is removed from the heap that holds it | `affinity::a_timer_dropped_on_another_worker_cancels_only_itself` |
 //!
@@ -56,6 +56,19 @@
 //! they were spawned on (`spawn` takes `!Send` futures); [`Handle::spawn`] builds a future on
 //! another runtime's thread. Tests: `affinity::a_stream_made_on_one_worker_works_on_another`,
 //! `affinity::a_timer_dropped_on_another_worker_cancels_only_itself`.
+//!
+//! # Fork
+//!
+//! A process may `fork(2)` while its runtimes have connections in flight. The child inherits
+//! the parent's ring or epoll instance — one kernel object the two share — so the child leaves
+//! it alone: dropping the inherited runtime and sockets frees the child's copies and closes its
+//! descriptors without cancelling, entering or deregistering anything of the parent's, and
+//! using the inherited runtime fails at once with an error (a forked child builds its own). The
+//! drivers' descriptors are close-on-exec. Sockets are plain shared descriptors across a fork,
+//! as with `std`: bytes a child writes to an inherited socket go to the parent's peer. Tests:
+//! `fork::a_child_that_drops_what_it_inherited_leaves_the_parent_s_driver_alone`,
+//! `fork::a_child_builds_its_own_runtime_and_serves`,
+//! `fork::an_exec_d_child_holds_no_ring_epoll_or_socket_of_the_parent`.
 //!
 //! # Examples
 //!

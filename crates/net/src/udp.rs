@@ -136,8 +136,8 @@ impl UdpSocket {
         (result, buf)
     }
 
-    /// Receives one datagram into a buffer from the runtime's pool (truncated to the pool's
-    /// buffer size), with its sender. The socket's readiness is awaited first, so a waiting
+    /// Receives one datagram into a buffer from the runtime's pool (cut to the pool's buffer
+    /// size; [`recv_pooled_msg`](UdpSocket::recv_pooled_msg) says when), with its sender. The socket's readiness is awaited first, so a waiting
     /// receive holds no buffer; an empty pool makes it wait, never fail.
     ///
     /// Cancel safety: cancel-safe, as [`recv_from`](UdpSocket::recv_from).
@@ -147,11 +147,24 @@ impl UdpSocket {
     /// The receive failed, the pool could not be set up, or no Weir runtime runs on this
     /// thread.
     pub async fn recv_pooled(&self) -> io::Result<(weir_bufpool::Buf, SocketAddr)> {
+        let (buf, meta) = self.recv_pooled_msg().await?;
+        Ok((buf, meta.from))
+    }
+
+    /// As [`recv_pooled`](UdpSocket::recv_pooled), and says whether the datagram was longer
+    /// than the pool's buffers and was cut to fit ([`RecvMeta::truncated`]).
+    ///
+    /// Cancel safety: cancel-safe, as [`recv_from`](UdpSocket::recv_from).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_pooled`](UdpSocket::recv_pooled).
+    pub async fn recv_pooled_msg(&self) -> io::Result<(weir_bufpool::Buf, RecvMeta)> {
         self.io.ready().await?;
         let (pool, _) = crate::runtime::pooled()?;
         let buf = pool.get().await;
-        let (received, buf) = self.recv_from(buf).await;
-        received.map(|(_, from)| (buf, from))
+        let (received, buf) = self.recv_msg(buf).await;
+        received.map(|meta| (buf, meta))
     }
 
     /// Sends to the connected peer (no address is named, so no lookup is made per datagram).

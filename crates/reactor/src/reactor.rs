@@ -70,6 +70,12 @@ pub struct Reactor {
 
 struct Inner {
     selector: Arc<Selector>,
+    /// The process that made the poller. A forked child inherits an epoll instance shared with
+    /// its parent (one kernel object, however many descriptors): a source the child added or
+    /// deleted would be added to or deleted from the parent's, so in any other process
+    /// `register` refuses and deregistering leaves the poller alone (the child closes only its
+    /// own copy of the descriptor, which leaves the parent's registration in place).
+    pid: u32,
     sources: Mutex<Sources>,
     timers: Mutex<Timers<Option<Waker>>>,
     /// Only `turn` takes it: the event buffer and the scratch list of sources to wake.
@@ -119,6 +125,7 @@ impl Reactor {
         Ok(Reactor {
             inner: Arc::new(Inner {
                 selector,
+                pid: std::process::id(),
                 sources: Mutex::new(Sources::default()),
                 timers: Mutex::new(Timers::new()),
                 turn_state: Mutex::new(TurnState {
@@ -143,8 +150,15 @@ impl Reactor {
     ///
     /// # Errors
     ///
-    /// The poller refused the descriptor (`epoll_ctl`/`kevent` failed).
+    /// The poller refused the descriptor (`epoll_ctl`/`kevent` failed), or the reactor was
+    /// inherited across `fork(2)` (it is the parent's: a forked child makes its own).
     pub fn register<T: Source>(&self, io: T) -> io::Result<Registration<T>> {
+        if std::process::id() != self.inner.pid {
+            return Err(io::Error::other(
+                "weir-reactor: this reactor was inherited across fork(2) and belongs to the \
+                 parent; make a new one in the child",
+            ));
+        }
         let scheduled = Arc::new(ScheduledIo::default());
         let raw = io.raw_source();
         let slot = Slot {
@@ -339,8 +353,9 @@ impl<T: Source> Registration<T> {
         self.scheduled.poll_ready(direction, cx, Some(&arm))
     }
 
-    /// Forgets the readiness `event` reported, after the syscall returned `EAGAIN`; a newer
-    /// event that arrived meanwhile is kept.
+    /// Forgets the readiness `event` reported, after the syscall returned `EAGAIN` (with it, in
+    /// the read direction, a hang-up or error the poller reported: the operation found nothing
+    /// left to report); a newer event that arrived meanwhile is kept.
     pub fn clear_readiness(&self, event: ReadyEvent) {
         self.scheduled.clear_readiness(event);
     }
@@ -438,7 +453,7 @@ impl<T: Source> Registration<T> {
                         && !self.inner.selector.needs_rearm()
                         && self.inner.selector.short_read_drains()
                     {
-                        self.clear_readiness(event);
+                        self.scheduled.clear_drained(event);
                     }
                     return Poll::Ready(Ok(result));
                 }
@@ -465,7 +480,12 @@ impl<T: Source> Registration<T> {
         };
         // First: from here on nothing arms the descriptor, which may close after `delete`.
         self.scheduled.deregister();
-        let result = self.inner.selector.delete(io.raw_source());
+        // A forked child's copy of a registration: deleting it would delete the parent's.
+        let result = if std::process::id() == self.inner.pid {
+            self.inner.selector.delete(io.raw_source())
+        } else {
+            Ok(())
+        };
         self.inner.release_key(self.key);
         result
     }

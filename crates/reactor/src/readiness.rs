@@ -6,10 +6,13 @@
 //!  usize:  [ tick : usize::BITS - 3 ][ read closed : 1 ][ writable : 1 ][ readable : 1 ]
 //! ```
 //!
-//! `read closed` is sticky: once the peer's end of stream (or a hang-up or error) was reported,
-//! the read direction stays ready, so a read that drained the data that came with the end of
-//! stream (a short read clears readiness) cannot make the next read wait for an event that
-//! already happened.
+//! `read closed` is sticky across a drained read: once the peer's end of stream (or a hang-up or
+//! error) was reported, the read direction stays ready, so a read that drained the data that
+//! came with the end of stream (a short read clears readiness) cannot make the next read wait
+//! for an event that already happened. Only `EAGAIN` clears it: a read that would block proves
+//! nothing is left to report — an end of stream or a reset is reported to every later read, but
+//! a datagram socket's error (an ICMP "port unreachable") is reported once, to one receive, and
+//! a mark kept after it would make every later receive spin on `EAGAIN`.
 //!
 //! The reactor thread *sets* readiness (OR-ing bits and bumping the tick) when the poller reports
 //! an event, then wakes the waker of each direction that became ready. A task *polls* a
@@ -305,9 +308,26 @@ impl ScheduledIo {
         })
     }
 
-    /// Forgets the readiness `event` reported, unless a newer event arrived since (or the read
-    /// direction is closed: that stays ready).
+    /// After `EAGAIN`: forgets the readiness `event` reported, and a closed (or failed) read
+    /// direction with it — an operation that would block found nothing to report — unless a
+    /// newer event arrived since.
     pub(crate) fn clear_readiness(&self, event: ReadyEvent) {
+        let forget = if event.ready & READABLE != 0 {
+            event.ready | READ_CLOSED
+        } else {
+            event.ready
+        };
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+                (current >> TICK_SHIFT == event.tick).then_some(current & !forget)
+            });
+    }
+
+    /// After a read that drained the source (a short read): forgets the readiness `event`
+    /// reported, unless a newer event arrived since, or the read direction is closed (the end
+    /// of stream that came with the data is still to be read).
+    pub(crate) fn clear_drained(&self, event: ReadyEvent) {
         let _ = self
             .state
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
@@ -385,12 +405,23 @@ mod tests {
             panic!("readable was set");
         };
         // A short read drained the data and clears what it saw...
-        io.clear_readiness(seen);
+        io.clear_drained(seen);
         // ...but the end of stream is still there to be read.
-        assert!(io.poll_ready(Direction::Read, &mut noop(), None).is_ready());
+        let Poll::Ready(seen) = io.poll_ready(Direction::Read, &mut noop(), None) else {
+            panic!("the closed read direction stays ready");
+        };
         assert!(
             io.poll_ready(Direction::Write, &mut noop(), None)
                 .is_pending()
         );
+        // A read that would block (a datagram socket's error was taken by the read before)
+        // found nothing to report: the read direction waits again, until a new event.
+        io.clear_readiness(seen);
+        assert!(
+            io.poll_ready(Direction::Read, &mut noop(), None)
+                .is_pending()
+        );
+        io.set_readiness(true, false, false, None);
+        assert!(io.poll_ready(Direction::Read, &mut noop(), None).is_ready());
     }
 }

@@ -19,8 +19,14 @@
 //! queues its cancel the same way. Completions wake the op's task wherever it runs (wakers are
 //! `Send`). A ring whose last handle is dropped on another thread goes to its owner, which tears
 //! it down at its next turn or build, or when it exits (`orphan`).
+//!
+//! # Fork
+//!
+//! A forked child shares the parent's ring (the kernel instance and its mapped queues), so in
+//! a child a ring built by the parent is never pushed to, entered, cancelled in or
+//! unregistered from; its teardown frees only the child's copy of the op data (`Process`).
 
-use crate::sync::unmodelled::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::unmodelled::{Arc, AtomicBool, AtomicU64, AtomicUsize, Once, Ordering};
 use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
@@ -162,6 +168,66 @@ fn this_thread() -> u64 {
     })
 }
 
+/// Forks of this process that ran `fork(2)`'s handlers (`pthread_atfork(3)`), counted in the
+/// child: a ring built before the count changed is the parent's.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn count_fork() {
+    // Relaxed: the child has one thread at this point; the threads it starts later see it
+    // through their spawn.
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The process a ring was built in. A forked child inherits the parent's ring: the same
+/// kernel instance (its descriptor), and its queues mapped shared — so a child that pushed,
+/// reaped, entered, cancelled or unregistered anything would do it to the parent's ring. Every
+/// such path asks [`is_current`](Process::is_current) first; what the child holds of the ring
+/// is its own copy of the op data (which the kernel never reads: it works in the parent's
+/// memory), freed as ordinary memory.
+#[derive(Clone, Copy)]
+struct Process {
+    pid: u32,
+    forks: u64,
+}
+
+impl Process {
+    fn current() -> Process {
+        static WATCH: Once = Once::new();
+        WATCH.call_once(|| {
+            // SAFETY: `count_fork` is a plain `extern "C" fn` that only increments an atomic,
+            // which is async-signal-safe, as a fork handler in a multithreaded process must be.
+            // Registration fails only for lack of memory: forks then go uncounted, and
+            // `is_current_exactly` still tells them apart at teardown.
+            let _ = unsafe { libc::pthread_atfork(None, None, Some(count_fork)) };
+        });
+        Process {
+            pid: std::process::id(),
+            // Relaxed: see `count_fork`.
+            forks: FORKS.load(Ordering::Relaxed),
+        }
+    }
+
+    /// `false` in a forked child: one load, for the paths that run on every op or turn.
+    fn is_current(self) -> bool {
+        // Relaxed: see `count_fork`.
+        FORKS.load(Ordering::Relaxed) == self.forks
+    }
+
+    /// As [`is_current`](Process::is_current), and asks the kernel for the process id too
+    /// (a child made without the fork handlers, by a raw `clone(2)`): for teardown only.
+    fn is_current_exactly(self) -> bool {
+        self.is_current() && std::process::id() == self.pid
+    }
+}
+
+/// The error of a ring used in a forked child.
+fn inherited_ring() -> io::Error {
+    io::Error::other(
+        "weir-ring: this ring was inherited across fork(2) and belongs to the parent; build a \
+         new one in the child",
+    )
+}
+
 /// A handle to an io_uring instance. Clones share it; ops hold a clone until they are done.
 ///
 /// The thread that built the ring owns it and drives it with [`turn`](Ring::turn). Ops may be
@@ -178,6 +244,8 @@ pub(crate) struct Shared {
     uring: Mutex<IoUring>,
     pub(crate) ops: OpTable<OpBox>,
     owner: u64,
+    /// The process that built the ring: in any other (a forked child) the ring is left alone.
+    process: Process,
     /// SQEs of ops started on other threads, for the owner's next turn, in order. `has_remote`
     /// says whether the owner needs to look.
     remote: Mutex<Vec<Submission>>,
@@ -297,6 +365,7 @@ impl Ring {
             uring: Mutex::new(uring),
             ops: OpTable::new(),
             owner,
+            process: Process::current(),
             remote: Mutex::new(Vec::new()),
             has_remote: AtomicBool::new(false),
             pending_cancels: Mutex::new(Vec::new()),
@@ -397,6 +466,9 @@ impl Ring {
                 "weir-ring: only the thread that built a ring may turn it",
             ));
         }
+        if !self.shared.process.is_current() {
+            return Err(inherited_ring());
+        }
         crate::orphan::collect(self.shared.owner);
         self.shared.turn(timeout, true)
     }
@@ -444,6 +516,11 @@ impl Ring {
     /// Asks the kernel to cancel op `user_data` at the next turn (a no-op if it has finished).
     pub(crate) fn queue_cancel(&self, user_data: u64) {
         let shared = &*self.shared;
+        if !shared.process.is_current() {
+            // A forked child cancels nothing of the parent's; the op's data is freed with the
+            // child's copy of the ring.
+            return;
+        }
         shared.stats.cancels.fetch_add(1, Ordering::Relaxed);
         lock(&shared.pending_cancels).push(user_data);
         // Release: the queued cancel is visible to the turn that sees the flag.
@@ -477,7 +554,10 @@ impl Ring {
     pub fn flush(&self) {
         let shared = &*self.shared;
         // Relaxed: only the owner reads and writes it.
-        if !self.is_owner() || shared.flushing.swap(true, Ordering::Relaxed) {
+        if !self.is_owner()
+            || !shared.process.is_current()
+            || shared.flushing.swap(true, Ordering::Relaxed)
+        {
             return;
         }
         crate::orphan::collect(shared.owner);
@@ -492,6 +572,9 @@ impl Ring {
     /// Soundness rests on the caller (`BufRing::register`): `addr` points to `entries`
     /// page-aligned entries that stay allocated until unregistered.
     pub(crate) fn register_buf_ring(&self, addr: u64, entries: u16, group: u16) -> io::Result<()> {
+        if !self.shared.process.is_current() {
+            return Err(inherited_ring());
+        }
         let uring = lock(&self.shared.uring);
         // SAFETY: see above; the memory outlives the registration.
         unsafe {
@@ -501,7 +584,13 @@ impl Ring {
         }
     }
 
+    /// Unregisters buffer group `group`. In a forked child it does nothing and succeeds: the
+    /// registration is the parent's, and the kernel reads only the parent's copy of the memory,
+    /// so the child may free its own.
     pub(crate) fn unregister_buf_ring(&self, group: u16) -> io::Result<()> {
+        if !self.shared.process.is_current_exactly() {
+            return Ok(());
+        }
         lock(&self.shared.uring)
             .submitter()
             .unregister_buf_ring(group)
@@ -512,6 +601,24 @@ impl Shared {
     /// Submits `sqes`: pushed now on the owner's thread, queued for the owner's next turn
     /// elsewhere.
     fn submit(&self, sqes: Submission) {
+        if !self.process.is_current() {
+            // A forked child's op never reaches the parent's ring: it ends here.
+            if let Some(first) = sqes
+                .entries()
+                .first()
+                .filter(|e| e.get_user_data() != u64::MAX)
+            {
+                let mut wakers = Vec::new();
+                let refused = Cqe {
+                    result: -libc::EBADFD,
+                    flags: 0,
+                };
+                self.complete(first.get_user_data(), refused, &mut wakers);
+                self.release_reaped();
+                wakers.into_iter().for_each(Waker::wake);
+            }
+            return;
+        }
         if this_thread() == self.owner {
             let mut wakers = Vec::new();
             {
@@ -995,6 +1102,13 @@ pub(crate) fn discard(op: &mut OpBox, cqe: Cqe) {
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        if !self.process.is_current_exactly() {
+            // A forked child's copy: the kernel works on the parent's memory and the parent
+            // still drives the ring, so nothing is cancelled or entered; the child's copies of
+            // the ops' data (and the descriptors they hold) are simply freed.
+            drop(self.ops.take_all_for_leak());
+            return;
+        }
         // Every op future holds a `Ring`, so any op still here was cancelled (or is the wake-up
         // read). Ask the kernel to drop them all, then wait (bounded) for their final CQEs.
         // This runs on the owner's thread (`Drop for Ring` hands the ring to its owner,
@@ -1063,7 +1177,7 @@ impl Drop for Ring {
         let Some(shared) = Arc::into_inner(shared) else {
             return;
         };
-        if this_thread() != shared.owner {
+        if this_thread() != shared.owner && shared.process.is_current() {
             let owner = shared.owner;
             // The owner has exited: tear it down here, as well as can be done without it.
             drop(crate::orphan::adopt(owner, shared));

@@ -28,5 +28,5 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(target_os = "linux")]
 pub(crate) mod unmodelled {
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
-    pub(crate) use std::sync::{Arc, Mutex, MutexGuard, Weak};
+    pub(crate) use std::sync::{Arc, Mutex, MutexGuard, Once, Weak};
 }

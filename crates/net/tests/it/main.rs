@@ -7,6 +7,8 @@ mod bad_args;
 mod cancel;
 mod examples;
 mod fallback;
+#[cfg(target_os = "linux")]
+mod fork;
 #[cfg(feature = "hyper")]
 mod hyper_rt;
 mod mixed_io;

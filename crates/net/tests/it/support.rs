@@ -20,13 +20,19 @@ pub(crate) fn backends() -> Vec<Backend> {
 /// Runs `test` once per backend, each on a fresh runtime. The socket tests run one at a time:
 /// some count this process's descriptors, which parallel tests would disturb.
 pub(crate) fn on_each_backend(test: impl Fn(Backend, &Runtime)) {
+    on_each_backend_owned(|backend, rt| test(backend, &rt));
+}
+
+/// As [`on_each_backend`], handing `test` the runtime itself (to drop it, or a forked child's
+/// copy of it).
+pub(crate) fn on_each_backend_owned(test: impl Fn(Backend, Runtime)) {
     let _serial = serial();
     for backend in backends() {
         let rt = Runtime::builder()
             .backend(backend)
             .build()
             .unwrap_or_else(|e| panic!("{backend:?} runtime: {e}"));
-        test(backend, &rt);
+        test(backend, rt);
     }
 }
 

@@ -537,3 +537,206 @@ fn truncation_is_recvmsg_s_on_both_backends() {
         });
     });
 }
+
+/// An address no socket is bound to (its port was just freed).
+fn closed_port() -> std::net::SocketAddr {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+}
+
+/// Waits (up to 10 s, in poll(2)) until `socket` has an error pending: the ICMP "port
+/// unreachable" a datagram to a closed port brings back.
+fn until_error_pending(socket: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let mut fd = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd that outlives the call; POLLERR is reported whatever `events`.
+    let ready = unsafe { libc::poll(&mut fd, 1, 10_000) };
+    assert_eq!(ready, 1, "no error came back within 10 s");
+    assert_ne!(fd.revents & libc::POLLERR, 0, "revents {:#x}", fd.revents);
+}
+
+/// CPU time this thread has used.
+fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` outlives the call.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(r, 0, "clock_gettime: {}", std::io::Error::last_os_error());
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Waits `period` in a receive on `socket` that must find nothing, and checks the thread was
+/// idle meanwhile: a receive that spins on a stale error or readiness burns the thread's CPU for
+/// the whole wait (whatever the machine's load, far more than a quarter of it), an idle one
+/// microseconds.
+async fn receive_idles(socket: &UdpSocket, period: std::time::Duration, what: &str) {
+    let (cpu, wall) = (thread_cpu_time(), std::time::Instant::now());
+    let waited = time::timeout(period, socket.recv(Vec::with_capacity(64))).await;
+    let (cpu, wall) = (thread_cpu_time() - cpu, wall.elapsed());
+    match waited {
+        Err(time::Elapsed) => {}
+        Ok((got, _)) => panic!("{what}: an idle receive returned {got:?}"),
+    }
+    assert!(
+        cpu < wall / 4,
+        "{what}: the thread was busy while the receive waited: {cpu:?} of CPU in {wall:?}"
+    );
+}
+
+#[test]
+fn a_connected_socket_refused_by_a_closed_port_reports_it_and_goes_on() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let closed = closed_port();
+            let a = std::rc::Rc::new(UdpSocket::bind("127.0.0.1:0").expect("bind"));
+            let a_addr = a.local_addr().expect("addr");
+            a.connect(closed).expect("connect");
+            let before = weir_net::io_stats();
+            // The refusal comes back after the send: the next send reports it.
+            let (sent, _) = a.send(b"nobody".to_vec()).await;
+            assert_eq!(sent.expect("the first send"), 6, "{backend:?}");
+            until_error_pending(&a);
+            let (sent, _) = a.send(b"again".to_vec()).await;
+            assert_eq!(
+                sent.map_err(|e| e.kind()),
+                Err(std::io::ErrorKind::ConnectionRefused),
+                "{backend:?}: the send after the refusal"
+            );
+            // A receive waiting when the refusal comes reports it, as often as it comes.
+            for round in 0..3 {
+                let receiver = a.clone();
+                let receive =
+                    weir_net::spawn(async move { receiver.recv(Vec::with_capacity(64)).await.0 });
+                weir_net::yield_now().await;
+                let (sent, _) = a.send(b"nobody".to_vec()).await;
+                sent.expect("a send after a refusal");
+                let got = time::timeout(std::time::Duration::from_secs(10), receive)
+                    .await
+                    .unwrap_or_else(|_| panic!("{backend:?}: round {round}: the receive hung"))
+                    .expect("receive task");
+                assert_eq!(
+                    got.map_err(|e| e.kind()),
+                    Err(std::io::ErrorKind::ConnectionRefused),
+                    "{backend:?}: round {round}: the waiting receive"
+                );
+            }
+            // Nothing pending: a receive waits, without spinning.
+            receive_idles(
+                &a,
+                std::time::Duration::from_millis(300),
+                &format!("{backend:?}: after the refusals"),
+            )
+            .await;
+            // A peer on the port now: both directions work again.
+            let live = std::net::UdpSocket::bind(closed).expect("rebind the freed port");
+            a.send(b"hello".to_vec())
+                .await
+                .0
+                .expect("send to the live peer");
+            let mut got = [0u8; 16];
+            live.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .expect("timeout");
+            let (n, from) = live.recv_from(&mut got).expect("the live peer's receive");
+            assert_eq!((&got[..n], from), (&b"hello"[..], a_addr), "{backend:?}");
+            live.send_to(b"back", a_addr).expect("send back");
+            let (n, buf) = a.recv(Vec::with_capacity(64)).await;
+            assert_eq!(
+                &buf[..n.expect("recv from the live peer")],
+                b"back",
+                "{backend:?}"
+            );
+            // On the ring each refusal may end the multishot receive once, and the next
+            // receive arms it again: never more (a receive re-armed on its own error would
+            // count without end).
+            let after = weir_net::io_stats();
+            let refusals = 4;
+            let (arms, rearms) = (
+                after.datagram_arms - before.datagram_arms,
+                after.datagram_rearms - before.datagram_rearms,
+            );
+            assert!(
+                arms <= refusals + 1 && rearms <= refusals,
+                "{backend:?}: {arms} receives armed, {rearms} re-armed for {refusals} refusals"
+            );
+        });
+    });
+}
+
+#[test]
+fn a_datagram_over_the_udp_limit_is_emsgsize_and_the_socket_goes_on() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            peer.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .expect("timeout");
+            let to = peer.local_addr().expect("addr");
+            let a = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let largest: Vec<u8> = (0..65_507).map(crate::support::pattern).collect();
+            let mut got = vec![0u8; 70_000];
+            for size in [65_508usize, 70_000, 1 << 20] {
+                let (sent, back) = a.send_to(vec![1u8; size], to).await;
+                let error = sent.expect_err("a datagram over the limit");
+                assert_eq!(
+                    error.raw_os_error(),
+                    Some(libc::EMSGSIZE),
+                    "{backend:?}: {size} bytes: {error}"
+                );
+                assert_eq!(back.len(), size, "{backend:?}: the buffer comes back");
+                // The socket goes on: the largest datagram there is still goes, whole.
+                let (sent, _) = a.send_to(largest.clone(), to).await;
+                assert_eq!(sent.expect("the largest datagram"), 65_507, "{backend:?}");
+                let n = peer.recv(&mut got).expect("receive");
+                assert!(got[..n] == largest[..], "{backend:?}: the largest datagram");
+            }
+            // The same on a connected socket.
+            a.connect(to).expect("connect");
+            let (sent, _) = a.send(vec![2u8; 65_508]).await;
+            assert_eq!(
+                sent.expect_err("over the limit").raw_os_error(),
+                Some(libc::EMSGSIZE),
+                "{backend:?}"
+            );
+            a.send(b"small".to_vec()).await.0.expect("send");
+            let n = peer.recv(&mut got).expect("receive");
+            assert_eq!(&got[..n], b"small", "{backend:?}");
+        });
+    });
+}
+
+#[test]
+fn a_pooled_receive_says_when_a_datagram_was_longer_than_the_pool_s_buffers() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let b = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let to = b.local_addr().expect("addr");
+            let room = weir_net::buffer_pool()
+                .expect("pool")
+                .get()
+                .await
+                .capacity();
+            let big: Vec<u8> = (0..room + 4_000).map(crate::support::pattern).collect();
+            for (datagram, cut) in [(&big[..], true), (&big[..room], false), (&big[..7], false)] {
+                peer.send_to(datagram, to).expect("send");
+                let (buf, meta) = b.recv_pooled_msg().await.expect("recv_pooled_msg");
+                let kept = datagram.len().min(room);
+                assert_eq!(
+                    (meta.len, meta.truncated, buf.len()),
+                    (kept, cut, kept),
+                    "{backend:?}: {} bytes into pool buffers of {room}",
+                    datagram.len()
+                );
+                assert!(buf[..] == datagram[..kept], "{backend:?}: bytes differ");
+                assert_eq!(meta.from, peer.local_addr().expect("addr"));
+            }
+        });
+    });
+}

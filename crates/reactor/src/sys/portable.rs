@@ -24,6 +24,7 @@
 //!   here, so the reactor keeps the readiness until a read returns `EAGAIN`.
 
 use std::io;
+use std::mem::ManuallyDrop;
 use std::num::NonZeroUsize;
 #[cfg(unix)]
 use std::os::fd::BorrowedFd as Borrowed;
@@ -40,9 +41,24 @@ use crate::sync::{Mutex, lock};
 
 #[derive(Debug)]
 pub(crate) struct Selector {
-    poller: Poller,
+    /// Dropped only in the process that made it (`Drop for Selector`): over epoll, `polling`'s
+    /// drop deletes its own timer and notification descriptors from the epoll instance, which a
+    /// forked child shares with its parent, so a child's drop would delete the parent's.
+    poller: ManuallyDrop<Poller>,
+    /// The process that made `poller`.
+    pid: u32,
     mode: PollMode,
     events: Mutex<Events>,
+}
+
+impl Drop for Selector {
+    fn drop(&mut self) {
+        if std::process::id() == self.pid {
+            // SAFETY: `poller` is dropped here only, once, and not used after.
+            unsafe { ManuallyDrop::drop(&mut self.poller) };
+        }
+        // Else a forked child's copy: its descriptors stay open until the child exits.
+    }
 }
 
 impl Selector {
@@ -57,7 +73,8 @@ impl Selector {
             PollMode::Oneshot
         };
         Ok(Selector {
-            poller,
+            poller: ManuallyDrop::new(poller),
+            pid: std::process::id(),
             mode,
             events: Mutex::new(Events::with_capacity(
                 NonZeroUsize::new(EVENT_BATCH).unwrap_or(NonZeroUsize::MIN),
