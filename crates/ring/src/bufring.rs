@@ -149,7 +149,7 @@ impl BufRing {
         };
         // `memory` is page-aligned and holds `entries` entries; it stays allocated until
         // `Inner::drop`, which unregisters the group first.
-        if let Err(error) = ring.register_buf_ring(memory.as_ptr() as u64, entries, group) {
+        if let Err(error) = ring.register_buf_ring(memory, entries, group) {
             // SAFETY: allocated above with `layout`; the kernel refused it, so never uses it.
             unsafe { alloc::dealloc(raw, layout) };
             return Err(error);

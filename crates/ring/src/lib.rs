@@ -40,6 +40,8 @@ mod buf;
 mod bufring;
 #[cfg(target_os = "linux")]
 mod error;
+#[cfg(target_os = "linux")]
+mod kernel;
 pub mod lifecycle;
 #[cfg(target_os = "linux")]
 mod memcheck;
