@@ -657,19 +657,19 @@ impl RecvStream {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Buffers in one boxed slice the source owns (freed when the group drops it, after the
     /// group is unregistered).
-    struct Owned {
-        memory: NonNull<u8>,
+    pub(crate) struct Owned {
+        pub(crate) memory: NonNull<u8>,
         count: u16,
     }
 
-    const SIZE: u32 = 64;
+    pub(crate) const SIZE: u32 = 64;
 
-    fn owned(count: u16) -> Owned {
+    pub(crate) fn owned(count: u16) -> Owned {
         let memory =
             Box::into_raw(vec![0u8; usize::from(count) * SIZE as usize].into_boxed_slice());
         Owned {

@@ -1,7 +1,9 @@
 //! The kernel side of a ring: the few io_uring operations the ring makes (push SQEs, enter,
 //! take CQEs, read the queues' flags, register provided buffer rings), behind one enum.
 //!
-//! Dispatch is a `match` on the enum: no allocation, no virtual call.
+//! `Real` is the io_uring instance; in tests, `Fake` is a scripted kernel (`fake`) that lets the
+//! ring's submit, reap and teardown logic run without syscalls, under Miri too. Dispatch is a
+//! `match` on the enum: no allocation, no virtual call, and outside tests a single arm.
 
 use std::io;
 use std::ptr::NonNull;
@@ -35,9 +37,19 @@ pub(crate) struct RawCqe {
 }
 
 /// The kernel a ring submits to.
+#[cfg_attr(
+    test,
+    allow(
+        clippy::large_enum_variant,
+        reason = "the fake exists only in tests; the real ring stays unboxed"
+    )
+)]
 pub(crate) enum Kernel {
     /// The io_uring instance.
     Real(IoUring),
+    /// A scripted kernel for tests (`fake`).
+    #[cfg(test)]
+    Fake(crate::fake::FakeKernel),
 }
 
 impl Kernel {
@@ -49,6 +61,8 @@ impl Kernel {
                 let sq = uring.submission();
                 sq.capacity() - sq.len()
             }
+            #[cfg(test)]
+            Kernel::Fake(fake) => fake.sq_room(),
         }
     }
 
@@ -62,6 +76,8 @@ impl Kernel {
                 let sq = uring.submission();
                 sq.is_empty() && !sq.taskrun() && !sq.cq_overflow()
             }
+            #[cfg(test)]
+            Kernel::Fake(fake) => fake.is_idle(),
         }
     }
 
@@ -70,6 +86,8 @@ impl Kernel {
     pub(crate) fn cq_overflow(&mut self) -> bool {
         match self {
             Kernel::Real(uring) => uring.submission().cq_overflow(),
+            #[cfg(test)]
+            Kernel::Fake(fake) => fake.cq_overflow(),
         }
     }
 
@@ -88,6 +106,8 @@ impl Kernel {
                 let pushed = unsafe { uring.submission().push_multiple(sqes) };
                 pushed.is_ok()
             }
+            #[cfg(test)]
+            Kernel::Fake(fake) => fake.push(sqes),
         }
     }
 
@@ -116,6 +136,8 @@ impl Kernel {
                 }
                 Enter::Wait => uring.submitter().submit_and_wait(1),
             },
+            #[cfg(test)]
+            Kernel::Fake(fake) => fake.enter(how),
         }
     }
 
@@ -134,6 +156,8 @@ impl Kernel {
                 }
                 completion.sync();
             }
+            #[cfg(test)]
+            Kernel::Fake(fake) => fake.reap(each),
         }
     }
 
@@ -142,6 +166,8 @@ impl Kernel {
     pub(crate) fn dropped(&mut self) -> u32 {
         match self {
             Kernel::Real(uring) => uring.completion().overflow(),
+            #[cfg(test)]
+            Kernel::Fake(fake) => fake.dropped(),
         }
     }
 
@@ -169,6 +195,8 @@ impl Kernel {
                     )
                 }
             }
+            #[cfg(test)]
+            Kernel::Fake(fake) => fake.register_buf_ring(ring, entries, group),
         }
     }
 
@@ -176,6 +204,8 @@ impl Kernel {
     pub(crate) fn unregister_buf_ring(&mut self, group: u16) -> io::Result<()> {
         match self {
             Kernel::Real(uring) => uring.submitter().unregister_buf_ring(group),
+            #[cfg(test)]
+            Kernel::Fake(fake) => fake.unregister_buf_ring(group),
         }
     }
 }
