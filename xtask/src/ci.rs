@@ -18,10 +18,11 @@ use crate::tidy;
 const TEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(20 * 60);
 /// The crates whose loom models, Miri runs and Valgrind runs are part of CI.
 const MIRI_CRATES: &[&str] = &["weir-bufpool", "weir-shutdown"];
-/// The ring's syscall-free modules whose unit tests (`<module>::tests`) Miri runs: the op
-/// lifecycle state machine, the buffer traits and the op-box recycling. The rest of the ring
-/// makes syscalls.
-const MIRI_RING_MODULES: &[&str] = &["lifecycle", "buf", "recycle"];
+/// The ring's modules whose unit tests (`<module>::tests`) Miri runs: the op lifecycle state
+/// machine, the buffer traits, the op-box recycling, and the ring itself over the fake kernel
+/// (`fake`: submit, reap, cancel and teardown, the ops' and the provided-buffer ring's `unsafe`,
+/// scripted and proptest-generated orders). The other modules' tests need the real kernel.
+const MIRI_RING_MODULES: &[&str] = &["lifecycle", "buf", "recycle", "fake"];
 const VALGRIND_CRATES: &[&str] = &["weir-ring", "weir-net"];
 /// Test modules Valgrind does not run: multi-threaded server scenarios with hundreds of clients,
 /// whose threads Valgrind serialises into minutes each (it holds its one lock across

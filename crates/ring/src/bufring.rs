@@ -149,7 +149,7 @@ impl BufRing {
         };
         // `memory` is page-aligned and holds `entries` entries; it stays allocated until
         // `Inner::drop`, which unregisters the group first.
-        if let Err(error) = ring.register_buf_ring(memory.as_ptr() as u64, entries, group) {
+        if let Err(error) = ring.register_buf_ring(memory, entries, group) {
             // SAFETY: allocated above with `layout`; the kernel refused it, so never uses it.
             unsafe { alloc::dealloc(raw, layout) };
             return Err(error);
@@ -657,19 +657,19 @@ impl RecvStream {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Buffers in one boxed slice the source owns (freed when the group drops it, after the
     /// group is unregistered).
-    struct Owned {
-        memory: NonNull<u8>,
+    pub(crate) struct Owned {
+        pub(crate) memory: NonNull<u8>,
         count: u16,
     }
 
-    const SIZE: u32 = 64;
+    pub(crate) const SIZE: u32 = 64;
 
-    fn owned(count: u16) -> Owned {
+    pub(crate) fn owned(count: u16) -> Owned {
         let memory =
             Box::into_raw(vec![0u8; usize::from(count) * SIZE as usize].into_boxed_slice());
         Owned {

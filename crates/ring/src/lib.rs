@@ -40,6 +40,10 @@ mod buf;
 mod bufring;
 #[cfg(target_os = "linux")]
 mod error;
+#[cfg(all(test, target_os = "linux"))]
+mod fake;
+#[cfg(target_os = "linux")]
+mod kernel;
 pub mod lifecycle;
 #[cfg(target_os = "linux")]
 mod memcheck;

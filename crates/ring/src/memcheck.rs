@@ -6,12 +6,12 @@
 //! Valgrind the request is a few register rotations that leave everything unchanged.
 
 /// `VG_USERREQ__MAKE_MEM_DEFINED` (`VG_USERREQ_TOOL_BASE('M','C') + 2`).
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(miri)))]
 const MAKE_MEM_DEFINED: u64 = 0x4d43_0000 + 2;
 
 /// Marks `len` bytes at `ptr` as initialised for memcheck (a no-op when not under Valgrind).
 pub(crate) fn mark_initialised(ptr: *const u8, len: usize) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
         let args: [u64; 6] = [MAKE_MEM_DEFINED, ptr as u64, len as u64, 0, 0, 0];
         let mut result: u64 = 0;
@@ -34,7 +34,7 @@ pub(crate) fn mark_initialised(ptr: *const u8, len: usize) {
         }
         let _ = result;
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
     {
         let _ = (ptr, len);
     }

@@ -32,13 +32,15 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
-use io_uring::types::{SubmitArgs, Timespec};
+use io_uring::types::BufRingEntry;
 use io_uring::{IoUring, opcode, squeue};
 
 use crate::error::Error;
+use crate::kernel::{Enter, Kernel, RawCqe};
 use crate::lifecycle::{CQE_F_MORE, CompleteOutcome, Cqe, OpId, OpTable};
 use crate::notify::{Notifier, NotifyShared};
 use crate::setup::{ProbeReport, SetupFlag, SetupReport};
@@ -241,7 +243,7 @@ pub struct Ring {
 
 pub(crate) struct Shared {
     /// Locked by the owner only (`this_thread() == owner`), so never contended.
-    uring: Mutex<IoUring>,
+    uring: Mutex<Kernel>,
     pub(crate) ops: OpTable<OpBox>,
     owner: u64,
     /// The process that built the ring: in any other (a forked child) the ring is left alone.
@@ -303,9 +305,6 @@ pub(crate) struct Shared {
 /// carry no op) has it too, and is told apart first.
 const PROBE: u64 = 1 << 31;
 
-/// `IORING_ENTER_GETEVENTS`: the enter runs pending completion work and reaps.
-const ENTER_GETEVENTS: u32 = 1;
-
 /// `wake_read` when no wake-up read is armed (`u64::MAX` is never an op's `user_data`).
 const NO_WAKE_READ: u64 = u64::MAX;
 
@@ -352,17 +351,31 @@ impl Ring {
     ) -> Result<Ring, Error> {
         let probe = crate::setup::check_and_probe(&uring)?;
         let params = uring.params();
-        let (sq_entries, cq_entries) = (params.sq_entries(), params.cq_entries());
+        let setup = SetupReport {
+            sq_entries: params.sq_entries(),
+            cq_entries: params.cq_entries(),
+            flags,
+            sqpoll,
+        };
+        Ring::from_kernel(Kernel::Real(uring), setup, probe)
+    }
+
+    /// A ring over `kernel`, whose queues `setup` describes.
+    pub(crate) fn from_kernel(
+        kernel: Kernel,
+        setup: SetupReport,
+        probe: ProbeReport,
+    ) -> Result<Ring, Error> {
         // The ring's descriptor is not registered (`IORING_REGISTER_RING_FDS`): a registration
         // keeps the ring's file in the thread's table until it is unregistered or the thread
         // exits, so a dropped ring would live on in the kernel (its SQPOLL thread too), and the
         // index it returns would have to be kept by every `io_uring_enter`.
         let owner = this_thread();
-        let defer_taskrun = flags.contains(&SetupFlag::DeferTaskrun);
+        let defer_taskrun = setup.flags.contains(&SetupFlag::DeferTaskrun);
         crate::orphan::register_owner(owner);
         crate::orphan::collect(owner);
         Ok(Ring::from_shared(Arc::new(Shared {
-            uring: Mutex::new(uring),
+            uring: Mutex::new(kernel),
             ops: OpTable::new(),
             owner,
             process: Process::current(),
@@ -379,7 +392,7 @@ impl Ring {
             wake_buf: Mutex::new(Vec::new()),
             reaped: Mutex::new(Vec::new()),
             owed: AtomicUsize::new(0),
-            owed_limit: usize::try_from(cq_entries)
+            owed_limit: usize::try_from(setup.cq_entries)
                 .unwrap_or(usize::MAX)
                 .saturating_sub(1)
                 .max(1),
@@ -387,12 +400,7 @@ impl Ring {
             overflow_watch: Mutex::new(OverflowWatch::default()),
             lost: AtomicBool::new(false),
             inject_lost: AtomicUsize::new(0),
-            setup: SetupReport {
-                sq_entries,
-                cq_entries,
-                flags,
-                sqpoll,
-            },
+            setup,
             probe,
             stats: Stats::default(),
         })))
@@ -569,19 +577,20 @@ impl Ring {
 
     /// Registers a provided buffer ring.
     ///
-    /// Soundness rests on the caller (`BufRing::register`): `addr` points to `entries`
+    /// Soundness rests on the caller (`BufRing::register`): `memory` points to `entries`
     /// page-aligned entries that stay allocated until unregistered.
-    pub(crate) fn register_buf_ring(&self, addr: u64, entries: u16, group: u16) -> io::Result<()> {
+    pub(crate) fn register_buf_ring(
+        &self,
+        memory: NonNull<BufRingEntry>,
+        entries: u16,
+        group: u16,
+    ) -> io::Result<()> {
         if !self.shared.process.is_current() {
             return Err(inherited_ring());
         }
-        let uring = lock(&self.shared.uring);
+        let mut uring = lock(&self.shared.uring);
         // SAFETY: see above; the memory outlives the registration.
-        unsafe {
-            uring
-                .submitter()
-                .register_buf_ring_with_flags(addr, entries, group, 0)
-        }
+        unsafe { uring.register_buf_ring(memory, entries, group) }
     }
 
     /// Unregisters buffer group `group`. In a forked child it does nothing and succeeds: the
@@ -591,9 +600,7 @@ impl Ring {
         if !self.shared.process.is_current_exactly() {
             return Ok(());
         }
-        lock(&self.shared.uring)
-            .submitter()
-            .unregister_buf_ring(group)
+        lock(&self.shared.uring).unregister_buf_ring(group)
     }
 }
 
@@ -648,23 +655,18 @@ impl Shared {
     /// Returns `true` if the entries were pushed.
     fn push_locked(
         &self,
-        uring: &mut IoUring,
+        uring: &mut Kernel,
         sqes: &[squeue::Entry],
         wakers: &mut Vec<Waker>,
     ) -> bool {
         let mut attempts = 0;
         loop {
-            let room = {
-                let sq = uring.submission();
-                sq.capacity() - sq.len()
-            };
-            if room >= sqes.len() {
+            if uring.sq_room() >= sqes.len() {
                 // SAFETY: every SQE Weir builds points into its op's box, which the op table
                 // keeps until the op's final CQE (module docs); a link timeout's timespec lives
                 // in its op's box too; cancel SQEs point at nothing.
-                #[allow(clippy::disallowed_methods, reason = "the one place Weir pushes SQEs")]
-                let pushed = unsafe { uring.submission().push_multiple(sqes) };
-                if pushed.is_ok() {
+                let pushed = unsafe { uring.push(sqes) };
+                if pushed {
                     self.stats
                         .sqes
                         .fetch_add(sqes.len() as u64, Ordering::Relaxed);
@@ -674,7 +676,7 @@ impl Shared {
                 }
             }
             self.stats.enters.fetch_add(1, Ordering::Relaxed);
-            let submitted = uring.submitter().submit();
+            let submitted = uring.enter(Enter::Submit);
             self.reap(uring, wakers);
             attempts += 1;
             let errno = match submitted {
@@ -706,7 +708,7 @@ impl Shared {
     /// Pushes one op's SQEs if the completions it will owe fit in the bound (`owed_limit`),
     /// else holds it, behind any op held before it. SQEs that carry no op (cancels) are never
     /// held: they free the kernel's resources.
-    fn push_bounded(&self, uring: &mut IoUring, sqes: Submission, wakers: &mut Vec<Waker>) {
+    fn push_bounded(&self, uring: &mut Kernel, sqes: Submission, wakers: &mut Vec<Waker>) {
         let untracked = sqes
             .entries()
             .first()
@@ -729,7 +731,7 @@ impl Shared {
     }
 
     /// Pushes the held ops that fit now, in order.
-    fn push_held(&self, uring: &mut IoUring, wakers: &mut Vec<Waker>) {
+    fn push_held(&self, uring: &mut Kernel, wakers: &mut Vec<Waker>) {
         loop {
             let next = {
                 let mut held = lock(&self.held);
@@ -786,29 +788,18 @@ impl Shared {
             // A turn that must not block, with nothing to submit, no deferred completion work
             // flagged (`TASKRUN_FLAG` is set with `DEFER_TASKRUN`) and no overflow, has nothing to
             // ask the kernel: reap what is already in the completion queue, without a syscall.
-            let idle = {
-                let sq = uring.submission();
-                sq.is_empty() && !sq.taskrun() && !sq.cq_overflow()
-            };
-            let skip_enter = idle && !may_block;
+            let skip_enter = uring.is_idle() && !may_block;
             if !skip_enter {
                 self.stats.enters.fetch_add(1, Ordering::Relaxed);
             }
-            let queued = u32::try_from(uring.submission().len()).unwrap_or(u32::MAX);
-            let submitter = uring.submitter();
+            // The SQEs submitted point into op boxes the op table keeps until their final CQEs
+            // (`park`).
             let result = match timeout {
                 Some(_) if skip_enter => Ok(0),
-                Some(t) if t.is_zero() && self.defer_taskrun => {
-                    // SAFETY: no argument is passed, and the SQEs being submitted point into
-                    // op boxes the op table keeps until their final CQEs (`park`).
-                    unsafe { submitter.enter::<libc::sigset_t>(queued, 0, ENTER_GETEVENTS, None) }
-                }
-                Some(t) if t.is_zero() => submitter.submit(),
-                Some(t) => {
-                    let ts = Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
-                    submitter.submit_with_args(1, &SubmitArgs::new().timespec(&ts))
-                }
-                None => submitter.submit_and_wait(1),
+                Some(t) if t.is_zero() && self.defer_taskrun => uring.enter(Enter::GetEvents),
+                Some(t) if t.is_zero() => uring.enter(Enter::Submit),
+                Some(t) => uring.enter(Enter::WaitFor(t)),
+                None => uring.enter(Enter::Wait),
             };
             let failed = match result {
                 // EBADR: the kernel dropped completions (counted from its cumulative count by
@@ -865,7 +856,7 @@ impl Shared {
     /// was lost: the reap ends that op with `EIO` (`reap_probe`) instead of leaving it to wait
     /// forever. The others end cancelled (or with their own result). Ops whose SQEs have not
     /// reached the kernel (held, or queued by another thread) are left alone.
-    fn probe_if_lost(&self, uring: &mut IoUring, wakers: &mut Vec<Waker>) {
+    fn probe_if_lost(&self, uring: &mut Kernel, wakers: &mut Vec<Waker>) {
         // Relaxed: only the owner reads and writes it.
         if !self.lost.swap(false, Ordering::Relaxed) {
             return;
@@ -913,7 +904,7 @@ impl Shared {
     /// Pushes the cancels and the other threads' SQEs queued since the last turn.
     /// The other threads' SQEs go first: a cancel queued for an op started on another thread
     /// must reach the kernel after that op, or it would find nothing to cancel.
-    fn push_queued(&self, uring: &mut IoUring, wakers: &mut Vec<Waker>) {
+    fn push_queued(&self, uring: &mut Kernel, wakers: &mut Vec<Waker>) {
         // Acquire: pairs with the release in `submit`, so the queued SQEs are visible. The load
         // first keeps the common case (nothing queued) free of a read-modify-write.
         if self.has_remote.load(Ordering::Relaxed) && self.has_remote.swap(false, Ordering::Acquire)
@@ -956,7 +947,7 @@ impl Shared {
 
     /// Arms the read of the notifier's eventfd if it is not armed, so that a wake-up from
     /// another thread ends a blocking turn.
-    fn arm_wake_read(&self, uring: &mut IoUring, wakers: &mut Vec<Waker>) {
+    fn arm_wake_read(&self, uring: &mut Kernel, wakers: &mut Vec<Waker>) {
         // A reap that made room in a full submission queue may have taken the read's CQE:
         // consume it first, or the turn would block with no read armed while `pending` keeps
         // every notification from writing.
@@ -1002,45 +993,42 @@ impl Shared {
     }
 
     /// Reaps every CQE; returns how many, and the wakers to wake once the lock is released.
-    fn reap(&self, uring: &mut IoUring, wakers: &mut Vec<Waker>) -> usize {
+    fn reap(&self, uring: &mut Kernel, wakers: &mut Vec<Waker>) -> usize {
         let mut count = 0;
         let mut finals = 0;
-        let mut completion = uring.completion();
         // The kernel's count of completions it dropped, since the ring was set up.
-        let dropped_total = completion.overflow();
+        let dropped_total = uring.dropped();
         let wake_read = self.wake_read.load(Ordering::Relaxed);
         let mut injected = 0;
-        for cqe in &mut completion {
+        uring.reap(|cqe: RawCqe| {
             count += 1;
-            let user_data = cqe.user_data();
+            let user_data = cqe.user_data;
             // Relaxed: a test's knob, read and decremented by the owner only.
             if user_data != u64::MAX && self.inject_lost.load(Ordering::Relaxed) > 0 {
                 self.inject_lost.fetch_sub(1, Ordering::Relaxed);
                 injected += 1;
-                continue;
+                return;
             }
             if user_data != u64::MAX && user_data & PROBE != 0 {
                 finals += 1;
-                self.reap_probe(user_data & !PROBE, cqe.result(), wakers);
-                continue;
+                self.reap_probe(user_data & !PROBE, cqe.result, wakers);
+                return;
             }
-            if cqe.user_data() == wake_read {
+            if user_data == wake_read {
                 self.wake_read_done.store(true, Ordering::Relaxed);
             }
             let record = Cqe {
-                result: cqe.result(),
-                flags: cqe.flags(),
+                result: cqe.result,
+                flags: cqe.flags,
             };
             if record.flags & CQE_F_MORE == 0 {
                 finals += 1;
             }
             self.complete(user_data, record, wakers);
-        }
-        completion.sync();
-        drop(completion);
+        });
         // Set while the kernel holds completions in its overflow list; the next enter with
         // GETEVENTS (every turn's) flushes them.
-        let overflowing = uring.submission().cq_overflow();
+        let overflowing = uring.cq_overflow();
         let seen = lock(&self.overflow_watch).observe(dropped_total, overflowing);
         if seen.new_episode {
             self.stats.overflows.fetch_add(1, Ordering::Relaxed);
