@@ -7,8 +7,8 @@
 //! Variants: 4 KiB `SO_SNDBUF`/`SO_RCVBUF` with a slow reader (short reads and writes
 //! everywhere), and an EINTR storm (`SIGPROF` at 5 kHz of CPU time).
 //!
-//! `cargo test` runs the short form; `cargo test -p weir-net --all-features --test soak` runs
-//! only this target. Sized by the environment (the defaults are the short form):
+//! `cargo xtask ci` runs the short form; so does `cargo test -p weir-net --all-features --test
+//! soak` (plain `cargo test` skips this target). Sized by the environment (the defaults are the short form):
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
