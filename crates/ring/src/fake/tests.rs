@@ -48,15 +48,48 @@ fn socket() -> SharedFd {
     Arc::new(descriptor())
 }
 
-/// A descriptor for the fake to hand out as accepted: the number, now owned by whoever the
-/// completion reaches.
-fn accepted() -> RawFd {
-    std::os::fd::IntoRawFd::into_raw_fd(descriptor())
+/// A descriptor for the fake to hand out as accepted (`raw`: the number, owned by whoever the
+/// completion reaches), with the other end of its socket pair, which tells whether it was
+/// closed by its identity, not its number: a test running alongside may reuse the number.
+struct Handed {
+    raw: RawFd,
+    peer: OwnedFd,
 }
 
-fn is_open(fd: RawFd) -> bool {
-    // SAFETY: F_GETFD reads the descriptor's flags; it touches no memory.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+fn accepted() -> Handed {
+    let mut ends = [0; 2];
+    // SAFETY: socketpair(2) writes two descriptors into `ends`; the result is checked.
+    let made = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+            ends.as_mut_ptr(),
+        )
+    };
+    assert_eq!(made, 0, "socketpair: {}", io::Error::last_os_error());
+    Handed {
+        raw: ends[0],
+        // SAFETY: a new descriptor that nothing else owns.
+        peer: unsafe { OwnedFd::from_raw_fd(ends[1]) },
+    }
+}
+
+impl Handed {
+    /// `true` once `raw` is closed: the peer then reads the end of the stream (while it is
+    /// open, the read would block).
+    fn closed(&self) -> bool {
+        let mut byte = 0u8;
+        // SAFETY: reads at most one byte into `byte`, which outlives the call.
+        let read = unsafe {
+            libc::read(
+                std::os::fd::AsRawFd::as_raw_fd(&self.peer),
+                (&raw mut byte).cast(),
+                1,
+            )
+        };
+        read == 0
+    }
 }
 
 /// What happened to the tracked buffers.
@@ -206,13 +239,13 @@ fn an_accept_completed_after_its_future_was_dropped_is_closed() {
     let accept = ring.accept(&listener);
     turn(&ring);
     let sqe = script.op(opcode::Accept::CODE).expect("in the kernel");
-    let fd = accepted();
+    let late = accepted();
     // The kernel accepts, the future is dropped before the completion is reaped.
-    script.complete(sqe.user_data, fd);
+    script.complete(sqe.user_data, late.raw);
     drop(accept);
-    assert!(is_open(fd));
+    assert!(!late.closed());
     turn(&ring);
-    assert!(!is_open(fd), "the late accept's descriptor leaked");
+    assert!(late.closed(), "the late accept's descriptor leaked");
     assert_eq!(ring.in_flight(), 0);
 }
 
@@ -296,9 +329,9 @@ fn an_overflowing_completion_queue_is_flushed_and_loses_nothing() {
     let mut stream = ring.accept_multi(&listener);
     turn(&ring);
     let sqe = script.op(opcode::Accept::CODE).expect("in the kernel");
-    let fds: Vec<RawFd> = (0..4).map(|_| accepted()).collect();
-    for &fd in &fds {
-        script.more(sqe.user_data, fd);
+    let fds: Vec<Handed> = (0..4).map(|_| accepted()).collect();
+    for fd in &fds {
+        script.more(sqe.user_data, fd.raw);
     }
     assert_eq!(script.unreaped(), 4);
     turn(&ring);
@@ -326,9 +359,9 @@ fn a_dropped_completion_ends_its_op_with_eio() {
     let accept = script.op(opcode::Accept::CODE).expect("in the kernel");
     let recv_sqe = script.op(opcode::Recv::CODE).expect("in the kernel");
     script.drop_overflow(true);
-    let fds: Vec<RawFd> = (0..4).map(|_| accepted()).collect();
-    for &fd in &fds {
-        script.more(accept.user_data, fd);
+    let fds: Vec<Handed> = (0..4).map(|_| accepted()).collect();
+    for fd in &fds {
+        script.more(accept.user_data, fd.raw);
     }
     // The queue is full: the recv's completion is dropped.
     script.fill(recv_sqe.user_data, b"lost");
@@ -394,7 +427,8 @@ fn emfile_ends_a_multishot_accept_and_an_accept_after_the_drop_is_closed() {
     let mut stream = ring.accept_multi(&listener);
     turn(&ring);
     let sqe = script.op(opcode::Accept::CODE).expect("in the kernel");
-    script.more(sqe.user_data, accepted());
+    let handed = accepted();
+    script.more(sqe.user_data, handed.raw);
     script.complete(sqe.user_data, -libc::EMFILE);
     turn(&ring);
     let mut cx = Context::from_waker(Waker::noop());
@@ -413,9 +447,9 @@ fn emfile_ends_a_multishot_accept_and_an_accept_after_the_drop_is_closed() {
     let sqe = script.op(opcode::Accept::CODE).expect("in the kernel");
     drop(stream);
     let late = accepted();
-    script.more(sqe.user_data, late);
+    script.more(sqe.user_data, late.raw);
     turn(&ring);
-    assert!(!is_open(late), "the late accept's descriptor leaked");
+    assert!(late.closed(), "the late accept's descriptor leaked");
     assert_eq!(ring.in_flight(), 0);
 }
 
@@ -520,7 +554,7 @@ fn run(steps: &[Step]) {
     let log = log();
     let fd = socket();
     let mut ops: Vec<Started> = Vec::new();
-    let mut handed_out: Vec<RawFd> = Vec::new();
+    let mut handed_out: Vec<Handed> = Vec::new();
     let mut buffers = 0;
     let mut cx = Context::from_waker(Waker::noop());
     for step in steps {
@@ -557,13 +591,13 @@ fn run(steps: &[Step]) {
                     (1, false) => drop(script.drain(user_data, 3)),
                     (2, false) => {
                         let fd = accepted();
+                        script.complete(user_data, fd.raw);
                         handed_out.push(fd);
-                        script.complete(user_data, fd);
                     }
                     (3, false) => {
                         let fd = accepted();
+                        script.more(user_data, fd.raw);
                         handed_out.push(fd);
-                        script.more(user_data, fd);
                     }
                     (3, true) => script.complete(user_data, -libc::EMFILE),
                     (_, _) => script.complete(user_data, -libc::ECONNRESET),
@@ -626,7 +660,7 @@ fn run(steps: &[Step]) {
     );
     assert!(script.in_flight().is_empty(), "left in the kernel");
     for fd in handed_out {
-        assert!(!is_open(fd), "descriptor {fd} leaked: {steps:?}");
+        assert!(fd.closed(), "descriptor {} leaked: {steps:?}", fd.raw);
     }
 }
 
