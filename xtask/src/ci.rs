@@ -23,7 +23,11 @@ const MIRI_CRATES: &[&str] = &["weir-bufpool", "weir-shutdown"];
 /// (`fake`: submit, reap, cancel and teardown, the ops' and the provided-buffer ring's `unsafe`,
 /// scripted and proptest-generated orders). The other modules' tests need the real kernel.
 const MIRI_RING_MODULES: &[&str] = &["lifecycle", "buf", "recycle", "fake"];
-const VALGRIND_CRATES: &[&str] = &["weir-ring", "weir-reactor", "weir-net"];
+/// weir-reactor's suites are not among them: its timer tests count timers that fired, and under
+/// Valgrind's slowdown a 10 ms deadline can pass before its sleep is first polled, so the sleep
+/// ends without registering a timer (`sockets::sleeps_fire_in_deadline_order` counted 1 of 2).
+/// The reactor's socket and timer paths run under Valgrind through weir-net's suites.
+const VALGRIND_CRATES: &[&str] = &["weir-ring", "weir-net"];
 /// Test targets Valgrind does not run: the soak (thousands of connections with megabytes each,
 /// hours under Valgrind); each of its paths runs under Valgrind in the `it` suites.
 const VALGRIND_SKIP_TARGETS: &[&str] = &["soak"];
