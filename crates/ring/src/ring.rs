@@ -276,6 +276,9 @@ pub(crate) struct Shared {
     /// again (the last handle of a buffer group unregisters it), which under the lock would
     /// deadlock. Only the owner touches it; the storage is kept between turns.
     reaped: Mutex<Vec<OpBox>>,
+    /// `reaped` holds op data (set under its lock), so a release with nothing to drop takes no
+    /// lock.
+    has_reaped: AtomicBool,
     /// Completions owed by the SQEs in the kernel: one per SQE pushed until its CQE without
     /// `F_MORE` is reaped. Only the owner touches it (under `uring`).
     owed: AtomicUsize,
@@ -287,8 +290,11 @@ pub(crate) struct Shared {
     /// Ops waiting for room (see `owed_limit`), pushed in order at the start of each turn.
     /// Only the owner touches it.
     held: Mutex<VecDeque<Submission>>,
+    /// `held` is not empty (kept under its lock), so a push or a turn with nothing held takes
+    /// no lock for it.
+    has_held: AtomicBool,
     /// What the kernel's completion queue told the last reap (see [`OverflowWatch`]).
-    overflow_watch: Mutex<OverflowWatch>,
+    overflow_watch: OverflowWatch,
     /// Set by a reap that found completions lost (the kernel dropped them): their ops would
     /// wait forever, so the ring probes every op in the kernel (`probe_if_lost`).
     lost: AtomicBool,
@@ -391,13 +397,15 @@ impl Ring {
             wake_read_done: AtomicBool::new(false),
             wake_buf: Mutex::new(Vec::new()),
             reaped: Mutex::new(Vec::new()),
+            has_reaped: AtomicBool::new(false),
             owed: AtomicUsize::new(0),
             owed_limit: usize::try_from(setup.cq_entries)
                 .unwrap_or(usize::MAX)
                 .saturating_sub(1)
                 .max(1),
             held: Mutex::new(VecDeque::new()),
-            overflow_watch: Mutex::new(OverflowWatch::default()),
+            has_held: AtomicBool::new(false),
+            overflow_watch: OverflowWatch::default(),
             lost: AtomicBool::new(false),
             inject_lost: AtomicUsize::new(0),
             setup,
@@ -713,13 +721,15 @@ impl Shared {
             .entries()
             .first()
             .is_none_or(|e| e.get_user_data() == u64::MAX);
-        let mut held = lock(&self.held);
-        if !untracked && (!held.is_empty() || !self.has_room_for(sqes.entries().len())) {
-            held.push_back(sqes);
+        // Relaxed: only the owner reads and writes it.
+        if !untracked
+            && (self.has_held.load(Ordering::Relaxed) || !self.has_room_for(sqes.entries().len()))
+        {
+            lock(&self.held).push_back(sqes);
+            self.has_held.store(true, Ordering::Relaxed);
             self.stats.held.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        drop(held);
         self.push_locked(uring, sqes.entries(), wakers);
     }
 
@@ -731,14 +741,18 @@ impl Shared {
     }
 
     /// Pushes the held ops that fit now, in order.
+    #[inline]
     fn push_held(&self, uring: &mut Kernel, wakers: &mut Vec<Waker>) {
-        loop {
+        // Relaxed: only the owner reads and writes it.
+        while self.has_held.load(Ordering::Relaxed) {
             let next = {
                 let mut held = lock(&self.held);
-                match held.front() {
+                let next = match held.front() {
                     Some(sqes) if self.has_room_for(sqes.entries().len()) => held.pop_front(),
                     _ => None,
-                }
+                };
+                self.has_held.store(!held.is_empty(), Ordering::Relaxed);
+                next
             };
             let Some(sqes) = next else {
                 return;
@@ -750,6 +764,10 @@ impl Shared {
     /// Ends a held op that was cancelled before it reached the kernel; `false` if `user_data`
     /// is not held (it is in the kernel, or done).
     fn cancel_held(&self, user_data: u64, wakers: &mut Vec<Waker>) -> bool {
+        // Relaxed: only the owner reads and writes it.
+        if !self.has_held.load(Ordering::Relaxed) {
+            return false;
+        }
         {
             let mut held = lock(&self.held);
             let Some(at) = held.iter().position(|sqes| {
@@ -761,6 +779,7 @@ impl Shared {
             };
             // The SQEs never reached the kernel: forget them.
             held.remove(at);
+            self.has_held.store(!held.is_empty(), Ordering::Relaxed);
         }
         let cancelled = Cqe {
             result: -libc::ECANCELED,
@@ -836,12 +855,17 @@ impl Shared {
 
     /// Drops the op data reaps took since the last call (see `reaped`); `uring` must not be
     /// locked by the caller.
+    #[inline]
     fn release_reaped(&self) {
-        let mut reaped = std::mem::take(&mut *lock(&self.reaped));
-        if reaped.is_empty() {
-            *lock(&self.reaped) = reaped;
+        // Acquire: pairs with the release in `complete`, which set it under the lock.
+        if !self.has_reaped.load(Ordering::Acquire) {
             return;
         }
+        let mut reaped = {
+            let mut kept = lock(&self.reaped);
+            self.has_reaped.store(false, Ordering::Relaxed);
+            std::mem::take(&mut *kept)
+        };
         // Each box is released here, after its final CQE, with no lock held.
         reaped.clear();
         let mut kept = lock(&self.reaped);
@@ -856,9 +880,11 @@ impl Shared {
     /// was lost: the reap ends that op with `EIO` (`reap_probe`) instead of leaving it to wait
     /// forever. The others end cancelled (or with their own result). Ops whose SQEs have not
     /// reached the kernel (held, or queued by another thread) are left alone.
+    #[inline]
     fn probe_if_lost(&self, uring: &mut Kernel, wakers: &mut Vec<Waker>) {
-        // Relaxed: only the owner reads and writes it.
-        if !self.lost.swap(false, Ordering::Relaxed) {
+        // Relaxed: only the owner reads and writes it. The load first keeps the common case (no
+        // loss) free of a read-modify-write.
+        if !self.lost.load(Ordering::Relaxed) || !self.lost.swap(false, Ordering::Relaxed) {
             return;
         }
         let held: Vec<u64> = lock(&self.held)
@@ -896,7 +922,12 @@ impl Shared {
     fn complete(&self, user_data: u64, cqe: Cqe, wakers: &mut Vec<Waker>) {
         match self.ops.complete(user_data, cqe, discard) {
             CompleteOutcome::Queued(waker) => wakers.extend(waker),
-            CompleteOutcome::Reaped(op) => lock(&self.reaped).push(op),
+            CompleteOutcome::Reaped(op) => {
+                let mut reaped = lock(&self.reaped);
+                reaped.push(op);
+                // Release, under the lock: a release that sees the flag finds the data.
+                self.has_reaped.store(true, Ordering::Release);
+            }
             CompleteOutcome::Discarded | CompleteOutcome::Stale => {}
         }
     }
@@ -972,9 +1003,13 @@ impl Shared {
 
     /// After a reap: if the wake-up read completed, take it (and re-arm before the next blocking
     /// turn). Its data is released here, after its final CQE.
+    #[inline]
     fn collect_wake_read(&self) {
-        // Relaxed: only the owner reads and writes both.
-        if !self.wake_read_done.swap(false, Ordering::Relaxed) {
+        // Relaxed: only the owner reads and writes both. The load first keeps the common case
+        // free of a read-modify-write.
+        if !self.wake_read_done.load(Ordering::Relaxed)
+            || !self.wake_read_done.swap(false, Ordering::Relaxed)
+        {
             return;
         }
         let armed = self.wake_read.load(Ordering::Relaxed);
@@ -1029,7 +1064,7 @@ impl Shared {
         // Set while the kernel holds completions in its overflow list; the next enter with
         // GETEVENTS (every turn's) flushes them.
         let overflowing = uring.cq_overflow();
-        let seen = lock(&self.overflow_watch).observe(dropped_total, overflowing);
+        let seen = self.overflow_watch.observe(dropped_total, overflowing);
         if seen.new_episode {
             self.stats.overflows.fetch_add(1, Ordering::Relaxed);
         }
@@ -1054,12 +1089,13 @@ impl Shared {
 /// What the kernel's completion queue says about overflow, as events: its count of dropped
 /// completions is cumulative (and wraps), and its overflow flag stays set until the overflow
 /// list is flushed; so a reap must count the change, not the value.
+/// Only the owner's reaps touch it (relaxed atomics, so a reap takes no lock for it).
 #[derive(Debug, Default)]
 struct OverflowWatch {
-    /// The kernel's dropped count at the last reap.
-    dropped_total: u32,
+    /// The kernel's dropped count at the last reap (a `u32`).
+    dropped_total: AtomicU64,
     /// The overflow flag at the last reap.
-    overflowing: bool,
+    overflowing: AtomicBool,
 }
 
 /// What one reap newly saw ([`OverflowWatch::observe`]).
@@ -1072,13 +1108,16 @@ struct OverflowSeen {
 }
 
 impl OverflowWatch {
-    fn observe(&mut self, dropped_total: u32, overflowing: bool) -> OverflowSeen {
+    fn observe(&self, dropped_total: u32, overflowing: bool) -> OverflowSeen {
+        // Relaxed: only the owner reads and writes them.
+        let last = self.dropped_total.load(Ordering::Relaxed) as u32;
         let seen = OverflowSeen {
-            dropped: dropped_total.wrapping_sub(self.dropped_total),
-            new_episode: overflowing && !self.overflowing,
+            dropped: dropped_total.wrapping_sub(last),
+            new_episode: overflowing && !self.overflowing.load(Ordering::Relaxed),
         };
-        self.dropped_total = dropped_total;
-        self.overflowing = overflowing;
+        self.dropped_total
+            .store(u64::from(dropped_total), Ordering::Relaxed);
+        self.overflowing.store(overflowing, Ordering::Relaxed);
         seen
     }
 }
@@ -1189,7 +1228,7 @@ mod tests {
 
     #[test]
     fn overflow_is_counted_by_its_changes_not_its_value() {
-        let mut watch = OverflowWatch::default();
+        let watch = OverflowWatch::default();
         let seen = |dropped, new_episode| OverflowSeen {
             dropped,
             new_episode,
@@ -1205,10 +1244,8 @@ mod tests {
         assert_eq!(watch.observe(5, false), seen(0, false));
         assert_eq!(watch.observe(5, true), seen(0, true));
         // The kernel's count is a wrapping u32.
-        let mut watch = OverflowWatch {
-            dropped_total: u32::MAX,
-            overflowing: false,
-        };
+        let watch = OverflowWatch::default();
+        watch.observe(u32::MAX, false);
         assert_eq!(watch.observe(1, false), seen(2, false));
     }
 }
