@@ -618,6 +618,32 @@ fn rss_kib() -> u64 {
         .expect("VmRSS")
 }
 
+/// Resident KiB of this process's io_uring mappings (submission and completion queues, provided
+/// buffer rings): a part of `VmRSS` that grows, up to the mappings' size, as the rings' indices
+/// first pass over their pages, and not with anything live.
+fn ring_mappings_kib() -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let mut in_ring = false;
+    let mut total = 0;
+    for line in smaps.lines() {
+        let is_header = line
+            .split_whitespace()
+            .next()
+            .is_some_and(|first| first.contains('-') && !first.ends_with(':'));
+        if is_header {
+            in_ring = line.contains("io_uring");
+        } else if in_ring && let Some(rss) = line.strip_prefix("Rss:") {
+            total += rss
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0);
+        }
+    }
+    total
+}
+
 /// The hard limit on open descriptors (`RLIMIT_NOFILE`).
 fn descriptor_limit() -> libc::rlim_t {
     let mut limit = libc::rlimit {
@@ -753,6 +779,8 @@ const CHILD_TAG: &str = "soak-client: ";
 #[derive(Clone, Copy)]
 struct Footprint {
     rss_kib: u64,
+    /// Of `rss_kib`, the io_uring mappings' ([`ring_mappings_kib`]).
+    ring_kib: u64,
     heap_kib: usize,
     fds: usize,
 }
@@ -762,6 +790,7 @@ impl Footprint {
         let fds = fd_count();
         Footprint {
             rss_kib: rss_kib(),
+            ring_kib: ring_mappings_kib(),
             heap_kib: LIVE_HEAP.load(Ordering::Relaxed) / 1024,
             fds,
         }
@@ -773,10 +802,12 @@ impl Footprint {
         let growth = self.rss_kib as f64 / before.rss_kib as f64 - 1.0;
         let heap_growth = self.heap_kib as f64 / before.heap_kib.max(1) as f64 - 1.0;
         let change = format!(
-            "RSS {} KiB -> {} KiB ({:+.2}%); live heap {} KiB -> {} KiB ({:+.2}%); descriptors {} -> {}",
+            "RSS {} KiB -> {} KiB ({:+.2}%; io_uring mappings {} -> {} KiB of it); live heap {} KiB -> {} KiB ({:+.2}%); descriptors {} -> {}",
             before.rss_kib,
             self.rss_kib,
             growth * 100.0,
+            before.ring_kib,
+            self.ring_kib,
             before.heap_kib,
             self.heap_kib,
             heap_growth * 100.0,
