@@ -80,12 +80,20 @@ fn main() {
         .shutdown_timeout(deadline)
         .serve(move |mut stream, peer, stop| async move {
             let hold = Duration::from_millis(u64::from(peer.port()) % (hold_ms + 1));
-            // The read sleeps until data, end of stream or the shutdown (reads are cancel-safe).
-            while let Some((Ok(n), buf)) = stop
-                .run_until_cancelled(stream.read(Vec::with_capacity(16 * 1024)))
-                .await
-            {
-                if n == 0 {
+            loop {
+                // The read sleeps until data, end of stream or the shutdown (reads are
+                // cancel-safe). Once the shutdown began, a request that had already arrived is
+                // still served (a zero limit takes it without waiting), and a connection with
+                // nothing pending is closed.
+                let read = stream.read(Vec::with_capacity(16 * 1024));
+                let (result, buf) = match stop.run_until_cancelled(read).await {
+                    Some(done) => done,
+                    None => {
+                        let buf = Vec::with_capacity(16 * 1024);
+                        stream.read_timeout(buf, Duration::ZERO).await
+                    }
+                };
+                if !matches!(result, Ok(n) if n > 0) {
                     return;
                 }
                 time::sleep(hold).await; // finish the request even during a shutdown

@@ -59,8 +59,13 @@ use crate::{Backend, RemoteJoinHandle, Runtime, TcpListener, TcpStream, Workers,
 ///     .handle_signals(false)
 ///     .serve(|mut stream, _peer, stop| async move {
 ///         // Echo until the peer or the server says stop; the read sleeps until one of them.
-///         while let Some((Ok(n), buf)) = stop.run_until_cancelled(stream.read(Vec::with_capacity(4096))).await {
-///             if n == 0 || stream.write_all(buf).await.0.is_err() { break }
+///         // After the stop, what had already arrived is still served (a zero limit).
+///         loop {
+///             let (n, buf) = match stop.run_until_cancelled(stream.read(Vec::with_capacity(4096))).await {
+///                 Some(done) => done,
+///                 None => stream.read_timeout(Vec::with_capacity(4096), Duration::ZERO).await,
+///             };
+///             if !matches!(n, Ok(n) if n > 0) || stream.write_all(buf).await.0.is_err() { break }
 ///         }
 ///     })
 ///     .expect("server");

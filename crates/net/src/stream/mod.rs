@@ -221,7 +221,9 @@ macro_rules! read_methods {
         /// Reads with a time limit: if nothing arrives within `limit`, fails with
         /// `io::ErrorKind::TimedOut` and gives the buffer back (no byte lost; on io_uring the
         /// connection's multishot receive stays armed, so a timed-out read costs no
-        /// submission). `Duration::MAX` waits as long as [`read`](Self::read).
+        /// submission). `Duration::MAX` waits as long as [`read`](Self::read);
+        /// `Duration::ZERO` takes what has already arrived and waits for nothing more (on
+        /// io_uring it lets the driver turn once, to reap what the kernel already received).
         ///
         /// Cancel safety: cancel-safe.
         pub async fn read_timeout<B: IoBufMut>(

@@ -44,6 +44,7 @@ impl Stream {
             limit: deadline.map(crate::time::sleep_until),
             server_limit,
             timed_out: false,
+            gave_a_turn: false,
         }
     }
 
@@ -132,6 +133,9 @@ pub(crate) struct Read<'a, B: IoBufMut> {
     server_limit: bool,
     /// The limit passed while the receive was in the kernel: it was asked to cancel.
     timed_out: bool,
+    /// The limit had passed once already, and the read yielded so that the driver turns before
+    /// it gives up.
+    gave_a_turn: bool,
 }
 
 /// Where a read is.
@@ -145,11 +149,22 @@ enum ReadStage<B> {
 }
 
 impl<B: IoBufMut> Read<'_, B> {
-    /// `true` once the read's time limit (if any) has passed.
+    /// `true` once the read's time limit (if any) has passed and the driver has turned since
+    /// the read began to wait. The first time the limit is seen passed, the read wakes itself
+    /// instead: the runtime turns the driver before the next poll, so what had already arrived
+    /// (a completion not yet reaped, a readiness event not yet taken) is returned, not timed
+    /// out. A zero limit thus takes what is there and waits for nothing more.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.limit
+        let passed = self
+            .limit
             .as_mut()
-            .is_some_and(|limit| Pin::new(limit).poll(cx).is_ready())
+            .is_some_and(|limit| Pin::new(limit).poll(cx).is_ready());
+        if passed && !self.gave_a_turn {
+            self.gave_a_turn = true;
+            cx.waker().wake_by_ref();
+            return false;
+        }
+        passed
     }
 
     fn timed_out(&self) -> io::Error {

@@ -36,6 +36,15 @@ pub(crate) fn on_each_backend_owned(test: impl Fn(Backend, Runtime)) {
     }
 }
 
+/// A connected loopback pair on this thread's runtime: (client, server).
+pub(crate) async fn tcp_pair() -> (weir_net::TcpStream, weir_net::TcpStream) {
+    let listener = weir_net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let client = weir_net::TcpStream::connect(addr).await.expect("connect");
+    let (server, _) = listener.accept().await.expect("accept");
+    (client, server)
+}
+
 /// Open descriptors of this process.
 pub(crate) fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd")

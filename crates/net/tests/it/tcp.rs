@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use weir_net::{TcpListener, TcpStream, spawn};
 
-use crate::support::{backends, fnv, on_each_backend, strace_child};
+use crate::support::{backends, fnv, on_each_backend, strace_child, tcp_pair};
 
 #[test]
 fn echo_of_1_byte_to_16_mib_with_random_chunking() {
@@ -111,10 +111,7 @@ fn half_close_in_both_directions() {
 fn peer_reset_mid_read_and_mid_write() {
     on_each_backend(|backend, rt| {
         rt.block_on(async {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let client = TcpStream::connect(addr).await.expect("connect");
-            let (server, _) = listener.accept().await.expect("accept");
+            let (client, server) = tcp_pair().await;
             server.set_linger(Some(Duration::ZERO)).expect("linger 0");
             drop(server); // RST
             let mut client = client;
@@ -149,10 +146,7 @@ fn peer_reset_mid_read_and_mid_write() {
 fn read_timeout_loses_nothing() {
     on_each_backend(|backend, rt| {
         rt.block_on(async {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let mut client = TcpStream::connect(addr).await.expect("connect");
-            let (mut server, _) = listener.accept().await.expect("accept");
+            let (mut client, mut server) = tcp_pair().await;
             let buf = Vec::with_capacity(8);
             let address = buf.as_ptr();
             let (timed_out, back) = server.read_timeout(buf, Duration::from_millis(30)).await;
@@ -163,6 +157,48 @@ fn read_timeout_loses_nothing() {
             let (r, got) = server.read_exact(Vec::new(), 4).await;
             r.expect("read");
             assert_eq!(got, b"late", "{backend:?}");
+        });
+    });
+}
+
+/// A zero limit takes what has already arrived and waits for nothing: how a handler that sees
+/// the shutdown serves a request that came in before it and closes an idle connection. On the
+/// ring the bytes reach the stream only through the driver (the multishot receive's completion),
+/// so the read must give the driver its turn before it times out.
+#[test]
+fn a_zero_limit_read_takes_what_has_already_arrived() {
+    on_each_backend(|backend, rt| {
+        rt.block_on(async {
+            let (mut client, mut server) = tcp_pair().await;
+            let (nothing, _) = server
+                .read_timeout(Vec::with_capacity(8), Duration::ZERO)
+                .await;
+            let error = nothing.expect_err("nothing was sent");
+            assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{backend:?}");
+
+            // Bytes that are in the socket before the read starts.
+            client.write_all(b"ping".to_vec()).await.0.expect("write");
+            let (n, got) = server
+                .read_timeout(Vec::with_capacity(8), Duration::ZERO)
+                .await;
+            assert_eq!(n.expect("the bytes had arrived"), 4, "{backend:?}");
+            assert_eq!(got, b"ping", "{backend:?}");
+
+            // Bytes that arrive for a read dropped after its first poll (its receive armed).
+            {
+                let mut read = std::pin::pin!(server.read(Vec::with_capacity(8)));
+                let first = std::future::poll_fn(|cx| {
+                    std::task::Poll::Ready(read.as_mut().poll(cx).is_ready())
+                })
+                .await;
+                assert!(!first, "{backend:?}: nothing was sent yet");
+            }
+            client.write_all(b"pong".to_vec()).await.0.expect("write");
+            let (n, got) = server
+                .read_timeout(Vec::with_capacity(8), Duration::ZERO)
+                .await;
+            assert_eq!(n.expect("the bytes had arrived"), 4, "{backend:?}");
+            assert_eq!(got, b"pong", "{backend:?}");
         });
     });
 }
@@ -341,10 +377,7 @@ fn wait_for_peer_shutdown(stream: &TcpStream) {
 fn end_of_stream_that_arrived_with_the_last_data_is_seen() {
     on_each_backend(|backend, rt| {
         rt.block_on(async {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let mut client = TcpStream::connect(addr).await.expect("connect");
-            let (mut server, _) = listener.accept().await.expect("accept");
+            let (mut client, mut server) = tcp_pair().await;
             client.write_all(vec![7u8; 100]).await.0.expect("write");
             client.shutdown(Shutdown::Write).expect("half-close");
             // The data and the FIN both land before the first read: one readiness event.
@@ -368,10 +401,7 @@ fn slices_of_owned_buffers_send_and_receive_their_range() {
     use weir_net::{IoBuf, IoBufMut};
     on_each_backend(|backend, rt| {
         rt.block_on(async {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let mut client = TcpStream::connect(addr).await.expect("connect");
-            let (mut server, _) = listener.accept().await.expect("accept");
+            let (mut client, mut server) = tcp_pair().await;
             // Send a middle range; the buffer comes back whole.
             let (sent, back) = client.write_all(b"0123456789".to_vec().slice(2..5)).await;
             sent.expect("write slice");
