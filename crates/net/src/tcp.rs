@@ -105,18 +105,34 @@ impl TcpListener {
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         coop::proceed().await;
         let (accepted, peer) = self.socket.accept_with(&self.acceptor).await?;
-        let stream = TcpStream {
-            inner: Stream::from_accepted(accepted)?,
-        };
-        let peer = match driver::ip_addr(&peer) {
-            Ok(peer) => peer,
-            Err(_) => stream.peer_addr()?,
-        };
-        Ok((stream, peer))
+        adopt(accepted, &peer)
     }
 }
 
+/// An accepted connection as a stream of this thread's driver, with its peer's address.
+fn adopt(
+    accepted: driver::Accepted,
+    peer: &socket2::SockAddr,
+) -> io::Result<(TcpStream, SocketAddr)> {
+    let stream = TcpStream {
+        inner: Stream::from_accepted(accepted)?,
+    };
+    let peer = match driver::ip_addr(peer) {
+        Ok(peer) => peer,
+        Err(_) => stream.peer_addr()?,
+    };
+    Ok((stream, peer))
+}
+
 impl TcpListener {
+    /// For a listener about to close: one connection its multishot accept had already taken
+    /// from the kernel and no accept returned yet, or `None` once there are none (at once on
+    /// the reactor). Served instead of dropped, such a connection's request is not reset.
+    pub(crate) async fn take_accepted(&self) -> Option<io::Result<(TcpStream, SocketAddr)>> {
+        let taken = self.socket.take_accepted(&self.acceptor).await?;
+        Some(taken.and_then(|(accepted, peer)| adopt(accepted, &peer)))
+    }
+
     /// Stops taking connections from the kernel until the next accept (see
     /// `driver::Acceptor::pause`).
     pub(crate) fn pause_accepting(&self) {

@@ -77,30 +77,7 @@ impl Tracker {
     /// [`Error::TrackerClosed`] once the tracker is closed: no guard is handed out and the count
     /// is unchanged.
     pub fn track(&self) -> Result<Guard, Error> {
-        // Relaxed throughout: taking a guard publishes nothing; only the guards' decrements must
-        // be ordered before `wait()` returns (see `Guard::drop`).
-        let mut state = self.inner.state.load(Ordering::Relaxed);
-        loop {
-            if state & CLOSED != 0 {
-                return Err(Error::TrackerClosed);
-            }
-            let Some(next) = state.checked_add(ONE_GUARD) else {
-                return Err(Error::TrackerFull);
-            };
-            match self.inner.state.compare_exchange_weak(
-                state,
-                next,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    return Ok(Guard {
-                        inner: self.inner.clone(),
-                    });
-                }
-                Err(actual) => state = actual,
-            }
-        }
+        Inner::add_guard(&self.inner, true)
     }
 
     /// Stops new tracking. Returns `true` if this call closed it, `false` if it already was.
@@ -142,6 +119,34 @@ impl Tracker {
 }
 
 impl Inner {
+    /// One more guard; refused once closed if `unless_closed`.
+    fn add_guard(inner: &Arc<Inner>, unless_closed: bool) -> Result<Guard, Error> {
+        // Relaxed throughout: taking a guard publishes nothing; only the guards' decrements must
+        // be ordered before `wait()` returns (see `Guard::drop`).
+        let mut state = inner.state.load(Ordering::Relaxed);
+        loop {
+            if unless_closed && state & CLOSED != 0 {
+                return Err(Error::TrackerClosed);
+            }
+            let Some(next) = state.checked_add(ONE_GUARD) else {
+                return Err(Error::TrackerFull);
+            };
+            match inner.state.compare_exchange_weak(
+                state,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Ok(Guard {
+                        inner: inner.clone(),
+                    });
+                }
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
     fn is_done(&self) -> bool {
         // Acquire: pairs with the Release decrement of every guard (each heads a release sequence
         // that the final value ends), so the waiter sees all tracked work.
@@ -183,6 +188,34 @@ impl fmt::Debug for Tracker {
 #[must_use = "the work is untracked as soon as the guard drops"]
 pub struct Guard {
     inner: Arc<Inner>,
+}
+
+impl Guard {
+    /// Counts one more unit of work, also once the tracker is closed: for work this guard's
+    /// unit hands on (a connection taken before the close and served after it). While this
+    /// guard lives, [`wait`](Tracker::wait) has not resolved, so the new unit is always awaited.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TrackerFull`] if the count is at its limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let tracker = weir_shutdown::Tracker::new();
+    /// let guard = tracker.track().expect("open");
+    /// tracker.close();
+    /// assert!(tracker.track().is_err());
+    /// let another = guard.track_another().expect("a guard lives");
+    /// drop(guard);
+    /// assert_eq!(tracker.len(), 1);
+    /// drop(another);
+    /// assert!(tracker.is_empty());
+    /// ```
+    pub fn track_another(&self) -> Result<Guard, Error> {
+        // The count is at least this guard's, so `wait` cannot resolve meanwhile.
+        Inner::add_guard(&self.inner, false)
+    }
 }
 
 impl Drop for Guard {

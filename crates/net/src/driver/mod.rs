@@ -444,6 +444,25 @@ impl Socket {
         }
     }
 
+    /// For a listener about to close: one connection a multishot accept of `acceptor` had
+    /// already taken from the kernel (the multishot is cancelled for good), or `None` once
+    /// there are no more — at once on the reactor, which takes none ahead of its accepts.
+    pub(crate) async fn take_accepted(
+        &self,
+        acceptor: &Acceptor,
+    ) -> Option<io::Result<(Accepted, SockAddr)>> {
+        match (&self.0, &acceptor.0) {
+            #[cfg(target_os = "linux")]
+            (SocketInner::Uring(socket), AcceptorInner::Uring(acceptor)) => Some(
+                socket
+                    .take_accepted(acceptor)
+                    .await?
+                    .map(|(fd, peer)| (Accepted(fd), peer)),
+            ),
+            _ => None,
+        }
+    }
+
     /// Connects to `addr`.
     pub(crate) async fn connect(&self, addr: &SockAddr) -> io::Result<()> {
         dispatch!(&self.0, SocketInner, socket => socket.connect(addr).await)

@@ -339,6 +339,23 @@ impl Socket {
         }
     }
 
+    /// The connections `acceptor`'s multishot accept had already taken from the kernel, one a
+    /// call, for a listener about to close (see [`Acceptor::poll_taken`]).
+    pub(crate) async fn take_accepted(
+        &self,
+        acceptor: &Acceptor,
+    ) -> Option<io::Result<(OwnedFd, SockAddr)>> {
+        let fd = match std::future::poll_fn(|cx| acceptor.poll_taken(cx)).await? {
+            Ok(fd) => fd,
+            Err(error) => return Some(Err(error)),
+        };
+        stats::note(Count::Accepted);
+        let peer = SockRef::from(&fd)
+            .peer_addr()
+            .map_err(|_| io::Error::from_raw_os_error(libc::ECONNABORTED));
+        Some(peer.map(|peer| (fd, peer)))
+    }
+
     pub(crate) async fn connect(&self, addr: &SockAddr) -> io::Result<()> {
         self.ring.connect(&self.fd, to_raw(addr)).await
     }
@@ -881,6 +898,29 @@ impl Acceptor {
         state.single = !on;
         if !on {
             state.cancel();
+        }
+    }
+
+    /// For a listener about to close: the multishot accept is cancelled for good, and each call
+    /// returns one connection it had already taken from the kernel, until its stream has ended
+    /// (`None`).
+    fn poll_taken(&self, cx: &mut Context<'_>) -> Poll<Option<io::Result<OwnedFd>>> {
+        let mut state = self.lock();
+        state.single = true;
+        state.cancel();
+        loop {
+            let Some(stream) = state.stream.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match stream.poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(fd))) => return Poll::Ready(Some(Ok(fd))),
+                Poll::Ready(Some(Err(error))) if error.raw_os_error() == Some(libc::ECANCELED) => {
+                    state.stream = None;
+                }
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error))),
+                Poll::Ready(None) => state.stream = None,
+            }
         }
     }
 

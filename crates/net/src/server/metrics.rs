@@ -16,6 +16,7 @@ pub struct Metrics {
     forced: AtomicU64,
     queued: AtomicU64,
     backoffs: AtomicU64,
+    taken_at_stop: AtomicU64,
     timeouts: Arc<AtomicU64>,
     errors: Mutex<ErrorCounts>,
 }
@@ -34,6 +35,10 @@ pub struct Report {
     /// Backoffs after resource errors (EMFILE, ENFILE, ENOBUFS, ENOMEM) and accept errors Weir does
     /// not know (retried at once, they could spin).
     pub backoffs: u64,
+    /// Of the connections accepted, those a listener's multishot accept (io_uring) had already
+    /// taken from the kernel when the shutdown began: served like the others, with their stop
+    /// token already cancelled, rather than reset with the listener.
+    pub taken_at_stop: u64,
     /// Reads that failed because a client was too slow (first byte or idle timeout).
     pub timeouts: u64,
     /// Accept and setup errors, by kind.
@@ -86,6 +91,10 @@ impl Metrics {
         self.queued.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn taken_at_stop(&self) {
+        self.taken_at_stop.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn backoff(&self) {
         self.backoffs.fetch_add(1, Ordering::Relaxed);
     }
@@ -112,6 +121,7 @@ impl Metrics {
             forced: self.forced.load(Ordering::Relaxed),
             queued: self.queued.load(Ordering::Relaxed),
             backoffs: self.backoffs.load(Ordering::Relaxed),
+            taken_at_stop: self.taken_at_stop.load(Ordering::Relaxed),
             timeouts: self.timeouts(),
             errors: self
                 .errors

@@ -14,7 +14,9 @@
 //!  is cancelled). So no more connections are taken from the kernel than permits allow.
 //!
 //!  shutdown (SIGTERM, SIGINT or ServerHandle::shutdown):
-//!    1. the server token is cancelled: accept loops stop and listeners close at once;
+//!    1. the server token is cancelled: accept loops stop; connections a multishot accept had
+//!       already taken from the kernel are still handed to handlers, and the listeners close
+//!       (what waits in the kernel's backlog is refused);
 //!    2. every connection's child token is cancelled: handlers finish the current request and
 //!       return (idle ones return at once);
 //!    3. the in-flight tracker is awaited up to `shutdown_timeout`;
@@ -38,7 +40,7 @@ use std::thread::JoinHandle as ThreadHandle;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
-use weir_shutdown::{Limit, Token, Tracker};
+use weir_shutdown::{Limit, OwnedPermit, Token, Tracker};
 
 pub use metrics::{Metrics, Report};
 
@@ -396,7 +398,7 @@ fn coordinate(shared: Arc<Shared>, timeout: Duration, trigger: Option<Trigger>) 
     // The first reason stays: a signal or `shutdown()` that came first keeps its name.
     shared.token.cancel_with("the shutdown future resolved");
     shared.tracker.close();
-    let in_flight = shared.tracker.len();
+    let in_flight = shared.metrics.active();
     crate::event!(
         INFO,
         "weir server: shutting down ({}), draining {in_flight} connections",
@@ -418,7 +420,7 @@ fn coordinate(shared: Arc<Shared>, timeout: Duration, trigger: Option<Trigger>) 
         );
     }
     shared.limit.close();
-    let mut report = shared.metrics.report(in_flight as u64);
+    let mut report = shared.metrics.report(in_flight);
     report.drain_time = started.elapsed();
     crate::event!(
         INFO,
@@ -478,6 +480,36 @@ async fn accept_loop<H, F>(
             return;
         }
     };
+    // Held while the loop runs: each connection's guard comes from it, so a connection the
+    // loop took is tracked even when the coordinator closes the tracker meanwhile.
+    let Ok(tracked) = shared.tracker.track() else {
+        return;
+    };
+    let serve = |mut stream: TcpStream, peer: SocketAddr, permit: OwnedPermit| {
+        let Ok(guard) = tracked.track_another() else {
+            shared.metrics.error("tracker full");
+            return;
+        };
+        if first_byte.is_some() || idle.is_some() {
+            stream.set_read_timeouts(first_byte, idle, shared.metrics.timeouts_counter());
+        }
+        shared.metrics.accepted();
+        let stop = shared.token.child();
+        let force = shared.force.clone();
+        let connection = handler(stream, peer, stop);
+        let metrics_shared = shared.clone();
+        crate::spawn(async move {
+            let _permit = permit;
+            let _guard = guard;
+            let _active = metrics_shared.metrics.active_guard();
+            match select(force.cancelled(), connection).await {
+                // The deadline passed: dropping the handler closes the connection and
+                // cancels its in-flight ops.
+                Either::Left(()) => metrics_shared.metrics.forced(),
+                Either::Right(()) => metrics_shared.metrics.completed(),
+            }
+        });
+    };
     let mut backoff = Backoff::default();
     loop {
         // Admission first: no permit, no accept.
@@ -502,10 +534,10 @@ async fn accept_loop<H, F>(
             Either::Left(()) => break,
             Either::Right(result) => result,
         };
-        let (mut stream, peer) = match accepted {
-            Ok(pair) => {
+        match accepted {
+            Ok((stream, peer)) => {
                 backoff.reset();
-                pair
+                serve(stream, peer, permit);
             }
             Err(error) => {
                 drop(permit);
@@ -523,35 +555,33 @@ async fn accept_loop<H, F>(
                         }
                     }
                 }
-                continue;
             }
-        };
-        if first_byte.is_some() || idle.is_some() {
-            stream.set_read_timeouts(first_byte, idle, shared.metrics.timeouts_counter());
         }
-        let Ok(guard) = shared.tracker.track() else {
-            break;
-        };
-        shared.metrics.accepted();
-        let stop = shared.token.child();
-        let force = shared.force.clone();
-        let connection = handler(stream, peer, stop);
-        let metrics_shared = shared.clone();
-        crate::spawn(async move {
-            let _permit = permit;
-            let _guard = guard;
-            let _active = metrics_shared.metrics.active_guard();
-            match select(force.cancelled(), connection).await {
-                // The deadline passed: dropping the handler closes the connection and
-                // cancels its in-flight ops.
-                Either::Left(()) => metrics_shared.metrics.forced(),
-                Either::Right(()) => metrics_shared.metrics.completed(),
-            }
-        });
     }
-    // Stop accepting at once: the listener closes here. Then keep serving until every
-    // connection of this worker has ended (gracefully or forced).
+    // Connections a multishot accept had already taken from the kernel are served like the
+    // others (their stop token is cancelled already): dropped, they would reset requests that
+    // had arrived. The multishot accept took them only while free permits covered them all.
+    loop {
+        let taken = match select(shared.force.cancelled(), listener.take_accepted()).await {
+            Either::Right(Some(taken)) => taken,
+            Either::Left(()) | Either::Right(None) => break,
+        };
+        match (taken, shared.limit.try_acquire_many_owned(1)) {
+            (Ok((stream, peer)), Ok(permit)) => {
+                shared.metrics.taken_at_stop();
+                serve(stream, peer, permit);
+            }
+            (Ok(_), Err(_)) => shared.metrics.error("no permit at the shutdown"),
+            (Err(error), _) => shared.metrics.error(match classify(&error) {
+                AcceptError::PerConnection(kind) | AcceptError::Resource(kind) => kind,
+            }),
+        }
+    }
+    // Stop accepting at once: the listener closes here (the kernel's backlog is refused).
+    // Then keep serving until every connection of this worker has ended (gracefully or
+    // forced).
     drop(listener);
+    drop(tracked);
     shared.tracker.wait().await;
 }
 

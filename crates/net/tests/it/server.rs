@@ -515,6 +515,15 @@ fn accept_counts(client: &mut StdStream) -> [u64; 3] {
     [count(0), count(1), count(2)]
 }
 
+/// A client connection whose reads give up after 20 s (a test failure, not a hang).
+fn connect_client(addr: std::net::SocketAddr) -> StdStream {
+    let client = StdStream::connect(addr).expect("connect");
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    client
+}
+
 /// Sends a patterned payload (no byte is `?`) and checks it comes back byte for byte.
 fn echo_exactly(client: &mut StdStream, seed: usize) {
     let payload: Vec<u8> = (0..10_000)
@@ -544,13 +553,7 @@ fn multishot_accepts_stop_at_the_limit_and_resume_when_a_permit_returns() {
             .serve(echo_or_stats)
             .expect("server");
         let addr = server.local_addr();
-        let connect = || {
-            let client = StdStream::connect(addr).expect("connect");
-            client
-                .set_read_timeout(Some(Duration::from_secs(20)))
-                .expect("timeout");
-            client
-        };
+        let connect = || connect_client(addr);
         let mut served: Vec<StdStream> = (0..LIMIT).map(|_| connect()).collect();
         until_accepted_and_queued("the limit's worth accepted", &server, LIMIT as u64, 0);
         let mut waiting: Vec<StdStream> = (0..BEYOND).map(|_| connect()).collect();
@@ -607,5 +610,136 @@ fn multishot_accepts_stop_at_the_limit_and_resume_when_a_permit_returns() {
             "{backend:?}: {report:?}"
         );
         assert_eq!(report.permits_available, LIMIT, "{backend:?}: {report:?}");
+    }
+}
+
+/// The shutdown begins while a multishot accept holds connections it took from the kernel and
+/// no accept returned yet (on the ring: the worker was blocked while they arrived, and the
+/// handler that stops the server runs in the same turn as their accept completions). They are
+/// served, their requests answered whole; on the reactor, which takes none ahead, each is either
+/// served the same way or refused with the kernel's backlog, never accepted and then dropped.
+#[test]
+fn connections_a_multishot_accept_took_before_the_shutdown_are_served() {
+    const QUEUED: usize = 8;
+    let _serial = serial();
+    for backend in backends() {
+        let handle: Arc<std::sync::Mutex<Option<ServerHandle>>> = Arc::default();
+        let (blocked_tx, blocked_rx) = std::sync::mpsc::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let blocked = Arc::new(std::sync::Mutex::new((blocked_tx, release_rx)));
+        let server = Server::builder()
+            .bind("127.0.0.1:0")
+            .backend(backend)
+            .workers(1)
+            .handle_signals(false)
+            .serve({
+                let handle = handle.clone();
+                move |mut stream, _, stop| {
+                    let (handle, blocked) = (handle.clone(), blocked.clone());
+                    async move {
+                        loop {
+                            let read = stream.read(Vec::with_capacity(64));
+                            let (result, buf) = match stop.run_until_cancelled(read).await {
+                                Some(done) => done,
+                                None => {
+                                    stream
+                                        .read_timeout(Vec::with_capacity(64), Duration::ZERO)
+                                        .await
+                                }
+                            };
+                            if !matches!(result, Ok(n) if n > 0) {
+                                return;
+                            }
+                            match &buf[..] {
+                                // Blocks the worker's thread (and so its ring) until released.
+                                b"block" => {
+                                    let blocked = blocked.lock().expect("lock");
+                                    blocked.0.send(()).expect("blocked");
+                                    blocked.1.recv().expect("release");
+                                }
+                                b"stop" => {
+                                    if let Some(server) = &*handle.lock().expect("lock") {
+                                        server.shutdown();
+                                    }
+                                }
+                                _ => {}
+                            }
+                            if stream.write_all(buf).await.0.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            })
+            .expect("server");
+        let addr = server.local_addr();
+        *handle.lock().expect("lock") = Some(server);
+        let connect = || connect_client(addr);
+        let echo = |client: &mut StdStream, what: &[u8]| -> std::io::Result<Vec<u8>> {
+            client.write_all(what)?;
+            let mut reply = vec![0u8; what.len()];
+            client.read_exact(&mut reply)?;
+            Ok(reply)
+        };
+        let (mut blocker, mut stopper) = (connect(), connect());
+        for client in [&mut blocker, &mut stopper] {
+            assert_eq!(
+                echo(client, b"ping").expect("served"),
+                b"ping",
+                "{backend:?}"
+            );
+        }
+        blocker.write_all(b"block").expect("block");
+        blocked_rx.recv().expect("the worker blocks");
+        // While the worker is blocked: the stop request, then connections with a request each,
+        // all waiting in the kernel (its accept queue holds the connections).
+        stopper.write_all(b"stop").expect("stop");
+        let mut queued: Vec<StdStream> = (0..QUEUED).map(|_| connect()).collect();
+        for (n, client) in queued.iter_mut().enumerate() {
+            client
+                .write_all(format!("request {n}").as_bytes())
+                .expect("request");
+        }
+        crate::support::wait_for_accept_queue(addr.port(), QUEUED as u64);
+        release_tx.send(()).expect("release");
+        let mut reply = [0u8; 4];
+        stopper.read_exact(&mut reply).expect("the stop answered");
+        let mut echoed = 0;
+        for (n, client) in queued.iter_mut().enumerate() {
+            let request = format!("request {n}");
+            let mut reply = vec![0u8; request.len()];
+            match client.read_exact(&mut reply) {
+                Ok(()) => {
+                    assert_eq!(reply, request.as_bytes(), "{backend:?}");
+                    echoed += 1;
+                }
+                Err(error) if backend == Backend::Uring => {
+                    panic!("{backend:?}: connection {n}, taken before the shutdown: {error}")
+                }
+                // The reactor had not taken it from the kernel: refused with the backlog.
+                Err(error) => assert!(
+                    matches!(
+                        error.kind(),
+                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+                    ),
+                    "{backend:?}: connection {n}: {error}"
+                ),
+            }
+        }
+        let mut reply = [0u8; 5];
+        blocker.read_exact(&mut reply).expect("the block answered");
+        drop((blocker, stopper, queued));
+        let server = handle.lock().expect("lock").take().expect("server");
+        let report = server.join();
+        assert_eq!(report.accepted, 2 + echoed, "{backend:?}: {report:?}");
+        assert_eq!(report.completed, report.accepted, "{backend:?}: {report:?}");
+        if backend == Backend::Uring {
+            // The path ran: the connections came from the multishot accept's queue at the stop.
+            assert_eq!(
+                report.taken_at_stop, QUEUED as u64,
+                "{backend:?}: {report:?}"
+            );
+        }
+        println!("{backend:?}: {echoed} of {QUEUED} queued connections served: {report:?}");
     }
 }

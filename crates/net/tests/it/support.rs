@@ -220,17 +220,25 @@ pub(crate) fn wait_for_accept_queue(port: u16, count: u64) {
     }
 }
 
+/// Connections waiting in the accept queues of the IPv4 listeners on `port`, summed over all of
+/// them (a `Server` with several workers has one `SO_REUSEPORT` listener each); `None` if no
+/// listener is on the port.
 pub(crate) fn accept_queue(port: u16) -> Option<u64> {
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let local = fields.get(1)?;
-        let listening = fields.get(3)? == &"0A";
-        let (_, local_port) = local.split_once(':')?;
-        if !listening || u16::from_str_radix(local_port, 16).ok()? != port {
-            return None;
-        }
-        let (_, rx) = fields.get(4)?.split_once(':')?;
-        u64::from_str_radix(rx, 16).ok()
-    })
+    let queues: Vec<u64> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local = fields.get(1)?;
+            let listening = fields.get(3)? == &"0A";
+            let (_, local_port) = local.split_once(':')?;
+            if !listening || u16::from_str_radix(local_port, 16).ok()? != port {
+                return None;
+            }
+            let (_, rx) = fields.get(4)?.split_once(':')?;
+            u64::from_str_radix(rx, 16).ok()
+        })
+        .collect();
+    (!queues.is_empty()).then(|| queues.iter().sum())
 }

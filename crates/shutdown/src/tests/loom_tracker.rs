@@ -43,3 +43,26 @@ fn track_races_close() {
         assert_eq!(tracker.len(), 0);
     });
 }
+
+#[test]
+fn a_guard_handed_on_after_close_is_awaited() {
+    loom::model(|| {
+        let tracker = Tracker::new();
+        let guard = tracker.track().expect("open");
+        let done = loom::sync::Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let worker = {
+            let done = done.clone();
+            thread::spawn(move || {
+                let handed_on = guard.track_another().expect("a guard lives");
+                drop(guard);
+                done.store(true, loom::sync::atomic::Ordering::Relaxed);
+                drop(handed_on);
+            })
+        };
+        tracker.close();
+        block_on(tracker.wait());
+        // The handed-on guard's work happens-before the wait resolves.
+        assert!(done.load(loom::sync::atomic::Ordering::Relaxed));
+        worker.join().expect("worker");
+    });
+}
