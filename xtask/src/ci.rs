@@ -90,9 +90,18 @@ struct Step {
 }
 
 pub(crate) fn run(args: &[String]) -> Result<bool> {
-    let quick = args.iter().any(|a| a == "--quick");
-    if let Some(unknown) = args.iter().find(|a| *a != "--quick") {
-        bail!("unknown flag {unknown} (ci takes --quick)");
+    let mut quick = false;
+    let mut only: Option<String> = None;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--only" => match rest.next() {
+                Some(name) => only = Some(name.clone()),
+                None => bail!("--only needs a step's name (fmt, clippy, test, ..., package)"),
+            },
+            unknown => bail!("unknown flag {unknown} (ci takes --quick and --only STEP)"),
+        }
     }
     type StepFn = fn() -> Result<Option<String>>;
     let all: &[(&'static str, StepFn, bool)] = &[
@@ -108,8 +117,23 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
         ("tidy", tidy_step, false),
         ("package", package, false),
     ];
+    if let Some(only) = &only {
+        if !all
+            .iter()
+            .any(|(name, _, _)| name.starts_with(only.as_str()))
+        {
+            let names: Vec<&str> = all.iter().map(|(name, _, _)| *name).collect();
+            bail!("no ci step is named {only:?}; the steps: {names:?}");
+        }
+    }
     let mut steps = Vec::new();
     for &(name, step, slow) in all {
+        if only
+            .as_ref()
+            .is_some_and(|only| !name.starts_with(only.as_str()))
+        {
+            continue;
+        }
         eprintln!("\n==== ci: {name} ====");
         let started = Instant::now();
         let outcome = if quick && slow {
@@ -388,8 +412,75 @@ fn valgrind() -> Result<Option<String>> {
         "valgrind: NOT running the {VALGRIND_SKIP:?} test modules (multi-threaded server scenarios \
          that Valgrind serialises into minutes each); their I/O paths run under Valgrind elsewhere"
     );
-    for binary in binaries {
-        let name = Path::new(&binary)
+    // Valgrind runs a process one thread at a time: the tests run in one lane per core, each
+    // test binary's tests dealt out among the lanes, each lane one test at a time.
+    let lanes = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
+    let mut work: Vec<Vec<(String, Vec<String>)>> = vec![Vec::new(); lanes];
+    for binary in &binaries {
+        let listed = cmd::output(
+            std::process::Command::new(binary)
+                .current_dir(cmd::root())
+                .args(["--list", "--format", "terse"])
+                .args(VALGRIND_SKIP.iter().flat_map(|m| ["--skip", m])),
+        )?;
+        let tests: Vec<String> = listed
+            .lines()
+            .filter_map(|line| line.strip_suffix(": test"))
+            .map(str::to_string)
+            .collect();
+        for (lane, share) in work.iter_mut().enumerate() {
+            let mine: Vec<String> = tests.iter().skip(lane).step_by(lanes).cloned().collect();
+            if !mine.is_empty() {
+                share.push((binary.clone(), mine));
+            }
+        }
+    }
+    let logs = cmd::root().join("target").join("valgrind-lanes");
+    std::fs::create_dir_all(&logs).with_context(|| format!("create {}", logs.display()))?;
+    let results: Vec<(std::path::PathBuf, Result<()>)> = std::thread::scope(|scope| {
+        let running: Vec<_> = work
+            .iter()
+            .enumerate()
+            .map(|(lane, share)| {
+                let log = logs.join(format!("lane-{lane}.log"));
+                scope.spawn(move || {
+                    let result = valgrind_lane(share, &log);
+                    (log, result)
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|lane| {
+                lane.join()
+                    .unwrap_or_else(|_| (logs.clone(), Err(anyhow::anyhow!("a lane panicked"))))
+            })
+            .collect()
+    });
+    let mut failed = Vec::new();
+    for (lane, (log, result)) in results.into_iter().enumerate() {
+        eprintln!("---- valgrind lane {lane} ({}) ----", log.display());
+        match std::fs::read_to_string(&log) {
+            Ok(text) => eprint!("{text}"),
+            Err(error) => eprintln!("(no output: {error})"),
+        }
+        if let Err(error) = result {
+            eprintln!("valgrind lane {lane}: {error:#}");
+            failed.push(format!("lane {lane}: {error:#}"));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{}", failed.join("; "));
+    }
+    Ok(None)
+}
+
+/// Runs `share` (test binaries with the tests of each this lane runs) under Valgrind, one after
+/// another, with their output in `log`; stops at the first binary with errors.
+fn valgrind_lane(share: &[(String, Vec<String>)], log: &Path) -> Result<()> {
+    let out = std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
+    for (binary, tests) in share {
+        let name = Path::new(binary)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -398,6 +489,8 @@ fn valgrind() -> Result<Option<String>> {
                 .current_dir(cmd::root())
                 .env("WEIR_MAX_PARK_MS", "10")
                 .env("WEIR_UNDER_VALGRIND", "1")
+                .stdout(out.try_clone().context("duplicate the lane's log")?)
+                .stderr(out.try_clone().context("duplicate the lane's log")?)
                 .args([
                     // Valgrind runs one thread at a time. Its default lock is not fair: a thread
                     // looping in `io_uring_enter` (which Valgrind does not treat as blocking)
@@ -409,14 +502,14 @@ fn valgrind() -> Result<Option<String>> {
                     "--errors-for-leak-kinds=definite",
                     "--track-fds=no",
                 ])
-                .arg(&binary)
-                .args(["--test-threads=1"])
-                .args(VALGRIND_SKIP.iter().flat_map(|m| ["--skip", m])),
+                .arg(binary)
+                .args(["--test-threads=1", "--exact"])
+                .args(tests),
             TEST_LIMIT,
         )
         .with_context(|| format!("valgrind found errors in {name}"))?;
     }
-    Ok(None)
+    Ok(())
 }
 
 fn cross_check() -> Result<Option<String>> {

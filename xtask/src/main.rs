@@ -1,6 +1,7 @@
 //! Weir's developer commands, run as `cargo xtask <command>`.
 //!
-//! * `cargo xtask ci [--quick]` — every check CI runs, in order, with a summary table.
+//! * `cargo xtask ci [--quick] [--only STEP]` — every check CI runs, in order, with a summary
+//!   table (`--only`: the steps whose names start with STEP).
 //! * `cargo xtask bench [--full] [--micro] [--only B1,B6,...]` — the benchmarks.
 //! * `cargo xtask tidy` — the layering and source-hygiene checks alone.
 
@@ -21,9 +22,9 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
-                 ci [--quick]    run every check (fmt, clippy, tests on both backends, docs, loom,\n                  \
+                 ci [--quick] [--only STEP]\n                  run every check (fmt, clippy, tests on both backends, docs, loom,\n                  \
                  Miri, Valgrind, cross-platform check, tidy); --quick skips Miri, Valgrind\n                  \
-                 and the cross-platform check\n  \
+                 and the cross-platform check; --only STEP runs the steps named STEP...\n  \
                  bench [--full] [--micro] [--only B1,B6,...]\n                  \
                  run the benchmarks (--only: those scenarios alone)\n  \
                  tidy            check crate layering and source hygiene"
