@@ -741,7 +741,6 @@ impl Shared {
     }
 
     /// Pushes the held ops that fit now, in order.
-    #[inline]
     fn push_held(&self, uring: &mut Kernel, wakers: &mut Vec<Waker>) {
         // Relaxed: only the owner reads and writes it.
         while self.has_held.load(Ordering::Relaxed) {
@@ -855,7 +854,6 @@ impl Shared {
 
     /// Drops the op data reaps took since the last call (see `reaped`); `uring` must not be
     /// locked by the caller.
-    #[inline]
     fn release_reaped(&self) {
         // Acquire: pairs with the release in `complete`, which set it under the lock.
         if !self.has_reaped.load(Ordering::Acquire) {
@@ -880,13 +878,13 @@ impl Shared {
     /// was lost: the reap ends that op with `EIO` (`reap_probe`) instead of leaving it to wait
     /// forever. The others end cancelled (or with their own result). Ops whose SQEs have not
     /// reached the kernel (held, or queued by another thread) are left alone.
-    #[inline]
     fn probe_if_lost(&self, uring: &mut Kernel, wakers: &mut Vec<Waker>) {
-        // Relaxed: only the owner reads and writes it. The load first keeps the common case (no
-        // loss) free of a read-modify-write.
-        if !self.lost.load(Ordering::Relaxed) || !self.lost.swap(false, Ordering::Relaxed) {
+        // Relaxed, and a plain load then store: only the owner reads and writes it, under
+        // `uring`.
+        if !self.lost.load(Ordering::Relaxed) {
             return;
         }
+        self.lost.store(false, Ordering::Relaxed);
         let held: Vec<u64> = lock(&self.held)
             .iter()
             .filter_map(|sqes| sqes.entries().first().map(squeue::Entry::get_user_data))
@@ -1003,15 +1001,13 @@ impl Shared {
 
     /// After a reap: if the wake-up read completed, take it (and re-arm before the next blocking
     /// turn). Its data is released here, after its final CQE.
-    #[inline]
     fn collect_wake_read(&self) {
-        // Relaxed: only the owner reads and writes both. The load first keeps the common case
-        // free of a read-modify-write.
-        if !self.wake_read_done.load(Ordering::Relaxed)
-            || !self.wake_read_done.swap(false, Ordering::Relaxed)
-        {
+        // Relaxed, and a plain load then store: only the owner reads and writes both, under
+        // `uring`.
+        if !self.wake_read_done.load(Ordering::Relaxed) {
             return;
         }
+        self.wake_read_done.store(false, Ordering::Relaxed);
         let armed = self.wake_read.load(Ordering::Relaxed);
         if armed == NO_WAKE_READ {
             return;
