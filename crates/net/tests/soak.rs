@@ -542,6 +542,29 @@ struct ClientRound {
     bytes: u64,
 }
 
+/// Starts [`client`] on its own thread for connections `indices`: a round's seed goes in, its
+/// report comes out.
+fn client_thread(
+    backend: Backend,
+    scenario: Scenario,
+    addr: std::net::SocketAddr,
+    indices: std::ops::Range<usize>,
+) -> (
+    mpsc::Sender<u64>,
+    mpsc::Receiver<ClientRound>,
+    std::thread::JoinHandle<()>,
+) {
+    let (rounds, rounds_rx) = mpsc::channel();
+    let (reports_tx, reports) = mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("soak-client".into())
+        .spawn(move || client(backend, scenario, addr, indices, rounds_rx, reports_tx))
+        .expect("client thread");
+    (rounds, reports, thread)
+}
+
+/// Runs connections `indices` of each round whose seed arrives on `rounds`, on a runtime of
+/// its own, and sends each round's report to `reports`.
 fn client(
     backend: Backend,
     scenario: Scenario,
@@ -644,8 +667,8 @@ fn ring_mappings_kib() -> u64 {
     total
 }
 
-/// The hard limit on open descriptors (`RLIMIT_NOFILE`).
-fn descriptor_limit() -> libc::rlim_t {
+/// This process's limits on open descriptors (`RLIMIT_NOFILE`).
+fn descriptor_limits() -> libc::rlimit {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -653,7 +676,7 @@ fn descriptor_limit() -> libc::rlim_t {
     // SAFETY: `limit` is a valid, writable rlimit.
     let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
     assert_eq!(got, 0, "getrlimit: {}", std::io::Error::last_os_error());
-    limit.rlim_max
+    limit
 }
 
 /// Descriptors a process needs beside its connections' (the runtime's, the test harness's).
@@ -662,13 +685,7 @@ const SPARE_DESCRIPTORS: usize = 256;
 /// Raises the soft descriptor limit to `needed` if it is short (`what` names the need).
 fn ensure_descriptors(needed: usize, what: &str) {
     let needed = needed as libc::rlim_t;
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `limit` is a valid, writable rlimit.
-    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    assert_eq!(got, 0, "getrlimit: {}", std::io::Error::last_os_error());
+    let mut limit = descriptor_limits();
     if limit.rlim_cur >= needed {
         return;
     }
@@ -689,7 +706,7 @@ fn ensure_descriptors(needed: usize, what: &str) {
 /// enough children that each one's clients (two descriptors a connection) fit under the hard
 /// limit, while this process keeps the server (one a connection).
 fn client_processes(connections: usize) -> usize {
-    let limit = usize::try_from(descriptor_limit()).unwrap_or(usize::MAX);
+    let limit = usize::try_from(descriptor_limits().rlim_max).unwrap_or(usize::MAX);
     if connections
         .saturating_mul(3)
         .saturating_add(SPARE_DESCRIPTORS)
@@ -871,15 +888,8 @@ enum FromChild {
 
 impl Clients {
     fn thread(backend: Backend, scenario: Scenario, addr: std::net::SocketAddr) -> Clients {
-        let (rounds, rounds_rx) = mpsc::channel();
-        let (reports_tx, reports) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("soak-client".into())
-            .spawn(move || {
-                let all = 0..scenario.connections;
-                client(backend, scenario, addr, all, rounds_rx, reports_tx)
-            })
-            .expect("client thread");
+        let (rounds, reports, thread) =
+            client_thread(backend, scenario, addr, 0..scenario.connections);
         Clients::Thread {
             rounds,
             reports,
@@ -1098,15 +1108,7 @@ fn client_child(backend: Backend, scenario: Scenario, spec: &str) {
         count * 2 + SPARE_DESCRIPTORS,
         &format!("{count} client connections"),
     );
-    let (rounds, rounds_rx) = mpsc::channel();
-    let (reports_tx, reports) = mpsc::channel();
-    let thread = std::thread::Builder::new()
-        .name("soak-client".into())
-        .spawn(move || {
-            let share = first..first + count;
-            client(backend, scenario, addr, share, rounds_rx, reports_tx)
-        })
-        .expect("client thread");
+    let (rounds, reports, thread) = client_thread(backend, scenario, addr, first..first + count);
     let what = format!(
         "{} on {backend:?}, client connections {first}..{}",
         scenario.name,
