@@ -170,7 +170,7 @@ impl IdleTimedResult {
 /// the timed scenarios do; fewer of them, as each run idles for seconds. A failed run (a missing
 /// echo, say) is reported in the table, not fatal.
 pub(super) fn idle_timed_reads(bin: &Path, full: bool) -> Vec<IdleTimedResult> {
-    let rounds = if full { 5 } else { 3 };
+    let rounds = if full { 4 } else { 3 };
     let mut scenarios: Vec<Scenario> = IDLE_TIMED_QUICK.to_vec();
     if full {
         scenarios.extend(IDLE_TIMED_FULL);
