@@ -840,12 +840,13 @@ fn write_outputs(document: &Value, svg: &str) -> Result<()> {
         svg_path.display().to_string(),
         png_path.display().to_string(),
     );
+    let installed = cmd::ensure_apt_program("rsvg-convert", "librsvg2-bin");
     let rendered = cmd::succeeds("rsvg-convert", &["-o", &png_arg, &svg_arg])
         || cmd::succeeds("convert", &[&svg_arg, &png_arg]);
-    if rendered {
-        println!("wrote {}", png_path.display());
-    } else {
-        println!("no SVG renderer (rsvg-convert, convert) here: no PNG");
+    match (rendered, installed) {
+        (true, _) => println!("wrote {}", png_path.display()),
+        (false, Err(why)) => println!("no PNG: no SVG renderer ({why})"),
+        (false, Ok(())) => println!("no PNG: rsvg-convert failed on {}", svg_path.display()),
     }
     Ok(())
 }
