@@ -31,15 +31,17 @@ const VALGRIND_CRATES: &[&str] = &["weir-ring", "weir-net"];
 /// Test targets Valgrind does not run: the soak (thousands of connections with megabytes each,
 /// hours under Valgrind); each of its paths runs under Valgrind in the `it` suites.
 const VALGRIND_SKIP_TARGETS: &[&str] = &["soak"];
-/// Test modules Valgrind does not run. `server::`: multi-threaded server scenarios whose
-/// threads Valgrind serialises (it holds its one lock across `io_uring_enter`, so a worker
-/// blocked in the ring stops every other thread until its capped wait ends), while the server's
-/// own timeouts (20-500 ms) keep running: under Valgrind `multishot_accepts_stop_at_the_limit_…`
-/// had accepted 4 connections after 10 s and `slowloris_…`'s normal client was cut by the idle
-/// timeout, and `limit_of_50_…` ran past 15 minutes. Their I/O paths
-/// (accept, read, write, cancel, timers) run under Valgrind in the `tcp`, `udp`, `cancel`,
-/// `mixed_io`, `sigterm` and `tasks` modules of the same binary, and the ring's cross-thread
-/// submission in weir-ring's `threads` module.
+/// Tests Valgrind does not run. Two of `server::`, whose scenarios depend on the server's own
+/// timeouts keeping pace with its clients while Valgrind serialises its threads (it holds its one
+/// lock across `io_uring_enter`, so a worker blocked in the ring stops every other thread until
+/// its capped wait ends): `slowloris_…`'s normal client is cut by the 20-500 ms idle timeout, and
+/// `limit_of_50_…` (500 clients in bursts) runs past 15 minutes. The rest of `server::` runs
+/// under Valgrind (15-75 s each), and the paths of these two (accept, admission, read timeouts)
+/// with it.
+///
+/// `affinity::` (tasks handed between worker threads) for the same lock: each cross-thread hop
+/// waits out a capped park, minutes in all; the ring's own cross-thread tests (weir-ring's
+/// `threads`) run under Valgrind.
 ///
 /// `tls::` is skipped for another reason: the ciphertext rustls hands Weir's writes comes out
 /// of `ring`'s assembly, which memcheck cannot follow, so it reports those bytes as
@@ -48,16 +50,14 @@ const VALGRIND_SKIP_TARGETS: &[&str] = &["soak"];
 /// The same compatibility write path runs under Valgrind with plain bytes in `mixed_io` and
 /// `examples::a_tokio_util_framed_codec_echoes_length_delimited_frames`.
 ///
-/// `mixed_io::a_timed_out_` (the timed-out-write tests, 81 s under Valgrind) is skipped to keep
-/// `cargo xtask ci` within its 30 minutes; their cancel path runs under Valgrind in `cancel::`.
 /// `fork::`: its children run under Valgrind too, which reports (and sets the exit status for)
 /// what a forked copy of the whole test process holds when it `_exit`s; three of the four
 /// failed on their child's exit status in the full binary's run.
 const VALGRIND_SKIP: &[&str] = &[
-    "server::",
+    "server::slowloris_",
+    "server::limit_of_50_",
     "affinity::",
     "tls::",
-    "mixed_io::a_timed_out_",
     "fork::",
 ];
 const PORTABLE_CRATES: &[&str] = &["weir-reactor", "weir-bufpool", "weir-shutdown", "weir-net"];
@@ -409,8 +409,9 @@ fn valgrind() -> Result<Option<String>> {
         bail!("no test binaries were built for {VALGRIND_CRATES:?}");
     }
     eprintln!(
-        "valgrind: NOT running the {VALGRIND_SKIP:?} test modules (multi-threaded server scenarios \
-         that Valgrind serialises into minutes each); their I/O paths run under Valgrind elsewhere"
+        "valgrind: NOT running the tests {VALGRIND_SKIP:?} (timing-bound or cross-thread \
+         scenarios that Valgrind serialises into minutes each, and rustls' assembly: see \
+         VALGRIND_SKIP); their I/O paths run under Valgrind elsewhere"
     );
     // Valgrind runs a process one thread at a time: the tests run in one lane per core, each
     // test binary's tests dealt out among the lanes, each lane one test at a time.
