@@ -424,7 +424,10 @@ fn until_accepted_and_queued(what: &str, server: &ServerHandle, accepted: u64, q
         if state == (accepted, Some(queued)) {
             Ok(())
         } else {
-            Err(format!("{state:?} (accepted, backlog)"))
+            Err(format!(
+                "{state:?} (accepted, backlog); {:?}",
+                server.metrics()
+            ))
         }
     });
 }
