@@ -115,21 +115,19 @@ pub(crate) fn run(args: &[String]) -> Result<bool> {
         ("tidy", tidy_step, false),
         ("package", package, false),
     ];
+    let chosen = |name: &str| {
+        only.as_ref()
+            .is_none_or(|only| name.starts_with(only.as_str()))
+    };
     if let Some(only) = &only {
-        if !all
-            .iter()
-            .any(|(name, _, _)| name.starts_with(only.as_str()))
-        {
+        if !all.iter().any(|(name, _, _)| chosen(name)) {
             let names: Vec<&str> = all.iter().map(|(name, _, _)| *name).collect();
             bail!("no ci step is named {only:?}; the steps: {names:?}");
         }
     }
     let mut steps = Vec::new();
     for &(name, step, slow) in all {
-        if only
-            .as_ref()
-            .is_some_and(|only| !name.starts_with(only.as_str()))
-        {
+        if !chosen(name) {
             continue;
         }
         eprintln!("\n==== ci: {name} ====");

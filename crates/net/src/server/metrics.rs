@@ -114,7 +114,7 @@ impl Metrics {
         ActiveGuard(self)
     }
 
-    pub(crate) fn report(&self, _still_running: u64) -> Report {
+    pub(crate) fn report(&self) -> Report {
         Report {
             accepted: self.accepted.load(Ordering::Relaxed),
             completed: self.completed.load(Ordering::Relaxed),

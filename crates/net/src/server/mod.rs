@@ -420,7 +420,7 @@ fn coordinate(shared: Arc<Shared>, timeout: Duration, trigger: Option<Trigger>) 
         );
     }
     shared.limit.close();
-    let mut report = shared.metrics.report(in_flight);
+    let mut report = shared.metrics.report();
     report.drain_time = started.elapsed();
     crate::event!(
         INFO,
@@ -701,7 +701,7 @@ impl ServerHandle {
             .coordinator
             .take()
             .and_then(|c| c.join().ok())
-            .unwrap_or_else(|| self.shared.metrics.report(0));
+            .unwrap_or_else(|| self.shared.metrics.report());
         for accept_loop in self.accept_loops.drain(..) {
             let _ = park_until(accept_loop, None);
         }
